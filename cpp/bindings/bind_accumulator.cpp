@@ -1,0 +1,207 @@
+// Binds the accumulator, the solver and the ranking as one class, `Accumulator`.
+//
+// Inputs cross without copies: X must be a C-contiguous float32 or float64 matrix, y a
+// contiguous int64 vector, weights a contiguous float64 vector (the Python layer converts
+// anything else once). Arrays are checked and their pointers taken with the GIL held; the
+// work then runs with the GIL released and the accumulator's own lock held.
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "bindings.hpp"
+#include "labelranker/accumulator.hpp"
+#include "labelranker/errors.hpp"
+#include "labelranker/ranking.hpp"
+#include "labelranker/solver.hpp"
+
+namespace py = pybind11;
+using lrf::Index;
+
+namespace {
+
+struct BoundAccumulator {
+  lrf::ScatterAccumulator acc;
+  mutable std::mutex mutex;
+
+  BoundAccumulator(Index d, Index c) : acc(d, c) {}
+  explicit BoundAccumulator(lrf::ScatterAccumulator a) : acc(std::move(a)) {}
+};
+
+bool is_c_contiguous(const py::array& a) {
+  return (a.flags() & py::array::c_style) != 0;
+}
+
+template <class T>
+const T* vector_data(const py::array& a, Index n, const char* name, const char* dtype) {
+  if (!a.dtype().is(py::dtype::of<T>()) || !is_c_contiguous(a) || a.ndim() != 1) {
+    throw py::type_error(std::string(name) + " must be a contiguous 1-D " + dtype + " array");
+  }
+  if (a.shape(0) != n) {
+    throw py::value_error(std::string(name) + " has " + std::to_string(a.shape(0)) +
+                          " entries but X has " + std::to_string(n) + " rows");
+  }
+  return static_cast<const T*>(a.data());
+}
+
+void update(BoundAccumulator& self, const py::array& x, const py::array& y,
+            const std::optional<py::array>& w) {
+  if (x.ndim() != 2) throw py::value_error("X must be 2-D (n_samples, n_features)");
+  if (x.shape(1) != self.acc.n_features()) {
+    throw py::value_error("X has " + std::to_string(x.shape(1)) + " features but the accumulator has " +
+                          std::to_string(self.acc.n_features()));
+  }
+  if (!is_c_contiguous(x)) throw py::type_error("X must be C-contiguous");
+  const Index n = x.shape(0);
+  const auto* labels = vector_data<std::int64_t>(y, n, "y", "int64");
+  const double* weights = w ? vector_data<double>(*w, n, "sample_weight", "float64") : nullptr;
+  const bool single = x.dtype().is(py::dtype::of<float>());
+  if (!single && !x.dtype().is(py::dtype::of<double>())) {
+    throw py::type_error("X must be float32 or float64");
+  }
+  const void* data = x.data();
+
+  py::gil_scoped_release nogil;
+  std::lock_guard<std::mutex> lock(self.mutex);
+  if (single) {
+    self.acc.update(static_cast<const float*>(data), n, labels, weights);
+  } else {
+    self.acc.update(static_cast<const double*>(data), n, labels, weights);
+  }
+}
+
+void merge(BoundAccumulator& self, const BoundAccumulator& other) {
+  py::gil_scoped_release nogil;
+  if (&self == &other) {
+    std::lock_guard<std::mutex> lock(self.mutex);
+    self.acc.merge(other.acc);
+  } else {
+    std::scoped_lock lock(self.mutex, other.mutex);
+    self.acc.merge(other.acc);
+  }
+}
+
+lrf::Shrinkage parse_shrinkage(const std::string& kind, double value) {
+  lrf::Shrinkage s;
+  if (kind == "none") {
+    s.kind = lrf::Shrinkage::Kind::kNone;
+  } else if (kind == "fixed") {
+    if (!(value >= 0.0 && value <= 1.0)) {
+      throw py::value_error("shrinkage must be in [0, 1], got " + std::to_string(value));
+    }
+    s.kind = lrf::Shrinkage::Kind::kFixed;
+    s.value = value;
+  } else if (kind == "oas") {
+    s.kind = lrf::Shrinkage::Kind::kOas;
+  } else {
+    throw py::value_error("shrinkage kind must be 'none', 'fixed' or 'oas', got '" + kind + "'");
+  }
+  return s;
+}
+
+py::dict solve(const BoundAccumulator& self, const std::string& kind, double value, Index k) {
+  const lrf::Shrinkage shrinkage = parse_shrinkage(kind, value);
+  lrf::Discriminant disc;
+  lrf::Ranking ranking;
+  lrf::VectorXd mean;
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(self.mutex);
+    const lrf::ScatterAccumulator& acc = self.acc;
+    acc.require_all_classes();
+    const double total = acc.total_weight();
+    const lrf::MatrixXd within = acc.within_scatter() / total;
+    const lrf::MatrixXd between = acc.between_factor() / std::sqrt(total);
+    disc = lrf::solve_discriminant(within, between, shrinkage, k, total);
+    ranking = lrf::rank_classes(acc.centered_means(), disc.directions);
+    mean = acc.global_mean();
+  }
+  py::dict out;
+  out["directions"] = disc.directions;
+  out["eigenvalues"] = disc.eigenvalues;
+  out["eigenvalue_sum"] = disc.eigenvalue_sum;
+  out["shrinkage"] = disc.shrinkage;
+  out["centroids"] = ranking.centroids;
+  out["order"] = py::array(py::cast(ranking.order));
+  out["positions"] = py::array(py::cast(ranking.positions));
+  out["mean"] = mean;
+  return out;
+}
+
+template <class F>
+auto locked(F f) {
+  return [f](const BoundAccumulator& self) {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(self.mutex);
+    return f(self.acc);
+  };
+}
+
+py::dict get_state(const BoundAccumulator& self) {
+  lrf::AccumulatorState s;
+  {
+    std::lock_guard<std::mutex> lock(self.mutex);
+    s = self.acc.export_state();
+  }
+  py::dict out;
+  out["n_features"] = s.n_features;
+  out["num_classes"] = s.num_classes;
+  out["n_rows"] = s.n_rows;
+  out["counts"] = s.counts;
+  out["shifts"] = s.shifts;
+  out["sums"] = s.sums;
+  out["m2"] = s.m2;
+  return out;
+}
+
+std::unique_ptr<BoundAccumulator> from_state(const py::dict& d) {
+  lrf::AccumulatorState s;
+  try {
+    s.n_features = d["n_features"].cast<Index>();
+    s.num_classes = d["num_classes"].cast<Index>();
+    s.n_rows = d["n_rows"].cast<std::int64_t>();
+    s.counts = d["counts"].cast<lrf::VectorXd>();
+    s.shifts = d["shifts"].cast<lrf::RowMatrixXd>();
+    s.sums = d["sums"].cast<lrf::RowMatrixXd>();
+    s.m2 = d["m2"].cast<lrf::MatrixXd>();
+  } catch (const py::error_already_set& e) {
+    throw lrf::InputError(std::string("invalid accumulator state: ") + e.what());
+  } catch (const py::cast_error& e) {
+    throw lrf::InputError(std::string("invalid accumulator state: ") + e.what());
+  }
+  return std::make_unique<BoundAccumulator>(lrf::ScatterAccumulator::from_state(s));
+}
+
+}  // namespace
+
+void lrf::bindings::bind_accumulator(py::module_& m) {
+  py::class_<BoundAccumulator>(m, "Accumulator", R"doc(
+Streaming LDA statistics in float64 (engine object; use labelranker_fast.ScatterAccumulator).
+)doc")
+      .def(py::init<Index, Index>(), py::arg("n_features"), py::arg("num_classes"))
+      .def("update", &update, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(),
+           "Adds rows X (C-contiguous float32/float64) with int64 class indices y and optional "
+           "float64 weights. All or nothing: on error the state is unchanged.")
+      .def("merge", &merge, py::arg("other"), "Adds other's statistics (in place).")
+      .def_property_readonly("n_features", [](const BoundAccumulator& s) { return s.acc.n_features(); })
+      .def_property_readonly("num_classes", [](const BoundAccumulator& s) { return s.acc.num_classes(); })
+      .def_property_readonly("n_rows", locked([](const lrf::ScatterAccumulator& a) { return a.n_rows(); }))
+      .def_property_readonly("counts", locked([](const lrf::ScatterAccumulator& a) { return lrf::VectorXd(a.counts()); }))
+      .def("class_means", locked([](const lrf::ScatterAccumulator& a) { return a.class_means(); }))
+      .def("global_mean", locked([](const lrf::ScatterAccumulator& a) { return a.global_mean(); }))
+      .def("within_scatter", locked([](const lrf::ScatterAccumulator& a) { return a.within_scatter(); }))
+      .def("between_scatter", locked([](const lrf::ScatterAccumulator& a) {
+             const lrf::MatrixXd f = a.between_factor();
+             return lrf::MatrixXd(f * f.transpose());
+           }))
+      .def("solve", &solve, py::arg("shrinkage_kind"), py::arg("shrinkage_value"),
+           py::arg("n_components"),
+           "Top n_components discriminant directions and the ranking of the classes.")
+      .def("get_state", &get_state, "The whole state as plain arrays.")
+      .def_static("from_state", &from_state, py::arg("state"),
+                  "Rebuilds an accumulator from get_state()'s arrays (validated).");
+}

@@ -1,0 +1,131 @@
+// Streaming accumulator of the statistics LDA needs: per-class weighted counts and sums and
+// the pooled within-class second moment, all in float64, mergeable.
+//
+// Numerics: every row is shifted by a per-class shift s_k (the mean of the class's rows in
+// the first block it appeared in, rounded to the input precision) before its outer product
+// is formed, so features with a large mean and small spread do not cancel. We keep
+//   counts  n_k = sum_i w_i                              (C)
+//   sums    T_k = sum_i w_i (x_i - s_k)                 (C x d)
+//   m2      M   = sum_i w_i (x_i - s_{y_i})(x_i - s_{y_i})^T   (d x d, upper triangle)
+// and recover S_w = M - sum_k T_k T_k^T / n_k, where T_k / n_k is small by construction.
+// Merging re-expresses one side's moments around the other side's shifts (exact algebra).
+//
+// The O(n d^2) part is one BLAS syrk per block of rows. float32 input is multiplied in
+// float32 within a block of at most kBlockRows rows and added to the float64 moment.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace lrf {
+
+using Index = std::int64_t;
+using MatrixXd = Eigen::MatrixXd;  // column-major
+using RowMatrixXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using VectorXd = Eigen::VectorXd;
+
+// Everything an accumulator holds, as plain arrays (for export, import and pickling).
+struct AccumulatorState {
+  Index n_features = 0;
+  Index num_classes = 0;
+  std::int64_t n_rows = 0;      // rows seen, whatever their weight
+  VectorXd counts;              // (C) weighted counts
+  RowMatrixXd shifts;           // (C x d) per-class shifts; meaningful where counts > 0
+  RowMatrixXd sums;             // (C x d) weighted sums of shifted rows
+  MatrixXd m2;                  // (d x d) symmetric pooled shifted second moment
+};
+
+class ScatterAccumulator {
+ public:
+  // Rows per BLAS call; also bounds the float32 partial sums. Blocks are fixed by position,
+  // so results do not depend on the number of threads.
+  static constexpr Index kBlockRows = 4096;
+  // A class's shift is the mean of its first rows (at most this many) in the call where it
+  // first appears.
+  static constexpr Index kShiftRows = 32;
+
+  ScatterAccumulator(Index n_features, Index num_classes);
+
+  Index n_features() const { return d_; }
+  Index num_classes() const { return c_; }
+  std::int64_t n_rows() const { return n_rows_; }
+  const VectorXd& counts() const { return counts_; }
+  double total_weight() const { return counts_.sum(); }
+
+  // Adds n rows of x (row-major n x d), with class indices y in [0, C) and optional
+  // non-negative weights (nullptr: all ones). Either every row is added or, if any input
+  // is invalid (label out of range, non-finite feature or weight, negative weight), none
+  // is and InputError is thrown.
+  void update(const float* x, Index n, const std::int64_t* y, const double* w);
+  void update(const double* x, Index n, const std::int64_t* y, const double* w);
+
+  // Adds other's statistics to this one. Same n_features and num_classes required.
+  void merge(const ScatterAccumulator& other);
+
+  // (C x d) class means; rows of classes without weight are NaN.
+  RowMatrixXd class_means() const;
+  // (d x d) S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T.
+  MatrixXd within_scatter() const;
+  // (d x C) factor M with S_b = M M^T: columns sqrt(n_k) (mu_k - mu).
+  MatrixXd between_factor() const;
+  // (C x d) mu_k - mu, computed without forming the large means first.
+  RowMatrixXd centered_means() const;
+  // (d) global mean mu.
+  VectorXd global_mean() const;
+
+  // Worker threads for update() (default: all hardware threads). Each runs the BLAS
+  // single-threaded on its own blocks; blocks are reduced in order, so every thread count
+  // gives bit-identical statistics.
+  int num_threads() const { return threads_; }
+  void set_num_threads(int n);
+
+  AccumulatorState export_state() const;
+  static ScatterAccumulator from_state(const AccumulatorState& state);
+
+  // Throws SingularError naming the classes that have no weight.
+  void require_all_classes() const;
+
+ private:
+  template <class T>
+  void update_impl(const T* x, Index n, const std::int64_t* y, const double* w);
+  template <class T>
+  [[noreturn]] void throw_non_finite(const T* x, Index n, const double* w) const;
+  // Adds statistics taken around `shifts` (only the listed classes) to this accumulator,
+  // re-expressing them around this accumulator's own shifts where the two differ.
+  void absorb(const std::vector<Index>& classes, const VectorXd& counts,
+              const RowMatrixXd& shifts, const RowMatrixXd& sums, const MatrixXd& m2_upper,
+              std::int64_t rows);
+  // Class means minus the shift of the first class with weight (`reference`), which keeps
+  // differences of means free of cancellation.
+  RowMatrixXd relative_means(Eigen::RowVectorXd* reference) const;
+
+  Index d_, c_;
+  int threads_;
+  std::int64_t n_rows_ = 0;
+  VectorXd counts_;
+  RowMatrixXd shifts_;
+  RowMatrixXd sums_;
+  MatrixXd m2_;  // upper triangle is authoritative
+
+  // Buffers reused across update() calls; not part of the state, and a copy of the
+  // accumulator starts with empty ones.
+  struct Lane;  // one worker thread's buffers (defined in accumulator.cpp)
+  struct Workspace {
+    Workspace() = default;
+    Workspace(const Workspace&) {}
+    Workspace& operator=(const Workspace&) { return *this; }
+    MatrixXd moment;                 // d x d moment of this call (upper triangle)
+    RowMatrixXd shifts, sums;        // (C x d) this call's shifts and shifted sums
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> shifts_f;
+    VectorXd counts;                 // (C) this call's weights
+    std::vector<char> touched;       // (C) class seen in this call
+    std::vector<Index> classes;      // classes seen in this call, in order of appearance
+    std::vector<std::shared_ptr<Lane>> lanes;
+  };
+  Workspace work_;
+};
+
+}  // namespace lrf

@@ -1,0 +1,43 @@
+// Thin, typed wrappers over the few BLAS/LAPACK routines the engine needs.
+//
+// They come from OpenBLAS as shipped in the scipy-openblas32 wheel (the build numpy and
+// SciPy use): 32-bit integers, CPU dispatch at run time, symbols prefixed `scipy_`.
+// Everything here works on column-major storage, as BLAS does.
+#pragma once
+
+#include <cstdint>
+
+namespace lrf::blas {
+
+using index_t = std::int64_t;
+
+// C (n x n, upper triangle) = alpha * A * A^T + beta * C, with A n x k column-major
+// (equivalently: the k x n row-major matrix Z, giving Z^T Z).
+void syrk_upper(index_t n, index_t k, const float* a, index_t lda, float beta, float* c,
+                index_t ldc);
+void syrk_upper(index_t n, index_t k, const double* a, index_t lda, double beta, double* c,
+                index_t ldc);
+// C (n x n, upper triangle) = A^T A with A k x n column-major.
+void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc);
+
+// Cholesky A = L L^T in place (lower triangle). Returns LAPACK's info (0 on success).
+int potrf_lower(index_t n, double* a, index_t lda);
+
+// B (m x nrhs) <- L^{-1} B (transpose = false) or L^{-T} B (transpose = true).
+void trsm_lower_left(bool transpose, index_t m, index_t nrhs, const double* l, index_t ldl,
+                     double* b, index_t ldb);
+
+// The `count` largest eigenpairs of the symmetric n x n matrix A (upper triangle used,
+// destroyed). Eigenvalues ascending in w[0..count), eigenvectors in the columns of z.
+// Returns LAPACK's info.
+int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, double* z,
+                  index_t ldz);
+
+// OpenBLAS's thread pool, which every routine above uses.
+int num_threads();
+void set_num_threads(int n);
+
+// Throws std::length_error if n does not fit BLAS's 32-bit integers.
+int checked_int(index_t n);
+
+}  // namespace lrf::blas

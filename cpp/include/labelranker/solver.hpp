@@ -1,0 +1,42 @@
+// The generalized eigenproblem S_b w = lambda S w of LDA, by Cholesky reduction.
+//
+// With S = L L^T (the within-class covariance, shrunk if asked) and S_b = M M^T (M is
+// d x C), the top directions are L^{-T} u for the top left singular vectors u of L^{-1} M;
+// the singular values squared are the eigenvalues. Cost: one Cholesky, one triangular
+// solve with C right-hand sides, and a min(C, d)-sized symmetric eigenproblem.
+#pragma once
+
+#include "labelranker/accumulator.hpp"
+
+namespace lrf {
+
+struct Shrinkage {
+  enum class Kind { kNone, kFixed, kOas };
+  Kind kind = Kind::kNone;
+  double value = 0.0;  // for kFixed, in [0, 1]
+};
+
+struct Discriminant {
+  MatrixXd directions;    // (d x k), W^T S W = I, each oriented by the sign rule
+  VectorXd eigenvalues;   // (k), descending
+  double eigenvalue_sum;  // sum of all eigenvalues (for explained variance ratios)
+  double shrinkage;       // the shrinkage intensity used
+};
+
+// Oracle Approximating Shrinkage intensity (Chen et al. 2010, eq. 23) of a covariance
+// estimated from n_samples samples.
+double oas_shrinkage(const MatrixXd& cov, double n_samples);
+
+// Relative pivot below which S is treated as singular: a feature whose variance is
+// explained by the previous ones up to this fraction makes the problem ill-posed.
+inline constexpr double kSingularPivot = 1e-10;
+
+// within_cov: S = S_w / N (d x d); between_factor: M with S_b / N = M M^T (d x C);
+// n_samples: N (for OAS). Returns the top k directions.
+Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& between_factor,
+                                const Shrinkage& shrinkage, Index k, double n_samples);
+
+// Flips each column so that its largest-magnitude entry (lowest index on ties) is positive.
+void orient_columns(MatrixXd* directions);
+
+}  // namespace lrf

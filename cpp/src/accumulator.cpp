@@ -1,0 +1,531 @@
+#include "labelranker/accumulator.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include "labelranker/blas.hpp"
+#include "labelranker/errors.hpp"
+
+namespace lrf {
+namespace {
+
+// upper(dst) += upper(src), both n x n column-major with leading dimension n.
+template <class T>
+void add_upper(double* dst, const T* src, Index n) {
+  for (Index j = 0; j < n; ++j) {
+    double* __restrict__ d = dst + j * n;
+    const T* __restrict__ s = src + j * n;
+    for (Index i = 0; i <= j; ++i) d[i] += static_cast<double>(s[i]);
+  }
+}
+
+MatrixXd symmetric_from_upper(const MatrixXd& upper) {
+  MatrixXd full = upper.selfadjointView<Eigen::Upper>();
+  return full;
+}
+
+// The rows of each class are shifted by s_k; this is the value of s_k at input precision,
+// so that (x - s_k) is computed exactly for x close to s_k (Sterbenz).
+template <class T>
+double round_to(double v) {
+  return static_cast<double>(static_cast<T>(v));
+}
+
+// One row of the centring pass, the only O(n d) loop: z = (x - s) * sqrt(w), acc += w (x - s).
+// Cloned for AVX-512 and AVX2 (chosen at load time); the rest of the build stays baseline.
+#define LRF_CENTER_ROW(T)                                                                    \
+  __attribute__((target_clones("avx512f", "avx2", "default"))) void center_row(              \
+      const T* __restrict__ x, const T* __restrict__ s, T* __restrict__ z,                  \
+      double* __restrict__ acc, Index d, const double* weight) {                            \
+    if (weight == nullptr) {                                                                 \
+      for (Index j = 0; j < d; ++j) {                                                        \
+        const T v = x[j] - s[j];                                                             \
+        z[j] = v;                                                                            \
+        acc[j] += static_cast<double>(v);                                                    \
+      }                                                                                      \
+    } else {                                                                                 \
+      const double w = *weight;                                                              \
+      const T root = static_cast<T>(std::sqrt(w));                                           \
+      for (Index j = 0; j < d; ++j) {                                                        \
+        const T v = x[j] - s[j];                                                             \
+        z[j] = v * root;                                                                     \
+        acc[j] += w * static_cast<double>(v);                                                \
+      }                                                                                      \
+    }                                                                                        \
+  }
+LRF_CENTER_ROW(float)
+LRF_CENTER_ROW(double)
+#undef LRF_CENTER_ROW
+
+}  // namespace
+
+ScatterAccumulator::ScatterAccumulator(Index n_features, Index num_classes)
+    : d_(n_features), c_(num_classes),
+      threads_(std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
+  if (n_features < 1) throw InputError("n_features must be at least 1, got " + std::to_string(n_features));
+  if (num_classes < 2) throw InputError("num_classes must be at least 2, got " + std::to_string(num_classes));
+  blas::checked_int(n_features);
+  counts_ = VectorXd::Zero(c_);
+  shifts_ = RowMatrixXd::Zero(c_, d_);
+  sums_ = RowMatrixXd::Zero(c_, d_);
+  m2_ = MatrixXd::Zero(d_, d_);
+}
+
+void ScatterAccumulator::update(const float* x, Index n, const std::int64_t* y, const double* w) {
+  update_impl(x, n, y, w);
+}
+
+void ScatterAccumulator::update(const double* x, Index n, const std::int64_t* y, const double* w) {
+  update_impl(x, n, y, w);
+}
+
+struct ScatterAccumulator::Lane {
+  std::vector<float> rows_f, moment_f;  // float32 input: centred block and its moment
+  std::vector<double> rows_d, moment_d;  // float64 input
+  RowMatrixXd sums;                      // (C x d) the block's shifted sums
+  VectorXd counts;                       // (C)
+  std::vector<char> touched;             // (C)
+  std::vector<Index> classes;            // classes in the block
+
+  template <class T>
+  std::vector<T>& rows() {
+    if constexpr (std::is_same_v<T, float>) return rows_f; else return rows_d;
+  }
+  template <class T>
+  std::vector<T>& moment() {
+    if constexpr (std::is_same_v<T, float>) return moment_f; else return moment_d;
+  }
+};
+
+namespace {
+
+// Keeps OpenBLAS single-threaded while our own workers call it; restores it afterwards.
+class SerialBlas {
+ public:
+  SerialBlas() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (active()++ == 0) {
+      saved() = blas::num_threads();
+      blas::set_num_threads(1);
+    }
+  }
+  ~SerialBlas() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (--active() == 0) blas::set_num_threads(saved());
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  static std::mutex& mutex() { static std::mutex m; return m; }
+  static int& active() { static int n = 0; return n; }
+  static int& saved() { static int n = 1; return n; }
+};
+
+}  // namespace
+
+void ScatterAccumulator::set_num_threads(int n) {
+  if (n < 1) throw InputError("n_threads must be >= 1, got " + std::to_string(n));
+  threads_ = n;
+}
+
+template <class T>
+void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y, const double* w) {
+  if (n < 0) throw InputError("negative number of rows");
+  if (n == 0) return;
+
+  // Labels and weights are checked before anything is computed: O(n).
+  for (Index i = 0; i < n; ++i) {
+    if (y[i] < 0 || y[i] >= c_) {
+      std::ostringstream msg;
+      msg << "y[" << i << "] = " << y[i] << " is not a class index in [0, " << c_ << ")";
+      throw InputError(msg.str());
+    }
+  }
+  if (w != nullptr) {
+    for (Index i = 0; i < n; ++i) {
+      if (!std::isfinite(w[i]) || w[i] < 0) {
+        std::ostringstream msg;
+        msg << "sample_weight[" << i << "] = " << w[i] << "; weights must be finite and >= 0";
+        throw InputError(msg.str());
+      }
+    }
+  }
+
+  // This call's statistics go to the workspace and are absorbed only once all rows have
+  // been checked, so an invalid row leaves the accumulator as it was.
+  Workspace& ws = work_;
+  if (ws.counts.size() != c_) {
+    ws.counts = VectorXd::Zero(c_);
+    ws.shifts.resize(c_, d_);
+    ws.sums = RowMatrixXd::Zero(c_, d_);
+    ws.touched.assign(static_cast<std::size_t>(c_), 0);
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (ws.shifts_f.rows() != c_) ws.shifts_f.resize(c_, d_);
+  }
+  if (ws.moment.rows() != d_) ws.moment.resize(d_, d_);
+
+  // The call's shifts: a class's existing shift, or for a class without one the mean of
+  // its first kShiftRows rows here; rounded to input precision (so x - s is exact near s).
+  ws.classes.clear();
+  {
+    VectorXd taken = VectorXd::Zero(c_);
+    Index fresh_open = 0;
+    for (Index i = 0; i < n; ++i) {
+      const Index k = y[i];
+      if (!ws.touched[k]) {
+        ws.touched[k] = 1;
+        ws.classes.push_back(k);
+        if (counts_[k] > 0) {
+          ws.shifts.row(k) = shifts_.row(k);
+          continue;
+        }
+        ws.shifts.row(k).setZero();
+        ++fresh_open;
+      } else if (counts_[k] > 0 || taken[k] >= kShiftRows) {
+        if (fresh_open == 0 && ws.classes.size() == static_cast<std::size_t>(c_)) break;
+        continue;
+      }
+      ws.shifts.row(k) += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(x + i * d_, d_).template cast<double>();
+      if (++taken[k] == kShiftRows) --fresh_open;
+    }
+    for (Index k : ws.classes) {
+      if (taken[k] > 0) ws.shifts.row(k) /= taken[k];
+      for (Index j = 0; j < d_; ++j) ws.shifts(k, j) = round_to<T>(ws.shifts(k, j));
+      if constexpr (std::is_same_v<T, float>) ws.shifts_f.row(k) = ws.shifts.row(k).template cast<float>();
+    }
+  }
+  const T* shift_base;
+  if constexpr (std::is_same_v<T, float>) shift_base = ws.shifts_f.data();
+  else shift_base = ws.shifts.data();
+
+  // Blocks are processed by `lanes` workers (the calling thread is one of them); each block's
+  // moment is computed by one single-threaded syrk, then added to the call's moment in
+  // block order.
+  // Rows are centred and multiplied in sub-blocks small enough for the centred copy to stay
+  // in L2 cache between the two; the sub-blocks' products add up in the block's moment.
+  const Index sub_rows = std::max<Index>(64, (Index{1} << 20) / (d_ * Index(sizeof(T))));
+  const Index n_blocks = (n + kBlockRows - 1) / kBlockRows;
+  const Index lanes = std::max<Index>(1, std::min<Index>(threads_, n_blocks));
+  while (static_cast<Index>(ws.lanes.size()) < lanes) ws.lanes.push_back(std::make_shared<Lane>());
+  for (Index l = 0; l < lanes; ++l) {
+    Lane& lane = *ws.lanes[l];
+    const std::size_t block_size = static_cast<std::size_t>(std::min(n, sub_rows) * d_);
+    if (lane.rows<T>().size() < block_size) lane.rows<T>().resize(block_size);
+    if (lane.moment<T>().size() != static_cast<std::size_t>(d_ * d_)) lane.moment<T>().resize(static_cast<std::size_t>(d_ * d_));
+    if (lane.counts.size() != c_) {
+      lane.counts = VectorXd::Zero(c_);
+      lane.sums = RowMatrixXd::Zero(c_, d_);
+      lane.touched.assign(static_cast<std::size_t>(c_), 0);
+    }
+  }
+
+  auto process_block = [&](Lane& lane, Index b) {
+    const Index start = b * kBlockRows;
+    const Index rows = std::min(kBlockRows, n - start);
+    T* zb = lane.rows<T>().data();
+    lane.classes.clear();
+    for (Index sub = 0; sub < rows; sub += sub_rows) {
+      const Index sub_end = std::min(rows, sub + sub_rows);
+      for (Index r = sub; r < sub_end; ++r) {
+        const Index i = start + r;
+        const Index k = y[i];
+        if (!lane.touched[k]) {
+          lane.touched[k] = 1;
+          lane.classes.push_back(k);
+        }
+        const double wr = w == nullptr ? 1.0 : w[i];
+        center_row(x + i * d_, shift_base + k * d_, zb + (r - sub) * d_, lane.sums.row(k).data(), d_,
+                   w == nullptr ? nullptr : &wr);
+        lane.counts[k] += wr;
+      }
+      blas::syrk_upper(d_, sub_end - sub, zb, d_, sub == 0 ? T(0) : T(1), lane.moment<T>().data(), d_);
+    }
+  };
+
+  auto reduce_block = [&](Lane& lane, Index b) {
+    const T* m = lane.moment<T>().data();
+    if (b == 0) {
+      for (Index j = 0; j < d_; ++j)
+        for (Index i = 0; i <= j; ++i) ws.moment(i, j) = static_cast<double>(m[j * d_ + i]);
+    } else {
+      add_upper(ws.moment.data(), m, d_);
+    }
+    for (Index k : lane.classes) {
+      ws.sums.row(k) += lane.sums.row(k);
+      ws.counts[k] += lane.counts[k];
+      lane.sums.row(k).setZero();
+      lane.counts[k] = 0;
+      lane.touched[k] = 0;
+    }
+  };
+
+  if (lanes == 1) {
+    for (Index b = 0; b < n_blocks; ++b) {
+      process_block(*ws.lanes[0], b);
+      reduce_block(*ws.lanes[0], b);
+    }
+  } else {
+    SerialBlas serial;
+    std::atomic<Index> next{0};
+    std::mutex mutex;
+    std::condition_variable turn;
+    Index reduced = 0;  // blocks reduced so far (guarded by mutex)
+    bool failed = false;
+    std::exception_ptr error;
+    auto work = [&](Lane& lane) {
+      try {
+        for (Index b = next++; b < n_blocks; b = next++) {
+          process_block(lane, b);
+          std::unique_lock<std::mutex> lock(mutex);
+          turn.wait(lock, [&] { return reduced == b || failed; });
+          if (failed) return;
+          reduce_block(lane, b);
+          ++reduced;
+          turn.notify_all();
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!failed) error = std::current_exception();
+        failed = true;
+        turn.notify_all();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (Index l = 1; l < lanes; ++l) pool.emplace_back(work, std::ref(*ws.lanes[l]));
+    work(*ws.lanes[0]);
+    for (auto& t : pool) t.join();
+    if (error) {
+      for (auto& lane : ws.lanes) {
+        lane->sums.setZero();
+        lane->counts.setZero();
+        std::fill(lane->touched.begin(), lane->touched.end(), 0);
+      }
+      ws.sums.setZero();
+      ws.counts.setZero();
+      std::fill(ws.touched.begin(), ws.touched.end(), 0);
+      std::rethrow_exception(error);
+    }
+  }
+
+  // A non-finite feature makes its class's sum non-finite; an overflowing square makes the
+  // moment's diagonal infinite. Both are O(C d + d) to check here.
+  bool finite = ws.moment.diagonal().allFinite();
+  for (Index k : ws.classes) finite = finite && ws.sums.row(k).allFinite() && ws.shifts.row(k).allFinite();
+  auto reset = [&] {
+    for (Index k : ws.classes) {
+      ws.sums.row(k).setZero();
+      ws.counts[k] = 0;
+      ws.touched[k] = 0;
+    }
+  };
+  if (!finite) {
+    reset();
+    throw_non_finite(x, n, w);
+  }
+  VectorXd counts = VectorXd::Zero(c_);
+  for (Index k : ws.classes) counts[k] = ws.counts[k];
+  absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, n);
+  reset();
+}
+
+template <class T>
+void ScatterAccumulator::throw_non_finite(const T* x, Index n, const double* w) const {
+  (void)w;
+  for (Index i = 0; i < n; ++i) {
+    for (Index j = 0; j < d_; ++j) {
+      if (!std::isfinite(x[i * d_ + j])) {
+        std::ostringstream msg;
+        msg << "X contains NaN or infinity (X[" << i << ", " << j << "] = " << x[i * d_ + j]
+            << "); remove or impute non-finite features before ranking";
+        throw InputError(msg.str());
+      }
+    }
+  }
+  throw InputError(std::string("X has values whose squares overflow ") +
+                   (std::is_same_v<T, float> ? "float32; pass float64 features" : "float64") +
+                   " (rescale the features)");
+}
+
+void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorXd& counts,
+                                const RowMatrixXd& shifts, const RowMatrixXd& sums,
+                                const MatrixXd& m2_upper, std::int64_t rows) {
+  // Moving class k's statistics from shift a to shift b = a - delta (delta = a - b):
+  //   sums  T' = T + n delta
+  //   m2    M' = M + delta T^T + T delta^T + n delta delta^T
+  //           = M + D^T V + V^T D  with rows D_k = delta_k, V_k = T_k + (n_k / 2) delta_k.
+  RowMatrixXd D, V;
+  for (Index k : classes) {
+    const double n_k = counts[k];
+    if (n_k <= 0) continue;
+    if (counts_[k] <= 0) {
+      shifts_.row(k) = shifts.row(k);
+      sums_.row(k) = sums.row(k);
+    } else {
+      const Eigen::RowVectorXd delta = shifts.row(k) - shifts_.row(k);
+      if (!delta.isZero(0.0)) {
+        if (D.rows() == 0) {
+          D = RowMatrixXd::Zero(c_, d_);
+          V = RowMatrixXd::Zero(c_, d_);
+        }
+        D.row(k) = delta;
+        V.row(k) = sums.row(k) + (0.5 * n_k) * delta;
+        sums_.row(k) += sums.row(k) + n_k * delta;
+      } else {
+        sums_.row(k) += sums.row(k);
+      }
+    }
+    counts_[k] += n_k;
+  }
+  add_upper(m2_.data(), m2_upper.data(), d_);
+  if (D.rows() != 0) {
+    const MatrixXd cross = D.transpose() * V;
+    const MatrixXd sym = cross + cross.transpose();
+    add_upper(m2_.data(), sym.data(), d_);
+  }
+  n_rows_ += rows;
+}
+
+void ScatterAccumulator::merge(const ScatterAccumulator& other) {
+  if (other.d_ != d_ || other.c_ != c_) {
+    std::ostringstream msg;
+    msg << "cannot merge an accumulator of " << other.d_ << " features and " << other.c_
+        << " classes into one of " << d_ << " features and " << c_ << " classes";
+    throw InputError(msg.str());
+  }
+  if (&other == this) {
+    const ScatterAccumulator copy = other;
+    merge(copy);
+    return;
+  }
+  std::vector<Index> classes;
+  for (Index k = 0; k < c_; ++k)
+    if (other.counts_[k] > 0) classes.push_back(k);
+  absorb(classes, other.counts_, other.shifts_, other.sums_, other.m2_, other.n_rows_);
+}
+
+RowMatrixXd ScatterAccumulator::relative_means(Eigen::RowVectorXd* reference) const {
+  Index first = 0;
+  while (first < c_ && counts_[first] <= 0) ++first;
+  *reference = first < c_ ? Eigen::RowVectorXd(shifts_.row(first)) : Eigen::RowVectorXd::Zero(d_);
+  RowMatrixXd rel(c_, d_);
+  for (Index k = 0; k < c_; ++k) {
+    if (counts_[k] > 0) {
+      rel.row(k) = (shifts_.row(k) - *reference) + sums_.row(k) / counts_[k];
+    } else {
+      rel.row(k).setConstant(std::numeric_limits<double>::quiet_NaN());
+    }
+  }
+  return rel;
+}
+
+RowMatrixXd ScatterAccumulator::class_means() const {
+  Eigen::RowVectorXd ref;
+  RowMatrixXd means = relative_means(&ref);
+  means.rowwise() += ref;
+  return means;
+}
+
+VectorXd ScatterAccumulator::global_mean() const {
+  Eigen::RowVectorXd ref;
+  const RowMatrixXd rel = relative_means(&ref);
+  Eigen::RowVectorXd mu = Eigen::RowVectorXd::Zero(d_);
+  const double total = total_weight();
+  if (total <= 0) return VectorXd::Constant(d_, std::numeric_limits<double>::quiet_NaN());
+  for (Index k = 0; k < c_; ++k)
+    if (counts_[k] > 0) mu += (counts_[k] / total) * rel.row(k);
+  return (ref + mu).transpose();
+}
+
+RowMatrixXd ScatterAccumulator::centered_means() const {
+  Eigen::RowVectorXd ref;
+  RowMatrixXd rel = relative_means(&ref);
+  Eigen::RowVectorXd mu = Eigen::RowVectorXd::Zero(d_);
+  const double total = total_weight();
+  for (Index k = 0; k < c_; ++k)
+    if (counts_[k] > 0) mu += (counts_[k] / total) * rel.row(k);
+  rel.rowwise() -= mu;
+  return rel;
+}
+
+MatrixXd ScatterAccumulator::within_scatter() const {
+  // S_w = M - sum_k T_k T_k^T / n_k = M - R^T R with rows R_k = T_k / sqrt(n_k).
+  RowMatrixXd r = RowMatrixXd::Zero(c_, d_);
+  for (Index k = 0; k < c_; ++k)
+    if (counts_[k] > 0) r.row(k) = sums_.row(k) / std::sqrt(counts_[k]);
+  MatrixXd correction(d_, d_);
+  blas::syrk_upper(d_, c_, r.data(), d_, 0.0, correction.data(), d_);
+  MatrixXd s = m2_;
+  for (Index j = 0; j < d_; ++j)
+    for (Index i = 0; i <= j; ++i) s(i, j) -= correction(i, j);
+  return symmetric_from_upper(s);
+}
+
+MatrixXd ScatterAccumulator::between_factor() const {
+  const RowMatrixXd centered = centered_means();
+  MatrixXd factor(d_, c_);
+  for (Index k = 0; k < c_; ++k) {
+    if (counts_[k] > 0) factor.col(k) = std::sqrt(counts_[k]) * centered.row(k).transpose();
+    else factor.col(k).setZero();
+  }
+  return factor;
+}
+
+void ScatterAccumulator::require_all_classes() const {
+  std::vector<Index> empty;
+  for (Index k = 0; k < c_; ++k)
+    if (!(counts_[k] > 0)) empty.push_back(k);
+  if (empty.empty()) return;
+  std::ostringstream msg;
+  msg << empty.size() << " of " << c_ << " classes have no samples (class indices ";
+  for (std::size_t i = 0; i < empty.size() && i < 10; ++i) msg << (i ? ", " : "") << empty[i];
+  if (empty.size() > 10) msg << ", ...";
+  msg << "); every class needs at least one sample to be ranked";
+  throw SingularError(msg.str());
+}
+
+AccumulatorState ScatterAccumulator::export_state() const {
+  AccumulatorState s;
+  s.n_features = d_;
+  s.num_classes = c_;
+  s.n_rows = n_rows_;
+  s.counts = counts_;
+  s.shifts = shifts_;
+  s.sums = sums_;
+  s.m2 = symmetric_from_upper(m2_);
+  return s;
+}
+
+ScatterAccumulator ScatterAccumulator::from_state(const AccumulatorState& s) {
+  ScatterAccumulator acc(s.n_features, s.num_classes);
+  const Index d = s.n_features, c = s.num_classes;
+  auto fail = [](const std::string& what) { throw InputError("invalid accumulator state: " + what); };
+  if (s.counts.size() != c) fail("counts must have num_classes entries");
+  if (s.shifts.rows() != c || s.shifts.cols() != d) fail("shifts must be (num_classes, n_features)");
+  if (s.sums.rows() != c || s.sums.cols() != d) fail("sums must be (num_classes, n_features)");
+  if (s.m2.rows() != d || s.m2.cols() != d) fail("m2 must be (n_features, n_features)");
+  if (s.n_rows < 0) fail("n_rows must be >= 0");
+  if (!s.counts.allFinite() || (s.counts.array() < 0).any()) fail("counts must be finite and >= 0");
+  if (!s.shifts.allFinite() || !s.sums.allFinite() || !s.m2.allFinite()) fail("arrays must be finite");
+  const double asym = (s.m2 - s.m2.transpose()).cwiseAbs().maxCoeff();
+  if (asym > 1e-12 * std::max(1.0, s.m2.cwiseAbs().maxCoeff())) fail("m2 must be symmetric");
+  if ((s.m2.diagonal().array() < 0).any()) fail("m2 must have a non-negative diagonal");
+  acc.n_rows_ = s.n_rows;
+  acc.counts_ = s.counts;
+  acc.shifts_ = s.shifts;
+  acc.sums_ = s.sums;
+  acc.m2_ = s.m2;
+  return acc;
+}
+
+}  // namespace lrf

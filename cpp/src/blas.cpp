@@ -1,0 +1,68 @@
+// Binds the engine's BLAS wrappers to scipy-openblas32's prefixed C interfaces.
+#include "labelranker/blas.hpp"
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+extern "C" {
+int scipy_openblas_get_num_threads(void);
+void scipy_openblas_set_num_threads(int);
+}
+
+namespace lrf::blas {
+
+int checked_int(index_t n) {
+  if (n < 0 || n > std::numeric_limits<int>::max()) {
+    throw std::length_error("dimension " + std::to_string(n) +
+                            " is too large for 32-bit BLAS; split the input into chunks");
+  }
+  return static_cast<int>(n);
+}
+
+void syrk_upper(index_t n, index_t k, const float* a, index_t lda, float beta, float* c,
+                index_t ldc) {
+  scipy_cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k),
+                    1.0f, a, checked_int(lda), beta, c, checked_int(ldc));
+}
+
+void syrk_upper(index_t n, index_t k, const double* a, index_t lda, double beta, double* c,
+                index_t ldc) {
+  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k),
+                    1.0, a, checked_int(lda), beta, c, checked_int(ldc));
+}
+
+void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
+  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, checked_int(n), checked_int(k), 1.0,
+                    a, checked_int(lda), 0.0, c, checked_int(ldc));
+}
+
+int potrf_lower(index_t n, double* a, index_t lda) {
+  return scipy_LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', checked_int(n), a, checked_int(lda));
+}
+
+void trsm_lower_left(bool transpose, index_t m, index_t nrhs, const double* l, index_t ldl,
+                     double* b, index_t ldb) {
+  scipy_cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, transpose ? CblasTrans : CblasNoTrans,
+                    CblasNonUnit, checked_int(m), checked_int(nrhs), 1.0, l, checked_int(ldl), b,
+                    checked_int(ldb));
+}
+
+int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, double* z,
+                  index_t ldz) {
+  const int ni = checked_int(n);
+  const int lo = ni - checked_int(count) + 1;  // LAPACK's 1-based index range [lo, n]
+  int found = 0;
+  std::vector<int> isuppz(2 * static_cast<std::size_t>(count));
+  return scipy_LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', ni, a, checked_int(lda), 0.0, 0.0,
+                              lo, ni, 0.0, &found, w, z, checked_int(ldz), isuppz.data());
+}
+
+int num_threads() { return scipy_openblas_get_num_threads(); }
+void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
+
+}  // namespace lrf::blas

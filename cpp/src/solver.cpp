@@ -1,0 +1,147 @@
+#include "labelranker/solver.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "labelranker/blas.hpp"
+#include "labelranker/errors.hpp"
+
+namespace lrf {
+
+double oas_shrinkage(const MatrixXd& cov, double n_samples) {
+  const double p = static_cast<double>(cov.rows());
+  const double mu = cov.trace() / p;
+  const double alpha = cov.squaredNorm() / (p * p);
+  const double num = alpha + mu * mu;
+  const double den = (n_samples + 1.0) * (alpha - mu * mu / p);
+  return den == 0.0 ? 1.0 : std::min(num / den, 1.0);
+}
+
+void orient_columns(MatrixXd* directions) {
+  for (Index j = 0; j < directions->cols(); ++j) {
+    Index arg = 0;
+    directions->col(j).cwiseAbs().maxCoeff(&arg);  // first index of the maximum
+    if ((*directions)(arg, j) < 0) directions->col(j) *= -1.0;
+  }
+}
+
+namespace {
+
+[[noreturn]] void throw_singular(Index feature, const Shrinkage& shrinkage, double n_samples,
+                                 Index d) {
+  std::ostringstream msg;
+  msg << "the within-class scatter is singular: feature " << feature
+      << " is constant within every class or a linear combination of other features ("
+      << n_samples << " samples, " << d << " features). ";
+  if (shrinkage.kind == Shrinkage::Kind::kNone) {
+    msg << "Pass shrinkage='oas' or a shrinkage in (0, 1] to regularise it.";
+  } else {
+    msg << "The shrinkage used is too small to regularise it; use shrinkage='oas' or a larger "
+           "value, and check that the features vary within classes.";
+  }
+  throw SingularError(msg.str());
+}
+
+}  // namespace
+
+Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& between_factor,
+                                const Shrinkage& shrinkage, Index k, double n_samples) {
+  const Index d = within_cov.rows();
+  const Index c = between_factor.cols();
+  const Index max_k = std::min(c - 1, d);
+  if (k < 1 || k > max_k) {
+    std::ostringstream msg;
+    msg << "n_components must be in [1, min(n_classes - 1, n_features)] = [1, " << max_k
+        << "], got " << k;
+    throw InputError(msg.str());
+  }
+
+  Discriminant out;
+  MatrixXd s = within_cov;
+  switch (shrinkage.kind) {
+    case Shrinkage::Kind::kNone: out.shrinkage = 0.0; break;
+    case Shrinkage::Kind::kFixed: out.shrinkage = shrinkage.value; break;
+    case Shrinkage::Kind::kOas: out.shrinkage = oas_shrinkage(s, n_samples); break;
+  }
+  if (!(out.shrinkage >= 0.0 && out.shrinkage <= 1.0)) {
+    throw InputError("shrinkage must be in [0, 1], got " + std::to_string(out.shrinkage));
+  }
+  if (out.shrinkage > 0.0) {
+    const double target = s.trace() / static_cast<double>(d);
+    s *= 1.0 - out.shrinkage;
+    s.diagonal().array() += out.shrinkage * target;
+  }
+
+  // S = L L^T. LAPACK stops at the first non-positive pivot; we also reject pivots that are
+  // rounding noise relative to their feature's variance (a numerically singular S).
+  const VectorXd variance = s.diagonal();
+  const int info = blas::potrf_lower(d, s.data(), d);
+  if (info > 0) throw_singular(info - 1, shrinkage, n_samples, d);
+  if (info < 0) throw std::runtime_error("dpotrf: invalid argument " + std::to_string(-info));
+  for (Index i = 0; i < d; ++i) {
+    const double pivot = s(i, i) * s(i, i);
+    if (!(variance[i] > 0.0) || !(pivot > kSingularPivot * variance[i]))
+      throw_singular(i, shrinkage, n_samples, d);
+  }
+
+  // A = L^{-1} M (d x C); its top left singular vectors from the smaller Gram matrix.
+  MatrixXd a = between_factor;
+  blas::trsm_lower_left(false, d, c, s.data(), d, a.data(), d);
+  MatrixXd u(d, k);
+  VectorXd lambda(k);
+  if (c <= d) {
+    MatrixXd gram(c, c);
+    blas::syrk_upper_t(c, d, a.data(), d, gram.data(), c);  // A^T A
+    out.eigenvalue_sum = gram.trace();
+    VectorXd w(k);
+    MatrixXd v(c, k);
+    const int ev = blas::syevr_largest(c, k, gram.data(), c, w.data(), v.data(), c);
+    if (ev != 0) throw std::runtime_error("dsyevr failed with info " + std::to_string(ev));
+    for (Index j = 0; j < k; ++j) {
+      const Index src = k - 1 - j;  // LAPACK returns ascending order
+      lambda[j] = w[src];
+      u.col(j) = a * v.col(src);
+    }
+  } else {
+    MatrixXd gram(d, d);
+    // A A^T (d x d): syrk over A (d x c column-major).
+    blas::syrk_upper(d, c, a.data(), d, 0.0, gram.data(), d);
+    out.eigenvalue_sum = gram.trace();
+    VectorXd w(k);
+    MatrixXd v(d, k);
+    const int ev = blas::syevr_largest(d, k, gram.data(), d, w.data(), v.data(), d);
+    if (ev != 0) throw std::runtime_error("dsyevr failed with info " + std::to_string(ev));
+    for (Index j = 0; j < k; ++j) {
+      lambda[j] = w[k - 1 - j];
+      u.col(j) = v.col(k - 1 - j) * std::sqrt(std::max(lambda[j], 0.0));
+    }
+  }
+
+  // Directions with zero between-class variance carry no order.
+  const double top = lambda[0];
+  if (!(top > 0.0) || !std::isfinite(top)) {
+    throw SingularError(
+        "the class means are identical (between-class scatter is zero), so there is no order "
+        "to find");
+  }
+  for (Index j = 0; j < k; ++j) {
+    if (!(lambda[j] > 1e-12 * top)) {
+      std::ostringstream msg;
+      msg << "only " << j << " discriminant direction(s) separate the class means; ask for "
+          << "n_components <= " << j;
+      throw SingularError(msg.str());
+    }
+    u.col(j) /= std::sqrt(lambda[j]);  // unit left singular vectors
+  }
+
+  // W = L^{-T} U.
+  blas::trsm_lower_left(true, d, k, s.data(), d, u.data(), d);
+  orient_columns(&u);
+  out.directions = std::move(u);
+  out.eigenvalues = lambda;
+  return out;
+}
+
+}  // namespace lrf
