@@ -1,1 +1,44 @@
+"""labelranker_fast: order classification labels by LDA on pretrained features.
 
+Fast, streaming implementation of the Label Ranker method: accumulate LDA statistics in one
+pass (C++/BLAS), solve the generalized eigenproblem, and order the classes by their
+centroids on the top discriminant direction.
+"""
+
+from __future__ import annotations
+
+
+def _load_openblas() -> None:
+    # The engine links against scipy-openblas32's libscipy_openblas.so. An RPATH finds it in
+    # a regular install; loading it by path first also covers other layouts.
+    import ctypes
+    import os
+
+    try:
+        import scipy_openblas32
+    except ImportError:  # the RPATH may still find it
+        return
+    lib_dir = scipy_openblas32.get_lib_dir()
+    lib = os.path.join(lib_dir, scipy_openblas32.get_library(fullname=True))
+    if os.path.exists(lib):
+        ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+
+
+_load_openblas()
+
+from ._accumulator import ScatterAccumulator  # noqa: E402
+from ._api import rank_labels  # noqa: E402
+from ._ranking import LabelRanking  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["rank_labels", "ScatterAccumulator", "LabelRanking", "LabelRanker", "__version__"]
+
+
+def __getattr__(name):
+    # LabelRanker is loaded on first use: it subclasses scikit-learn's BaseEstimator when
+    # scikit-learn is installed, and importing that is slow.
+    if name == "LabelRanker":
+        from ._estimator import LabelRanker
+
+        return LabelRanker
+    raise AttributeError(f"module 'labelranker_fast' has no attribute {name!r}")

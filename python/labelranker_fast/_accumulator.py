@@ -1,0 +1,199 @@
+"""ScatterAccumulator: the streaming statistics of LDA, around the compiled engine."""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+
+from . import _core
+from ._inputs import (
+    as_class_indices,
+    as_features,
+    as_weights,
+    check_n_components,
+    parse_shrinkage,
+)
+from ._ranking import LabelRanking
+
+__all__ = ["ScatterAccumulator"]
+
+_STATE_VERSION = 1
+_STATE_KEYS = ("n_features", "num_classes", "n_rows", "counts", "shifts", "sums", "m2")
+
+
+def _check_count(value, name: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+class ScatterAccumulator:
+    """Per-class counts and means and the pooled within-class scatter, in one pass.
+
+    Statistics are kept in float64 whatever the input precision; rows are shifted by a
+    per-class estimate of their mean before their outer products are taken, so features
+    with a large mean and a small spread keep their accuracy. Accumulators of the same
+    shape merge exactly, in any order (``merge``), and pickle as plain arrays.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension d of the feature vectors.
+    num_classes : int
+        Number of classes C; labels given to ``update`` are class indices in [0, C).
+
+    Examples
+    --------
+    >>> acc = ScatterAccumulator(64, 10)
+    >>> for X, y in chunks:                      # doctest: +SKIP
+    ...     acc.update(X, y)
+    >>> ranking = acc.rank(shrinkage="oas")      # doctest: +SKIP
+    """
+
+    def __init__(self, n_features: int, num_classes: int):
+        n_features = _check_count(n_features, "n_features", 1)
+        num_classes = _check_count(num_classes, "num_classes", 2)
+        self._core = _core.Accumulator(n_features, num_classes)
+
+    # ------------------------------------------------------------- updating
+    def update(self, X, y, sample_weight=None) -> "ScatterAccumulator":
+        """Adds the rows of ``X`` (n, d) with class indices ``y`` (n,).
+
+        ``X`` may be a numpy array, anything ``np.asarray`` accepts, or a torch tensor; a
+        C-contiguous float32/float64 array is used in place. ``sample_weight`` (n,) must be
+        finite and non-negative. Either all rows are added or, on invalid input, none
+        (the accumulator is left unchanged and ValueError/TypeError is raised).
+        """
+        X = as_features(X)
+        if X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the accumulator was created with "
+                f"n_features={self.n_features}"
+            )
+        n = X.shape[0]
+        y = as_class_indices(y, n, self.num_classes)
+        w = as_weights(sample_weight, n)
+        self._core.update(X, y, w)
+        return self
+
+    def merge(self, other: "ScatterAccumulator") -> "ScatterAccumulator":
+        """Adds ``other``'s statistics to this accumulator (in place) and returns it."""
+        if not isinstance(other, ScatterAccumulator):
+            raise TypeError(f"can only merge a ScatterAccumulator, got {type(other).__name__}")
+        self._core.merge(other._core)
+        return self
+
+    # ------------------------------------------------------------ statistics
+    @property
+    def n_features(self) -> int:
+        return self._core.n_features
+
+    @property
+    def num_classes(self) -> int:
+        return self._core.num_classes
+
+    @property
+    def n_samples(self) -> int:
+        """Number of rows accumulated (whatever their weights)."""
+        return self._core.n_rows
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """(C,) float64 weighted counts n_k (the row counts when unweighted)."""
+        return self._core.counts
+
+    @property
+    def class_means(self) -> np.ndarray:
+        """(C, d) float64 class means; rows of classes without samples are NaN."""
+        return self._core.class_means()
+
+    def within_scatter(self) -> np.ndarray:
+        """(d, d) S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T."""
+        return self._core.within_scatter()
+
+    def between_scatter(self) -> np.ndarray:
+        """(d, d) S_b = sum_k n_k (mu_k - mu)(mu_k - mu)^T."""
+        return self._core.between_scatter()
+
+    # --------------------------------------------------------------- solving
+    def _solve(self, shrinkage, n_components) -> dict:
+        if self.n_samples == 0:
+            raise ValueError("the accumulator is empty: call update() before ranking")
+        kind, value = parse_shrinkage(shrinkage)
+        return self._core.solve(kind, value, check_n_components(n_components))
+
+    def rank(self, shrinkage=None, n_components: int = 1, classes=None) -> LabelRanking:
+        """Ranks the classes along the top ``n_components`` discriminant directions.
+
+        Parameters
+        ----------
+        shrinkage : None, "oas" or float in [0, 1]
+            Regularisation of the within-class covariance S = S_w / N towards
+            (tr S / d) I. None fails (naming shrinkage) when S is singular.
+        n_components : int
+            Number of discriminant directions, at most min(C - 1, d).
+        classes : array-like of shape (C,), optional
+            Labels to report for the class indices (default: 0..C-1).
+        """
+        return self._ranking_from_result(self._solve(shrinkage, n_components), classes)
+
+    def _ranking_from_result(self, result: dict, classes=None) -> LabelRanking:
+        """The LabelRanking of a _solve() result."""
+        if classes is None:
+            classes = np.arange(self.num_classes)
+        return LabelRanking(
+            classes=classes,
+            order=result["order"],
+            centroids=result["centroids"],
+            eigenvalues=result["eigenvalues"],
+            shrinkage=result["shrinkage"],
+        )
+
+    # ----------------------------------------------------------- persistence
+    def get_state(self) -> dict:
+        """The whole state as plain numpy arrays (see ``from_state``)."""
+        state = self._core.get_state()
+        state["version"] = _STATE_VERSION
+        return state
+
+    @classmethod
+    def from_state(cls, state) -> "ScatterAccumulator":
+        """Rebuilds an accumulator from ``get_state()`` (validated)."""
+        if not isinstance(state, dict) and not hasattr(state, "keys"):
+            raise ValueError("state must be a mapping of arrays")
+        if int(np.asarray(state.get("version", -1))) != _STATE_VERSION:
+            raise ValueError(f"unsupported accumulator state version {state.get('version')!r}")
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"accumulator state is missing {missing}")
+        plain = {k: np.asarray(state[k]) for k in _STATE_KEYS}
+        for k in ("n_features", "num_classes", "n_rows"):
+            plain[k] = int(plain[k])
+        obj = cls.__new__(cls)
+        obj._core = _core.Accumulator.from_state(plain)
+        return obj
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the state to an ``.npz`` file (arrays only, no pickled code)."""
+        np.savez(path, **self.get_state())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ScatterAccumulator":
+        with np.load(path, allow_pickle=False) as data:
+            return cls.from_state({k: data[k] for k in data.files})
+
+    def __getstate__(self):
+        return self.get_state()
+
+    def __setstate__(self, state):
+        self._core = ScatterAccumulator.from_state(state)._core
+
+    def __repr__(self) -> str:
+        return (
+            f"ScatterAccumulator(n_features={self.n_features}, num_classes={self.num_classes}, "
+            f"n_samples={self.n_samples})"
+        )

@@ -1,0 +1,157 @@
+"""LabelRanker: the ranking as a scikit-learn estimator (fit / partial_fit / transform)."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from ._accumulator import ScatterAccumulator
+from ._api import encode_labels
+from ._inputs import as_features, as_weights, check_n_components, parse_shrinkage, to_numpy
+
+try:  # scikit-learn is optional: with it, LabelRanker is a full BaseEstimator.
+    from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.exceptions import NotFittedError
+except ImportError:  # pragma: no cover - exercised by the test that hides scikit-learn
+
+    class NotFittedError(ValueError, AttributeError):
+        """Raised when a LabelRanker is used before fit."""
+
+    class BaseEstimator:
+        """get_params/set_params as scikit-learn defines them (parameters = __init__ args)."""
+
+        @classmethod
+        def _get_param_names(cls):
+            sig = inspect.signature(cls.__init__)
+            return sorted(p for p in sig.parameters if p != "self")
+
+        def get_params(self, deep=True):
+            return {name: getattr(self, name) for name in self._get_param_names()}
+
+        def set_params(self, **params):
+            valid = self._get_param_names()
+            for key, value in params.items():
+                if key not in valid:
+                    raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}")
+                setattr(self, key, value)
+            return self
+
+        def __repr__(self):
+            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+            return f"{type(self).__name__}({args})"
+
+    class TransformerMixin:
+        def fit_transform(self, X, y=None, **fit_params):
+            return self.fit(X, y, **fit_params).transform(X)
+
+
+__all__ = ["LabelRanker", "NotFittedError"]
+
+
+class LabelRanker(TransformerMixin, BaseEstimator):
+    """Label Ranker as an estimator: LDA on features, classes ordered by centroid.
+
+    Parameters
+    ----------
+    shrinkage : None, "oas" or float in [0, 1], default=None
+        Regularisation of the within-class covariance (see ``rank_labels``).
+    n_components : int, default=1
+        Number of discriminant directions kept (``transform`` output width).
+
+    Attributes
+    ----------
+    ranking_ : LabelRanking
+    order_ : ndarray of int64, shape (n_classes,)
+        ``order_[p]`` is the index into ``classes_`` of the class at head position p.
+    classes_ : ndarray of shape (n_classes,)
+    scalings_ : ndarray of shape (n_features, n_components)
+        Discriminant directions, scaled so that W^T S W = I (S the within-class
+        covariance, shrunk if asked); without shrinkage these equal scikit-learn's
+        ``LinearDiscriminantAnalysis(solver="eigen").scalings_`` up to sign.
+    explained_variance_ratio_ : ndarray of shape (n_components,)
+    eigenvalues_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_classes, n_features)
+    xbar_ : ndarray of shape (n_features,)
+        Overall (weighted) mean; ``transform`` centres with it.
+    shrinkage_ : float
+        The shrinkage intensity used.
+    n_features_in_ : int
+    """
+
+    def __init__(self, shrinkage=None, n_components=1):
+        self.shrinkage = shrinkage
+        self.n_components = n_components
+
+    def fit(self, X, y, sample_weight=None):
+        """Fits on all of (X, y) at once."""
+        parse_shrinkage(self.shrinkage)
+        check_n_components(self.n_components)
+        X = as_features(X)
+        classes, indices = encode_labels(y, X.shape[0])
+        if X.shape[0] == 0:
+            raise ValueError("X has no rows")
+        acc = ScatterAccumulator(X.shape[1], classes.size)
+        acc.update(X, indices, as_weights(sample_weight, X.shape[0]))
+        self._accumulator = acc
+        self.classes_ = classes
+        self._refresh()
+        return self
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Adds a chunk. ``classes`` (all labels that will appear) is required on the first
+        call. The fitted attributes are refreshed after every call once each class has
+        samples."""
+        X = as_features(X)
+        first = not hasattr(self, "_accumulator")
+        if first:
+            if classes is None:
+                raise ValueError("classes must be given on the first call to partial_fit")
+            classes = np.unique(to_numpy(classes))
+            if classes.size < 2:
+                raise ValueError("classes must contain at least 2 labels")
+            parse_shrinkage(self.shrinkage)
+            check_n_components(self.n_components)
+        else:
+            if classes is not None and not np.array_equal(np.unique(to_numpy(classes)), self.classes_):
+                raise ValueError("classes differ from those given on the first call")
+            classes = self.classes_
+        labels = to_numpy(y)
+        if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+            raise ValueError(f"y must be 1-D with {X.shape[0]} entries, got shape {labels.shape}")
+        idx = np.clip(np.searchsorted(classes, labels), 0, classes.size - 1)
+        if labels.size and not np.all(classes[idx] == labels):
+            unknown = np.unique(labels[classes[idx] != labels])[:5].tolist()
+            raise ValueError(f"y has labels not in classes: {unknown}")
+        acc = ScatterAccumulator(X.shape[1], classes.size) if first else self._accumulator
+        acc.update(X, idx.astype(np.int64), as_weights(sample_weight, X.shape[0]))
+        self._accumulator = acc
+        self.classes_ = classes
+        if np.all(acc.class_counts > 0):
+            self._refresh()
+        return self
+
+    def _refresh(self):
+        acc = self._accumulator
+        result = acc._solve(self.shrinkage, self.n_components)
+        self.ranking_ = acc._ranking_from_result(result, self.classes_)
+        self.order_ = self.ranking_.order
+        self.scalings_ = result["directions"]
+        self.eigenvalues_ = result["eigenvalues"]
+        self.explained_variance_ratio_ = result["eigenvalues"] / result["eigenvalue_sum"]
+        self.shrinkage_ = result["shrinkage"]
+        self.xbar_ = result["mean"]
+        self.means_ = acc.class_means
+        self.n_features_in_ = acc.n_features
+
+    def transform(self, X):
+        """Projects X onto the discriminant directions: (X - xbar_) @ scalings_."""
+        if not hasattr(self, "scalings_"):
+            raise NotFittedError(
+                "this LabelRanker is not fitted yet (call fit, or partial_fit until every "
+                "class has samples)"
+            )
+        X = as_features(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, expected {self.n_features_in_}")
+        return (X - self.xbar_) @ self.scalings_

@@ -1,0 +1,117 @@
+"""Conversion and checking of user inputs, done once, before anything reaches the engine.
+
+Arrays that are already C-contiguous float32/float64 (numpy, or CPU torch tensors through
+their numpy view) pass through without a copy; other real dtypes are converted once.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_features",
+    "as_class_indices",
+    "as_weights",
+    "is_torch_tensor",
+    "parse_shrinkage",
+    "check_n_components",
+    "to_numpy",
+]
+
+
+def is_torch_tensor(obj) -> bool:
+    """True for a torch.Tensor, without importing torch."""
+    return type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "detach")
+
+
+def to_numpy(obj):
+    """A numpy view of a torch tensor (CPU: shares memory when possible), else np.asarray."""
+    if is_torch_tensor(obj):
+        t = obj.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if t.dtype.is_floating_point and t.dtype.itemsize < 4:  # bfloat16, float16
+            t = t.float()
+        return t.numpy()
+    return np.asarray(obj)
+
+
+def as_features(X, name: str = "X") -> np.ndarray:
+    """X as a 2-D C-contiguous float32 or float64 array (no copy when it already is one)."""
+    arr = to_numpy(X)
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; features must be real numbers")
+    if kind not in "fiub":
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; features must be numeric (float32 or float64 "
+            "preferably)"
+        )
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got an array of shape {arr.shape}"
+        )
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return np.ascontiguousarray(arr)
+
+
+def as_class_indices(y, n_samples: int, num_classes: int, name: str = "y") -> np.ndarray:
+    """y as a contiguous int64 vector of class indices in [0, num_classes)."""
+    arr = to_numpy(y)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name} must hold integer class indices in [0, {num_classes}), got dtype "
+            f"{arr.dtype}; use rank_labels or LabelRanker for arbitrary labels"
+        )
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got an array of shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but X has {n_samples} rows")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} has labels outside [0, {num_classes})")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def as_weights(sample_weight, n_samples: int) -> np.ndarray | None:
+    """sample_weight as a contiguous float64 vector (finiteness and sign: the engine)."""
+    if sample_weight is None:
+        return None
+    arr = to_numpy(sample_weight)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, got an array of shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight has {arr.shape[0]} entries but X has {n_samples} rows"
+        )
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def parse_shrinkage(shrinkage) -> tuple[str, float]:
+    """None -> ("none", 0); "oas" -> ("oas", 0); a in [0, 1] -> ("fixed", a)."""
+    if shrinkage is None:
+        return "none", 0.0
+    if isinstance(shrinkage, str):
+        if shrinkage.lower() == "oas":
+            return "oas", 0.0
+        raise ValueError(f"shrinkage must be None, 'oas' or a float in [0, 1], got {shrinkage!r}")
+    if isinstance(shrinkage, (bool, np.bool_)) or not isinstance(shrinkage, numbers.Real):
+        raise TypeError(
+            f"shrinkage must be None, 'oas' or a float in [0, 1], got {type(shrinkage).__name__}"
+        )
+    value = float(shrinkage)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
+    return "fixed", value
+
+
+def check_n_components(n_components) -> int:
+    if isinstance(n_components, (bool, np.bool_)) or not isinstance(n_components, numbers.Integral):
+        raise TypeError(f"n_components must be an int, got {type(n_components).__name__}")
+    if n_components < 1:
+        raise ValueError(f"n_components must be >= 1, got {n_components}")
+    return int(n_components)
