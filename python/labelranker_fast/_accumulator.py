@@ -45,6 +45,10 @@ class ScatterAccumulator:
         Dimension d of the feature vectors.
     num_classes : int
         Number of classes C; labels given to ``update`` are class indices in [0, C).
+    n_threads : int, optional
+        Worker threads for ``update`` (default: all cores). The statistics are
+        bit-identical for every thread count: rows are processed in fixed blocks whose
+        results are added in order.
 
     Examples
     --------
@@ -54,10 +58,12 @@ class ScatterAccumulator:
     >>> ranking = acc.rank(shrinkage="oas")      # doctest: +SKIP
     """
 
-    def __init__(self, n_features: int, num_classes: int):
+    def __init__(self, n_features: int, num_classes: int, *, n_threads=None):
         n_features = _check_count(n_features, "n_features", 1)
         num_classes = _check_count(num_classes, "num_classes", 2)
         self._core = _core.Accumulator(n_features, num_classes)
+        if n_threads is not None:
+            self._core.num_threads = _check_count(n_threads, "n_threads", 1)
 
     # ------------------------------------------------------------- updating
     def update(self, X, y, sample_weight=None) -> "ScatterAccumulator":

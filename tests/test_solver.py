@@ -1,0 +1,126 @@
+"""Discriminant directions against scipy.linalg.eigh and scikit-learn."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+from sklearn import datasets
+from sklearn.covariance import oas
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+import labelranker_fast as lrf
+from conftest import make_blobs, reference_scatter
+
+DATASETS = {
+    "iris": datasets.load_iris,
+    "wine": datasets.load_wine,
+    "breast_cancer": datasets.load_breast_cancer,
+}
+
+
+def fitted(X, y, shrinkage=None, n_components=1):
+    return lrf.LabelRanker(shrinkage=shrinkage, n_components=n_components).fit(X, y)
+
+
+def eigh_reference(X, y, shrinkage_value=0.0):
+    """Top eigenpairs of eigh(S_b/N, S) with S the (shrunk) within-class covariance."""
+    classes, yi = np.unique(y, return_inverse=True)
+    Sw, Sb, _ = reference_scatter(X, yi, classes.size)
+    N, d = X.shape
+    S = Sw / N
+    S = (1 - shrinkage_value) * S + shrinkage_value * np.trace(S) / d * np.eye(d)
+    evals, evecs = scipy.linalg.eigh(Sb / N, S)
+    return evals[::-1], evecs[:, ::-1], S
+
+
+def assert_same_directions(W, V, S):
+    # Both normalised to W^T S W = I; equal up to the sign of each column.
+    np.testing.assert_allclose(W.T @ S @ W, np.eye(W.shape[1]), atol=1e-8)
+    for j in range(W.shape[1]):
+        sign = np.sign(W[:, j] @ S @ V[:, j])
+        np.testing.assert_allclose(W[:, j], sign * V[:, j], rtol=1e-6, atol=1e-7 * np.abs(V[:, j]).max())
+
+
+def sign_rule(W):
+    W = W.copy()
+    for j in range(W.shape[1]):
+        if W[np.argmax(np.abs(W[:, j])), j] < 0:
+            W[:, j] *= -1
+    return W
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_matches_eigh_and_sklearn_on_bundled_data(name):
+    X, y = DATASETS[name](return_X_y=True)
+    k = min(2, np.unique(y).size - 1)
+    est = fitted(X, y, n_components=k)
+    evals, evecs, S = eigh_reference(X, y)
+    np.testing.assert_allclose(est.eigenvalues_, evals[:k], rtol=1e-8)
+    assert_same_directions(est.scalings_, evecs[:, :k], S)
+
+    sk = LinearDiscriminantAnalysis(solver="eigen").fit(X, y)
+    assert_same_directions(est.scalings_, sk.scalings_[:, :k], S)
+    np.testing.assert_allclose(est.explained_variance_ratio_, sk.explained_variance_ratio_[:k], rtol=1e-6)
+    # Same order once scikit-learn's direction gets our sign rule.
+    w = sign_rule(sk.scalings_[:, :1])[:, 0]
+    classes = np.unique(y)
+    cent = np.array([X[y == c].mean(0) @ w for c in classes])
+    np.testing.assert_array_equal(est.order_, np.argsort(cent, kind="stable"))
+
+
+@pytest.mark.parametrize("n_components", [1, 3])
+def test_synthetic_against_eigh(seed, n_components):
+    X, y = make_blobs(seed, n=2000, d=12, C=6)
+    est = fitted(X, y, n_components=n_components)
+    evals, evecs, S = eigh_reference(X, y)
+    np.testing.assert_allclose(est.eigenvalues_, evals[:n_components], rtol=1e-8)
+    assert_same_directions(est.scalings_, evecs[:, :n_components], S)
+
+
+def test_more_classes_than_features():
+    X, y = make_blobs(3, n=3000, d=5, C=20)
+    est = fitted(X, y, n_components=4)
+    evals, evecs, S = eigh_reference(X, y)
+    np.testing.assert_allclose(est.eigenvalues_, evals[:4], rtol=1e-8)
+    assert_same_directions(est.scalings_, evecs[:, :4], S)
+
+
+@pytest.mark.parametrize("a", [0.0, 0.1, 0.5, 1.0])
+def test_fixed_shrinkage_against_eigh(seed, a):
+    X, y = make_blobs(seed, n=800, d=10, C=4)
+    est = fitted(X, y, shrinkage=a, n_components=2)
+    evals, evecs, S = eigh_reference(X, y, a)
+    assert est.shrinkage_ == a
+    np.testing.assert_allclose(est.eigenvalues_, evals[:2], rtol=1e-8)
+    assert_same_directions(est.scalings_, evecs[:, :2], S)
+
+
+def test_oas_against_sklearn_and_eigh():
+    X, y = datasets.load_digits(return_X_y=True)
+    classes, yi = np.unique(y, return_inverse=True)
+    means = np.stack([X[y == c].mean(0) for c in classes])
+    _, a = oas(X - means[yi], assume_centered=True)
+    est = fitted(X, y, shrinkage="oas", n_components=3)
+    assert est.shrinkage_ == pytest.approx(a, rel=1e-10)
+    evals, evecs, S = eigh_reference(X, y, est.shrinkage_)
+    np.testing.assert_allclose(est.eigenvalues_, evals[:3], rtol=1e-8)
+    assert_same_directions(est.scalings_, evecs[:, :3], S)
+
+
+def test_singular_within_scatter_names_shrinkage():
+    X, y = datasets.load_digits(return_X_y=True)  # some pixels are always 0
+    with pytest.raises(ValueError, match="shrinkage"):
+        lrf.rank_labels(X, y)
+    # Fewer samples than features: singular too.
+    X2, y2 = make_blobs(0, n=30, d=50, C=3)
+    with pytest.raises(ValueError, match="shrinkage"):
+        lrf.rank_labels(X2, y2)
+    assert lrf.rank_labels(X2, y2, shrinkage="oas").n_classes == 3
+
+
+def test_identical_class_means_are_rejected():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    X = np.concatenate([X, X])
+    y = np.repeat([0, 1], 40)
+    with pytest.raises(ValueError, match="identical"):
+        lrf.rank_labels(X, y)
