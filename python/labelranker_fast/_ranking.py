@@ -145,7 +145,7 @@ class LabelRanking:
                 raise TypeError("unmap of a torch tensor needs integer classes")
             import torch
 
-            table = torch.as_tensor(self.ranked_classes.astype(np.int64), device=positions.device)
+            table = torch.from_numpy(self.ranked_classes.astype(np.int64)).to(positions.device)
             return table[positions.long()]
         pos = np.asarray(positions)
         if pos.dtype.kind not in "iu":
@@ -162,7 +162,7 @@ class LabelRanking:
         if y.dtype.is_floating_point or y.dtype == torch.bool:
             raise TypeError(f"labels must be an integer tensor, got {y.dtype}")
         classes = self.classes.astype(np.int64)
-        positions = torch.as_tensor(self.positions, device=y.device)
+        positions = torch.from_numpy(self.positions.copy()).to(y.device)
         if np.array_equal(classes, np.arange(self.n_classes)):
             if y.device.type == "cpu" and y.numel() and (
                 int(y.min()) < 0 or int(y.max()) >= self.n_classes
@@ -170,11 +170,11 @@ class LabelRanking:
                 raise ValueError(f"labels must be in [0, {self.n_classes})")
             return positions[y.long()]
         sorter = np.argsort(classes, kind="stable")
-        sorted_classes = torch.as_tensor(classes[sorter], device=y.device)
+        sorted_classes = torch.from_numpy(classes[sorter]).to(y.device)
         idx = torch.searchsorted(sorted_classes, y.long()).clamp_(max=self.n_classes - 1)
         if y.device.type == "cpu" and not bool((sorted_classes[idx] == y).all()):
             raise ValueError("labels not among the ranked classes")
-        return positions[torch.as_tensor(sorter, device=y.device)[idx]]
+        return positions[torch.from_numpy(sorter).to(y.device)[idx]]
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,108 @@
+"""Packaging promises: optional dependencies, zero-copy inputs, thread safety, the CLI."""
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import labelranker_fast as lrf
+from labelranker_fast._inputs import as_features
+from conftest import make_blobs
+
+HIDE = """
+import sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {mods}:
+            raise ImportError('hidden: ' + name)
+sys.meta_path.insert(0, Hide())
+"""
+
+
+def run_python(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_imports_and_ranks_without_torch_or_sklearn():
+    code = HIDE.format(mods={"torch", "sklearn", "scipy"}) + """
+import numpy as np
+import labelranker_fast as lrf
+rng = np.random.default_rng(0)
+y = np.repeat([0, 1, 2], 50)
+X = rng.standard_normal((150, 4)) + 3.0 * np.eye(4)[y]
+est = lrf.LabelRanker().fit(X, y)
+assert est.get_params() == {"n_components": 1, "shrinkage": None}
+assert sorted(est.order_.tolist()) == [0, 1, 2]
+assert 'torch' not in sys.modules and 'sklearn' not in sys.modules
+print("ok")
+"""
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contiguous_float_input_is_not_copied(dtype):
+    X = np.ones((10, 3), dtype=dtype)
+    assert as_features(X) is X or np.shares_memory(as_features(X), X)
+    mm = X[2:7]  # a row slice stays C-contiguous
+    assert np.shares_memory(as_features(mm), X)
+    # Anything else is converted once, to float64.
+    assert as_features(X.T).flags.c_contiguous
+    assert as_features(np.ones((4, 2), dtype=np.int32)).dtype == np.float64
+
+
+def test_torch_tensor_input_without_copy():
+    torch = pytest.importorskip("torch")
+    X, y = make_blobs(3, n=500, d=6, C=4, dtype=np.float32)
+    t = torch.from_numpy(X)
+    assert np.shares_memory(as_features(t), X)
+    ranking = lrf.rank_labels(t, torch.from_numpy(y))
+    np.testing.assert_array_equal(ranking.order, lrf.rank_labels(X, y).order)
+    pos = ranking.remap(torch.from_numpy(y))
+    assert isinstance(pos, torch.Tensor)
+    np.testing.assert_array_equal(pos.numpy(), ranking.remap(y))
+    np.testing.assert_array_equal(ranking.unmap(pos).numpy(), y)
+    half = torch.from_numpy(X).to(torch.bfloat16)
+    assert lrf.rank_labels(half, y).n_classes == 4
+
+
+def test_concurrent_updates_are_serialised():
+    X, y = make_blobs(2, n=40000, d=20, C=5)
+    shared = lrf.ScatterAccumulator(20, 5)
+    parts = np.array_split(np.arange(len(X)), 8)
+    threads = [threading.Thread(target=shared.update, args=(X[p], y[p])) for p in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    single = lrf.ScatterAccumulator(20, 5).update(X, y)
+    assert shared.n_samples == len(X)
+    np.testing.assert_allclose(shared.within_scatter(), single.within_scatter(), rtol=1e-10)
+
+
+def test_cli_default_ranks_digits():
+    out = subprocess.run([sys.executable, "-m", "labelranker_fast"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("order: ")
+    order = [int(v) for v in last.split()[1:]]
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    assert order == lrf.rank_labels(X, y, shrinkage="oas").ranked_classes.tolist()
+
+
+def test_cli_rank_files(tmp_path):
+    from labelranker_fast._cli import main
+
+    X, y = make_blobs(5, n=300, d=4, C=3)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "r.json"
+    assert main(["rank", str(tmp_path / "X.npy"), str(tmp_path / "y.npy"), "-o", str(out)]) == 0
+    assert lrf.LabelRanking.from_json(out) == lrf.rank_labels(X, y)
+    np.save(tmp_path / "y_short.npy", y[:10])
+    assert main(["rank", str(tmp_path / "X.npy"), str(tmp_path / "y_short.npy")]) == 2
