@@ -1,0 +1,49 @@
+"""Benchmarks (pytest-benchmark), run apart from the tests:
+
+    python -m pytest bench -q
+
+Every group times our code and its baseline on the same data in the same run; the summary
+at the end prints their ratios (baseline time / our time, from the minimum of the rounds).
+"""
+
+import numpy as np
+import pytest
+
+_TIMES = {}
+
+
+@pytest.fixture
+def record(benchmark):
+    """Runs `benchmark.pedantic` and files the minimum time under (group, role)."""
+
+    def run(group, role, fn, rounds=3, warmup=1):
+        benchmark.group = group
+        result = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup)
+        _TIMES.setdefault(group, {})[role] = benchmark.stats.stats.min
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def imagenet_like():
+    """float32 features 200,000 x 768 with 100 classes (a ViT-B on a large training set)."""
+    rng = np.random.default_rng(0)
+    n, d, C = 200_000, 768, 100
+    y = rng.integers(0, C, n)
+    centers = rng.standard_normal((C, d), dtype=np.float32)
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    X += centers[y]
+    return X, y
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _TIMES:
+        return
+    tr = terminalreporter
+    tr.section("ratios (same run; >1 means ours is faster)")
+    for group, roles in _TIMES.items():
+        ours = roles.get("ours")
+        for role, t in roles.items():
+            if role != "ours" and ours:
+                tr.write_line(f"{group}: {role} {t:.4f} s / ours {ours:.4f} s = {t / ours:.2f}x")
