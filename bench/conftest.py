@@ -10,16 +10,19 @@ import numpy as np
 import pytest
 
 _TIMES = {}
+RESULTS = {}  # (group, role) -> the result, for the agreement checks
 
 
 @pytest.fixture
 def record(benchmark):
-    """Runs `benchmark.pedantic` and files the minimum time under (group, role)."""
+    """Runs `benchmark.pedantic` once per test and files the minimum time and the result
+    under (group, role); tests of one group compare their results through RESULTS."""
 
     def run(group, role, fn, rounds=3, warmup=1):
         benchmark.group = group
         result = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup)
         _TIMES.setdefault(group, {})[role] = benchmark.stats.stats.min
+        RESULTS[group, role] = result
         return result
 
     return run

@@ -2,14 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <exception>
-#include <mutex>
-#include <thread>
-#include <cmath>
 #include <limits>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <type_traits>
 
 #include "labelranker/blas.hpp"
@@ -41,9 +41,15 @@ double round_to(double v) {
 }
 
 // One row of the centring pass, the only O(n d) loop: z = (x - s) * sqrt(w), acc += w (x - s).
-// Cloned for AVX-512 and AVX2 (chosen at load time); the rest of the build stays baseline.
+// Cloned for AVX-512 and AVX2 on x86-64 (chosen at load time); the rest of the build stays
+// baseline.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LRF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LRF_CLONES
+#endif
 #define LRF_CENTER_ROW(T)                                                                    \
-  __attribute__((target_clones("avx512f", "avx2", "default"))) void center_row(              \
+  LRF_CLONES void center_row(                                                                \
       const T* __restrict__ x, const T* __restrict__ s, T* __restrict__ z,                  \
       double* __restrict__ acc, Index d, const double* weight) {                            \
     if (weight == nullptr) {                                                                 \
@@ -65,6 +71,7 @@ double round_to(double v) {
 LRF_CENTER_ROW(float)
 LRF_CENTER_ROW(double)
 #undef LRF_CENTER_ROW
+#undef LRF_CLONES
 
 }  // namespace
 
