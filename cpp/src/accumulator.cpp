@@ -443,24 +443,25 @@ RowMatrixXd ScatterAccumulator::class_means() const {
   return means;
 }
 
-VectorXd ScatterAccumulator::global_mean() const {
-  Eigen::RowVectorXd ref;
-  const RowMatrixXd rel = relative_means(&ref);
+Eigen::RowVectorXd ScatterAccumulator::weighted_mean(const RowMatrixXd& rows) const {
   Eigen::RowVectorXd mu = Eigen::RowVectorXd::Zero(d_);
   const double total = total_weight();
-  if (total <= 0) return VectorXd::Constant(d_, std::numeric_limits<double>::quiet_NaN());
   for (Index k = 0; k < c_; ++k)
-    if (counts_[k] > 0) mu += (counts_[k] / total) * rel.row(k);
-  return (ref + mu).transpose();
+    if (counts_[k] > 0) mu += (counts_[k] / total) * rows.row(k);
+  return mu;
+}
+
+VectorXd ScatterAccumulator::global_mean() const {
+  if (!(total_weight() > 0)) return VectorXd::Constant(d_, std::numeric_limits<double>::quiet_NaN());
+  Eigen::RowVectorXd ref;
+  const RowMatrixXd rel = relative_means(&ref);
+  return (ref + weighted_mean(rel)).transpose();
 }
 
 RowMatrixXd ScatterAccumulator::centered_means() const {
   Eigen::RowVectorXd ref;
   RowMatrixXd rel = relative_means(&ref);
-  Eigen::RowVectorXd mu = Eigen::RowVectorXd::Zero(d_);
-  const double total = total_weight();
-  for (Index k = 0; k < c_; ++k)
-    if (counts_[k] > 0) mu += (counts_[k] / total) * rel.row(k);
+  const Eigen::RowVectorXd mu = weighted_mean(rel);
   rel.rowwise() -= mu;
   return rel;
 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 
 import numpy as np
@@ -12,6 +11,7 @@ from ._inputs import (
     as_class_indices,
     as_features,
     as_weights,
+    check_int,
     check_n_components,
     parse_shrinkage,
 )
@@ -21,14 +21,6 @@ __all__ = ["ScatterAccumulator"]
 
 _STATE_VERSION = 1
 _STATE_KEYS = ("n_features", "num_classes", "n_rows", "counts", "shifts", "sums", "m2")
-
-
-def _check_count(value, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 class ScatterAccumulator:
@@ -59,11 +51,11 @@ class ScatterAccumulator:
     """
 
     def __init__(self, n_features: int, num_classes: int, *, n_threads=None):
-        n_features = _check_count(n_features, "n_features", 1)
-        num_classes = _check_count(num_classes, "num_classes", 2)
+        n_features = check_int(n_features, "n_features", 1)
+        num_classes = check_int(num_classes, "num_classes", 2)
         self._core = _core.Accumulator(n_features, num_classes)
         if n_threads is not None:
-            self._core.num_threads = _check_count(n_threads, "n_threads", 1)
+            self._core.num_threads = check_int(n_threads, "n_threads", 1)
 
     # ------------------------------------------------------------- updating
     def update(self, X, y, sample_weight=None) -> "ScatterAccumulator":

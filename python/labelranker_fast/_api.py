@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ._accumulator import ScatterAccumulator
-from ._inputs import as_class_indices, as_features, as_weights, to_numpy
+from ._inputs import as_class_indices, as_features, as_weights, check_int, to_numpy
 from ._ranking import LabelRanking
 
 __all__ = ["rank_labels", "encode_labels"]
@@ -20,11 +18,8 @@ def encode_labels(y, n_samples: int, num_classes=None):
     classes are 0..num_classes-1 (classes without samples are then reported by the engine).
     """
     if num_classes is not None:
-        if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, numbers.Integral):
-            raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        return np.arange(num_classes), as_class_indices(y, n_samples, int(num_classes))
+        num_classes = check_int(num_classes, "num_classes", 2)
+        return np.arange(num_classes), as_class_indices(y, n_samples, num_classes)
     labels = to_numpy(y)
     if labels.ndim != 1:
         raise ValueError(f"y must be 1-D, got an array of shape {labels.shape}")
@@ -81,12 +76,7 @@ def rank_labels(
     n, d = X.shape
     classes, indices = encode_labels(y, n, num_classes)
     weights = as_weights(sample_weight, n)
-    if chunk_size is None:
-        chunk_size = max(n, 1)
-    if isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, numbers.Integral):
-        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk_size = max(n, 1) if chunk_size is None else check_int(chunk_size, "chunk_size", 1)
     if n == 0:
         raise ValueError("X has no rows: nothing to rank")
 

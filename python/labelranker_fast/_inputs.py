@@ -16,6 +16,7 @@ __all__ = [
     "as_weights",
     "is_torch_tensor",
     "parse_shrinkage",
+    "check_int",
     "check_n_components",
     "to_numpy",
 ]
@@ -109,9 +110,14 @@ def parse_shrinkage(shrinkage) -> tuple[str, float]:
     return "fixed", value
 
 
+def check_int(value, name: str, minimum: int) -> int:
+    """value as an int >= minimum (TypeError for non-integers, bools included)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def check_n_components(n_components) -> int:
-    if isinstance(n_components, (bool, np.bool_)) or not isinstance(n_components, numbers.Integral):
-        raise TypeError(f"n_components must be an int, got {type(n_components).__name__}")
-    if n_components < 1:
-        raise ValueError(f"n_components must be >= 1, got {n_components}")
-    return int(n_components)
+    return check_int(n_components, "n_components", 1)

@@ -101,6 +101,8 @@ class ScatterAccumulator {
   // Class means minus the shift of the first class with weight (`reference`), which keeps
   // differences of means free of cancellation.
   RowMatrixXd relative_means(Eigen::RowVectorXd* reference) const;
+  // sum_k n_k rows_k / N over the classes with weight.
+  Eigen::RowVectorXd weighted_mean(const RowMatrixXd& rows) const;
 
   Index d_, c_;
   int threads_;
