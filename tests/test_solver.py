@@ -106,14 +106,17 @@ def test_oas_against_sklearn_and_eigh():
     assert_same_directions(est.scalings_, evecs[:, :3], S)
 
 
-def test_singular_within_scatter_names_shrinkage():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_singular_within_scatter_names_shrinkage(dtype):
     X, y = datasets.load_digits(return_X_y=True)  # some pixels are always 0
+    X = X.astype(dtype)
     with pytest.raises(ValueError, match="shrinkage"):
         lrf.rank_labels(X, y)
     # Fewer samples than features: singular too.
-    X2, y2 = make_blobs(0, n=30, d=50, C=3)
-    with pytest.raises(ValueError, match="shrinkage"):
-        lrf.rank_labels(X2, y2)
+    for n, d in [(30, 50), (1000, 1200)]:
+        X2, y2 = make_blobs(0, n=n, d=d, C=3, dtype=dtype)
+        with pytest.raises(ValueError, match="shrinkage"):
+            lrf.rank_labels(X2, y2)
     assert lrf.rank_labels(X2, y2, shrinkage="oas").n_classes == 3
 
 
