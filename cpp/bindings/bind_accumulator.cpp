@@ -193,10 +193,6 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
             s.acc.set_num_threads(n);
           },
           "Worker threads of update(); results are bit-identical for every count.")
-      .def("set_num_threads", [](BoundAccumulator& s, int n) {
-            std::lock_guard<std::mutex> lock(s.mutex);
-            s.acc.set_num_threads(n);
-          }, py::arg("n"))
       .def("merge", &merge, py::arg("other"), "Adds other's statistics (in place).")
       .def_property_readonly("n_features", [](const BoundAccumulator& s) { return s.acc.n_features(); })
       .def_property_readonly("num_classes", [](const BoundAccumulator& s) { return s.acc.num_classes(); })

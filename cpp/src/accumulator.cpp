@@ -490,6 +490,10 @@ MatrixXd ScatterAccumulator::between_factor() const {
 }
 
 void ScatterAccumulator::require_all_classes() const {
+  if (!(total_weight() > 0)) {
+    throw SingularError("the accumulator is empty (no samples with positive weight): call "
+                        "update() before ranking");
+  }
   std::vector<Index> empty;
   for (Index k = 0; k < c_; ++k)
     if (!(counts_[k] > 0)) empty.push_back(k);

@@ -119,8 +119,6 @@ class ScatterAccumulator:
 
     # --------------------------------------------------------------- solving
     def _solve(self, shrinkage, n_components) -> dict:
-        if self.n_samples == 0:
-            raise ValueError("the accumulator is empty: call update() before ranking")
         kind, value = parse_shrinkage(shrinkage)
         return self._core.solve(kind, value, check_n_components(n_components))
 

@@ -8,7 +8,14 @@ import numpy as np
 
 from ._accumulator import ScatterAccumulator
 from ._api import encode_labels
-from ._inputs import as_features, as_weights, check_n_components, parse_shrinkage, to_numpy
+from ._inputs import (
+    as_features,
+    as_weights,
+    check_n_components,
+    lookup_classes,
+    parse_shrinkage,
+    to_numpy,
+)
 
 try:  # scikit-learn is optional: with it, LabelRanker is a full BaseEstimator.
     from sklearn.base import BaseEstimator, TransformerMixin
@@ -89,8 +96,6 @@ class LabelRanker(TransformerMixin, BaseEstimator):
         check_n_components(self.n_components)
         X = as_features(X)
         classes, indices = encode_labels(y, X.shape[0])
-        if X.shape[0] == 0:
-            raise ValueError("X has no rows")
         acc = ScatterAccumulator(X.shape[1], classes.size)
         acc.update(X, indices, as_weights(sample_weight, X.shape[0]))
         self._accumulator = acc
@@ -119,12 +124,9 @@ class LabelRanker(TransformerMixin, BaseEstimator):
         labels = to_numpy(y)
         if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
             raise ValueError(f"y must be 1-D with {X.shape[0]} entries, got shape {labels.shape}")
-        idx = np.clip(np.searchsorted(classes, labels), 0, classes.size - 1)
-        if labels.size and not np.all(classes[idx] == labels):
-            unknown = np.unique(labels[classes[idx] != labels])[:5].tolist()
-            raise ValueError(f"y has labels not in classes: {unknown}")
+        idx = lookup_classes(classes, labels, "y has labels not in classes")
         acc = ScatterAccumulator(X.shape[1], classes.size) if first else self._accumulator
-        acc.update(X, idx.astype(np.int64), as_weights(sample_weight, X.shape[0]))
+        acc.update(X, idx, as_weights(sample_weight, X.shape[0]))
         self._accumulator = acc
         self.classes_ = classes
         if np.all(acc.class_counts > 0):

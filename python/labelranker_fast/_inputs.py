@@ -15,6 +15,7 @@ __all__ = [
     "as_class_indices",
     "as_weights",
     "is_torch_tensor",
+    "lookup_classes",
     "parse_shrinkage",
     "check_int",
     "check_n_components",
@@ -90,6 +91,30 @@ def as_weights(sample_weight, n_samples: int) -> np.ndarray | None:
             f"sample_weight has {arr.shape[0]} entries but X has {n_samples} rows"
         )
     return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def lookup_classes(classes: np.ndarray, labels, unknown_message: str) -> np.ndarray:
+    """int64 indices into ``classes`` (unique, any order) of ``labels``.
+
+    Raises ValueError ``f"{unknown_message}: [first unknown labels]"`` for labels that are
+    not among the classes, TypeError for labels that cannot be compared with them.
+    """
+    labels = np.asarray(labels)
+    sorter = np.argsort(classes, kind="stable")
+    sorted_classes = classes[sorter]
+    try:
+        idx = np.searchsorted(sorted_classes, labels)
+    except TypeError as exc:  # e.g. strings against ints
+        raise TypeError(
+            f"labels of dtype {labels.dtype} cannot be compared with classes of dtype "
+            f"{classes.dtype}"
+        ) from exc
+    idx = np.clip(idx, 0, sorted_classes.size - 1)
+    found = sorted_classes[idx] == labels
+    if not np.all(found):
+        unknown = np.unique(labels[~found])[:5].tolist()
+        raise ValueError(f"{unknown_message}: {unknown}")
+    return sorter[idx].astype(np.int64)
 
 
 def parse_shrinkage(shrinkage) -> tuple[str, float]:

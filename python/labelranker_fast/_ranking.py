@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import is_torch_tensor
+from ._inputs import is_torch_tensor, lookup_classes
 
 __all__ = ["LabelRanking"]
 
@@ -109,24 +109,6 @@ class LabelRanking:
     __hash__ = None
 
     # ------------------------------------------------------------ remapping
-    def _class_index(self, labels: np.ndarray) -> np.ndarray:
-        """Indices into ``classes`` of ``labels``; ValueError for labels not in classes."""
-        sorter = np.argsort(self.classes, kind="stable")
-        sorted_classes = self.classes[sorter]
-        try:
-            idx = np.searchsorted(sorted_classes, labels)
-        except TypeError as exc:  # e.g. strings against ints
-            raise TypeError(
-                f"labels of dtype {labels.dtype} cannot be compared with classes of dtype "
-                f"{self.classes.dtype}"
-            ) from exc
-        idx = np.clip(idx, 0, sorted_classes.size - 1)
-        found = sorted_classes[idx] == labels
-        if not np.all(found):
-            unknown = np.unique(np.asarray(labels)[~found])[:5].tolist()
-            raise ValueError(f"labels not among the ranked classes: {unknown}")
-        return sorter[idx]
-
     def remap(self, y):
         """Original labels -> head positions.
 
@@ -135,8 +117,8 @@ class LabelRanking:
         """
         if is_torch_tensor(y):
             return self._remap_torch(y)
-        labels = np.asarray(y)
-        return self.positions[self._class_index(labels)]
+        index = lookup_classes(self.classes, y, "labels not among the ranked classes")
+        return self.positions[index]
 
     def unmap(self, positions):
         """Head positions -> original labels (the inverse of ``remap``)."""
