@@ -33,7 +33,7 @@ rng = np.random.default_rng(0)
 y = np.repeat([0, 1, 2], 50)
 X = rng.standard_normal((150, 4)) + 3.0 * np.eye(4)[y]
 est = lrf.LabelRanker().fit(X, y)
-assert est.get_params() == {"n_components": 1, "shrinkage": None}
+assert est.get_params() == {"n_components": 1, "shrinkage": None, "n_threads": None}
 assert sorted(est.order_.tolist()) == [0, 1, 2]
 assert 'torch' not in sys.modules and 'sklearn' not in sys.modules
 print("ok")

@@ -15,6 +15,7 @@
 
 #include "bindings.hpp"
 #include "labelranker/accumulator.hpp"
+#include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
 #include "labelranker/ranking.hpp"
 #include "labelranker/solver.hpp"
@@ -112,6 +113,7 @@ py::dict solve(const BoundAccumulator& self, const std::string& kind, double val
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(self.mutex);
     const lrf::ScatterAccumulator& acc = self.acc;
+    lrf::blas::ThreadScope blas_threads(acc.num_threads());
     acc.require_all_classes();
     const double total = acc.total_weight();
     const lrf::MatrixXd within = acc.within_scatter() / total;
@@ -138,6 +140,16 @@ auto locked(F f) {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(self.mutex);
     return f(self.acc);
+  };
+}
+
+// The same for a call that changes the accumulator.
+template <class F>
+auto mutating(F f) {
+  return [f](BoundAccumulator& self) {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(self.mutex);
+    f(self.acc);
   };
 }
 
@@ -179,6 +191,8 @@ std::unique_ptr<BoundAccumulator> from_state(const py::dict& d) {
 }  // namespace
 
 void lrf::bindings::bind_accumulator(py::module_& m) {
+  // Rows one worker thread takes at a time: streamed chunks are best a multiple of it.
+  m.attr("BLOCK_ROWS") = lrf::ScatterAccumulator::kBlockRows;
   py::class_<BoundAccumulator>(m, "Accumulator", R"doc(
 Streaming LDA statistics in float64 (engine object; use labelranker_fast.ScatterAccumulator).
 )doc")
@@ -193,6 +207,15 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
             s.acc.set_num_threads(n);
           },
           "Worker threads of update(); results are bit-identical for every count.")
+      .def("begin_pass", mutating([](lrf::ScatterAccumulator& a) { a.begin_pass(); }),
+           "Opens a pass: the following update() calls are committed together.")
+      .def("commit_pass", mutating([](lrf::ScatterAccumulator& a) { a.commit_pass(); }),
+           "Adds the open pass's statistics to the accumulator.")
+      .def("abort_pass", mutating([](lrf::ScatterAccumulator& a) { a.abort_pass(); }),
+           "Drops the open pass's statistics.")
+      .def("release_buffers", mutating([](lrf::ScatterAccumulator& a) { a.release_buffers(); }),
+           "Frees the buffers update() keeps between calls.")
+      .def_property_readonly("pass_open", locked([](const lrf::ScatterAccumulator& a) { return a.pass_open(); }))
       .def("merge", &merge, py::arg("other"), "Adds other's statistics (in place).")
       .def_property_readonly("n_features", [](const BoundAccumulator& s) { return s.acc.n_features(); })
       .def_property_readonly("num_classes", [](const BoundAccumulator& s) { return s.acc.num_classes(); })

@@ -6,7 +6,9 @@
 #include <condition_variable>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -113,44 +115,97 @@ struct ScatterAccumulator::Lane {
   }
 };
 
-namespace {
-
-// Keeps OpenBLAS single-threaded while our own workers call it; restores it afterwards.
-class SerialBlas {
- public:
-  SerialBlas() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (active()++ == 0) {
-      saved() = blas::num_threads();
-      blas::set_num_threads(1);
-    }
-  }
-  ~SerialBlas() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (--active() == 0) blas::set_num_threads(saved());
-  }
-  SerialBlas(const SerialBlas&) = delete;
-  SerialBlas& operator=(const SerialBlas&) = delete;
-
- private:
-  static std::mutex& mutex() { static std::mutex m; return m; }
-  static int& active() { static int n = 0; return n; }
-  static int& saved() { static int n = 1; return n; }
-};
-
-}  // namespace
 
 void ScatterAccumulator::set_num_threads(int n) {
   if (n < 1) throw InputError("n_threads must be >= 1, got " + std::to_string(n));
   threads_ = n;
 }
 
+void ScatterAccumulator::begin_pass() {
+  if (work_.open) throw InputError("a pass is already open on this accumulator");
+  Workspace& ws = work_;
+  if (ws.counts.size() != c_) {
+    ws.counts = VectorXd::Zero(c_);
+    ws.shifts.resize(c_, d_);
+    ws.sums = RowMatrixXd::Zero(c_, d_);
+    ws.touched.assign(static_cast<std::size_t>(c_), 0);
+  }
+  if (ws.moment.rows() != d_) ws.moment.resize(d_, d_);
+  ws.classes.clear();
+  ws.rows = 0;
+  ws.has_moment = false;
+  ws.saw_double = false;
+  ws.open = true;
+  // Our workers run the BLAS single-threaded; holding that setting for the whole pass
+  // spares OpenBLAS a resize of its pool (and its idle threads' spinning) per call.
+  ws.serial_blas = std::make_unique<blas::ThreadScope>(1);
+}
+
+void ScatterAccumulator::Workspace::release() {
+  moment = MatrixXd();
+  shifts = RowMatrixXd();
+  sums = RowMatrixXd();
+  shifts_f.resize(0, 0);
+  counts = VectorXd();
+  std::vector<char>().swap(touched);
+  std::vector<Index>().swap(classes);
+  lanes.clear();
+}
+
+void ScatterAccumulator::release_buffers() {
+  if (work_.open) throw InputError("cannot release buffers while a pass is open");
+  work_.release();
+}
+
+void ScatterAccumulator::abort_pass() {
+  Workspace& ws = work_;
+  for (Index k : ws.classes) {
+    ws.sums.row(k).setZero();
+    ws.counts[k] = 0;
+    ws.touched[k] = 0;
+  }
+  ws.classes.clear();
+  ws.serial_blas.reset();
+  work_.open = false;
+}
+
+void ScatterAccumulator::commit_pass() {
+  if (!work_.open) throw InputError("no pass is open on this accumulator");
+  Workspace& ws = work_;
+  VectorXd counts = VectorXd::Zero(c_);
+  for (Index k : ws.classes) counts[k] = ws.counts[k];
+  if (ws.has_moment) absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, ws.rows);
+  abort_pass();  // clears the workspace
+}
+
 template <class T>
 void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y, const double* w) {
   if (n < 0) throw InputError("negative number of rows");
   if (n == 0) return;
+  const bool own_pass = !work_.open;
+  if (own_pass) {
+    validate_rows(n, y, w);  // before the pass opens: nothing to undo
+    begin_pass();
+  }
+  try {
+    if (!own_pass) validate_rows(n, y, w);
+    if constexpr (std::is_same_v<T, float>) {
+      if (work_.saw_double) {
+        throw InputError("X is float32 but an earlier chunk of this pass was float64; pass "
+                         "the remaining chunks as float64");
+      }
+    } else {
+      work_.saw_double = true;
+    }
+    add_rows(x, n, y, w);
+  } catch (...) {
+    abort_pass();  // an error anywhere in a pass drops the whole pass
+    throw;
+  }
+  if (own_pass) commit_pass();
+}
 
-  // Labels and weights are checked before anything is computed: O(n).
+void ScatterAccumulator::validate_rows(Index n, const std::int64_t* y, const double* w) const {
   for (Index i = 0; i < n; ++i) {
     if (y[i] < 0 || y[i] >= c_) {
       std::ostringstream msg;
@@ -167,47 +222,46 @@ void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y,
       }
     }
   }
+}
 
-  // This call's statistics go to the workspace and are absorbed only once all rows have
-  // been checked, so an invalid row leaves the accumulator as it was.
+template <class T>
+void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, const double* w) {
+  // The rows' statistics go to the workspace and reach the accumulator only when the pass
+  // commits, so an invalid row leaves the accumulator as it was.
   Workspace& ws = work_;
-  if (ws.counts.size() != c_) {
-    ws.counts = VectorXd::Zero(c_);
-    ws.shifts.resize(c_, d_);
-    ws.sums = RowMatrixXd::Zero(c_, d_);
-    ws.touched.assign(static_cast<std::size_t>(c_), 0);
-  }
   if constexpr (std::is_same_v<T, float>) {
     if (ws.shifts_f.rows() != c_) ws.shifts_f.resize(c_, d_);
   }
-  if (ws.moment.rows() != d_) ws.moment.resize(d_, d_);
 
-  // The call's shifts: a class's existing shift, or for a class without one the mean of
-  // its first kShiftRows rows here; rounded to input precision (so x - s is exact near s).
-  ws.classes.clear();
+  // Shifts are fixed once per pass, when a class first appears in it: the accumulator's
+  // shift, or for a class without one the mean of its first kShiftRows rows in this call;
+  // rounded to input precision (so x - s is exact near s).
+  std::vector<Index> fresh;                    // classes whose shift is set in this call
+  std::vector<Index> taken(static_cast<std::size_t>(c_), -1);  // rows averaged, if fresh
   {
-    VectorXd taken = VectorXd::Zero(c_);
     Index fresh_open = 0;
     for (Index i = 0; i < n; ++i) {
       const Index k = y[i];
       if (!ws.touched[k]) {
         ws.touched[k] = 1;
         ws.classes.push_back(k);
+        fresh.push_back(k);
         if (counts_[k] > 0) {
           ws.shifts.row(k) = shifts_.row(k);
           continue;
         }
         ws.shifts.row(k).setZero();
+        taken[k] = 0;
         ++fresh_open;
-      } else if (counts_[k] > 0 || taken[k] >= kShiftRows) {
+      } else if (taken[k] < 0 || taken[k] >= kShiftRows) {
         if (fresh_open == 0 && ws.classes.size() == static_cast<std::size_t>(c_)) break;
         continue;
       }
       ws.shifts.row(k) += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(x + i * d_, d_).template cast<double>();
       if (++taken[k] == kShiftRows) --fresh_open;
     }
-    for (Index k : ws.classes) {
-      if (taken[k] > 0) ws.shifts.row(k) /= taken[k];
+    for (Index k : fresh) {
+      if (taken[k] > 0) ws.shifts.row(k) /= static_cast<double>(taken[k]);
       for (Index j = 0; j < d_; ++j) ws.shifts(k, j) = round_to<T>(ws.shifts(k, j));
       if constexpr (std::is_same_v<T, float>) ws.shifts_f.row(k) = ws.shifts.row(k).template cast<float>();
     }
@@ -262,7 +316,7 @@ void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y,
 
   auto reduce_block = [&](Lane& lane, Index b) {
     const T* m = lane.moment<T>().data();
-    if (b == 0) {
+    if (b == 0 && !ws.has_moment) {
       for (Index j = 0; j < d_; ++j)
         for (Index i = 0; i <= j; ++i) ws.moment(i, j) = static_cast<double>(m[j * d_ + i]);
     } else {
@@ -278,12 +332,15 @@ void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y,
   };
 
   if (lanes == 1) {
+    // One block: the BLAS may use our threads, unless a pass keeps it serial throughout.
+    std::optional<blas::ThreadScope> blas_threads;
+    if (!ws.serial_blas) blas_threads.emplace(threads_);
     for (Index b = 0; b < n_blocks; ++b) {
       process_block(*ws.lanes[0], b);
       reduce_block(*ws.lanes[0], b);
     }
   } else {
-    SerialBlas serial;
+    blas::ThreadScope serial_blas(1);  // our workers each run the BLAS on one thread
     std::atomic<Index> next{0};
     std::mutex mutex;
     std::condition_variable turn;
@@ -325,25 +382,11 @@ void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y,
     }
   }
 
-  // A non-finite feature makes its class's sum non-finite; an overflowing square makes the
-  // moment's diagonal infinite. Both are O(C d + d) to check here.
-  bool finite = ws.moment.diagonal().allFinite();
-  for (Index k : ws.classes) finite = finite && ws.sums.row(k).allFinite() && ws.shifts.row(k).allFinite();
-  auto reset = [&] {
-    for (Index k : ws.classes) {
-      ws.sums.row(k).setZero();
-      ws.counts[k] = 0;
-      ws.touched[k] = 0;
-    }
-  };
-  if (!finite) {
-    reset();
-    throw_non_finite(x, n, w);
-  }
-  VectorXd counts = VectorXd::Zero(c_);
-  for (Index k : ws.classes) counts[k] = ws.counts[k];
-  absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, n);
-  reset();
+  // A non-finite feature (or shift) makes a centred value non-finite and with it the
+  // moment's diagonal; so does a square that overflows. O(d) to check per call.
+  ws.has_moment = true;
+  ws.rows += n;
+  if (!ws.moment.diagonal().allFinite()) throw_non_finite(x, n, w);
 }
 
 template <class T>

@@ -5,6 +5,7 @@
 #include <lapacke.h>
 
 #include <limits>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -64,5 +65,22 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
 
 int num_threads() { return scipy_openblas_get_num_threads(); }
 void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
+
+namespace {
+std::mutex scope_mutex;
+int scopes_active = 0;  // guarded by scope_mutex
+int size_before = 1;    // the pool's size before the first active scope
+}  // namespace
+
+ThreadScope::ThreadScope(int n) {
+  std::lock_guard<std::mutex> lock(scope_mutex);
+  if (scopes_active++ == 0) size_before = num_threads();
+  if (num_threads() != n) set_num_threads(n);
+}
+
+ThreadScope::~ThreadScope() {
+  std::lock_guard<std::mutex> lock(scope_mutex);
+  if (--scopes_active == 0 && num_threads() != size_before) set_num_threads(size_before);
+}
 
 }  // namespace lrf::blas

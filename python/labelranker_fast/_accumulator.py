@@ -16,6 +16,8 @@ from ._inputs import (
     parse_shrinkage,
 )
 from ._ranking import LabelRanking
+from ._sources import in_memory
+from ._stream import stream
 
 __all__ = ["ScatterAccumulator"]
 
@@ -58,14 +60,20 @@ class ScatterAccumulator:
             self._core.num_threads = check_int(n_threads, "n_threads", 1)
 
     # ------------------------------------------------------------- updating
-    def update(self, X, y, sample_weight=None) -> "ScatterAccumulator":
-        """Adds the rows of ``X`` (n, d) with class indices ``y`` (n,).
+    def update(self, X, y=None, sample_weight=None, *, chunk_size=None, progress=False):
+        """Adds the rows of ``X`` (n, d) with class indices ``y`` (n,) in [0, num_classes).
 
-        ``X`` may be a numpy array, anything ``np.asarray`` accepts, or a torch tensor; a
-        C-contiguous float32/float64 array is used in place. ``sample_weight`` (n,) must be
-        finite and non-negative. Either all rows are added or, on invalid input, none
-        (the accumulator is left unchanged and ValueError/TypeError is raised).
+        ``X`` may be a numpy array, anything ``np.asarray`` accepts, or a torch tensor (a
+        C-contiguous float32/float64 array is used in place); or, streamed in chunks of
+        ``chunk_size`` rows: an ``np.memmap``, a ``.npy`` path, an array-like with row
+        slicing (h5py, zarr), or with ``y=None`` an iterable of ``(X, y)`` or
+        ``(X, y, sample_weight)`` chunks. ``sample_weight`` (n,) must be finite and
+        non-negative. Either all rows are added or, on invalid input anywhere in the
+        stream, none (the accumulator is left unchanged and ValueError/TypeError is
+        raised). ``progress`` shows a progress bar while streaming. Returns ``self``.
         """
+        if y is None or chunk_size is not None or not in_memory(X):
+            return self._update_streamed(X, y, sample_weight, chunk_size, progress)
         X = as_features(X)
         if X.shape[1] != self.n_features:
             raise ValueError(
@@ -78,6 +86,25 @@ class ScatterAccumulator:
         self._core.update(X, y, w)
         return self
 
+    def _update_streamed(self, X, y, sample_weight, chunk_size, progress):
+        # Into a fresh accumulator first, so a failure midway leaves self unchanged.
+        def make(n_features, num_classes, n_threads):
+            if n_features != self.n_features:
+                raise ValueError(
+                    f"X has {n_features} features but the accumulator was created with "
+                    f"n_features={self.n_features}"
+                )
+            return ScatterAccumulator(n_features, num_classes, n_threads=self.n_threads)
+
+        part, _ = stream(X, y, sample_weight, num_classes=self.num_classes,
+                         n_threads=self.n_threads, chunk_size=chunk_size, progress=progress,
+                         make_accumulator=make)
+        if self.n_samples == 0:
+            self._core = part._core  # bit-identical to having streamed into self
+        else:
+            self.merge(part)
+        return self
+
     def merge(self, other: "ScatterAccumulator") -> "ScatterAccumulator":
         """Adds ``other``'s statistics to this accumulator (in place) and returns it."""
         if not isinstance(other, ScatterAccumulator):
@@ -86,6 +113,15 @@ class ScatterAccumulator:
         return self
 
     # ------------------------------------------------------------ statistics
+    @property
+    def n_threads(self) -> int:
+        """Threads used by ``update`` and by the solver's BLAS calls."""
+        return self._core.num_threads
+
+    @n_threads.setter
+    def n_threads(self, value) -> None:
+        self._core.num_threads = check_int(value, "n_threads", 1)
+
     @property
     def n_features(self) -> int:
         return self._core.n_features
@@ -147,6 +183,40 @@ class ScatterAccumulator:
             centroids=result["centroids"],
             eigenvalues=result["eigenvalues"],
             shrinkage=result["shrinkage"],
+        )
+
+    # --------------------------------------------------------- class slots
+    def _with_state(self, **changes) -> "ScatterAccumulator":
+        state = self.get_state()
+        state.update(changes)
+        out = ScatterAccumulator.from_state(state)
+        out.n_threads = self.n_threads
+        return out
+
+    def _with_capacity(self, num_classes: int) -> "ScatterAccumulator":
+        """A copy with ``num_classes`` class slots; the new ones are empty."""
+        state = self.get_state()
+        extra = num_classes - self.num_classes
+        return self._with_state(
+            num_classes=num_classes,
+            counts=np.concatenate([state["counts"], np.zeros(extra)]),
+            shifts=np.vstack([state["shifts"], np.zeros((extra, self.n_features))]),
+            sums=np.vstack([state["sums"], np.zeros((extra, self.n_features))]),
+        )
+
+    def _select_classes(self, order) -> "ScatterAccumulator":
+        """A copy whose class k is this one's class ``order[k]`` (other classes must be
+        empty: their rows would be lost)."""
+        state = self.get_state()
+        order = np.asarray(order, dtype=np.int64)
+        dropped = np.setdiff1d(np.arange(self.num_classes), order)
+        if np.any(state["counts"][dropped] != 0):
+            raise ValueError("cannot drop classes that have samples")
+        return self._with_state(
+            num_classes=order.size,
+            counts=state["counts"][order],
+            shifts=state["shifts"][order],
+            sums=state["sums"][order],
         )
 
     # ----------------------------------------------------------- persistence

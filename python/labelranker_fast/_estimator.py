@@ -7,7 +7,7 @@ import inspect
 import numpy as np
 
 from ._accumulator import ScatterAccumulator
-from ._api import encode_labels
+from ._api import accumulate
 from ._inputs import (
     as_features,
     as_weights,
@@ -65,6 +65,9 @@ class LabelRanker(TransformerMixin, BaseEstimator):
         Regularisation of the within-class covariance (see ``rank_labels``).
     n_components : int, default=1
         Number of discriminant directions kept (``transform`` output width).
+    n_threads : int, optional
+        Threads for accumulation and the solver's BLAS (default: all cores); results are
+        identical for every count.
 
     Attributes
     ----------
@@ -86,20 +89,22 @@ class LabelRanker(TransformerMixin, BaseEstimator):
     n_features_in_ : int
     """
 
-    def __init__(self, shrinkage=None, n_components=1):
+    def __init__(self, shrinkage=None, n_components=1, n_threads=None):
         self.shrinkage = shrinkage
         self.n_components = n_components
+        self.n_threads = n_threads
 
-    def fit(self, X, y, sample_weight=None):
-        """Fits on all of (X, y) at once."""
+    def fit(self, X, y=None, sample_weight=None):
+        """Fits on all of (X, y) in one pass.
+
+        ``X`` is anything ``rank_labels`` takes: an array or tensor, an ``np.memmap`` or
+        ``.npy`` path, a sliceable array-like (h5py, zarr), or with ``y=None`` an
+        iterable of ``(X, y)`` chunks; streamed inputs are never held whole.
+        """
         parse_shrinkage(self.shrinkage)
         check_n_components(self.n_components)
-        X = as_features(X)
-        classes, indices = encode_labels(y, X.shape[0])
-        acc = ScatterAccumulator(X.shape[1], classes.size)
-        acc.update(X, indices, as_weights(sample_weight, X.shape[0]))
-        self._accumulator = acc
-        self.classes_ = classes
+        self._accumulator, self.classes_ = accumulate(X, y, sample_weight,
+                                                      n_threads=self.n_threads)
         self._refresh()
         return self
 
@@ -125,7 +130,10 @@ class LabelRanker(TransformerMixin, BaseEstimator):
         if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
             raise ValueError(f"y must be 1-D with {X.shape[0]} entries, got shape {labels.shape}")
         idx = lookup_classes(classes, labels, "y has labels not in classes")
-        acc = ScatterAccumulator(X.shape[1], classes.size) if first else self._accumulator
+        if first:
+            acc = ScatterAccumulator(X.shape[1], classes.size, n_threads=self.n_threads)
+        else:
+            acc = self._accumulator
         acc.update(X, idx, as_weights(sample_weight, X.shape[0]))
         self._accumulator = acc
         self.classes_ = classes

@@ -20,6 +20,8 @@
 #include <memory>
 #include <vector>
 
+#include "labelranker/blas.hpp"
+
 namespace lrf {
 
 using Index = std::int64_t;
@@ -62,6 +64,20 @@ class ScatterAccumulator {
   void update(const float* x, Index n, const std::int64_t* y, const double* w);
   void update(const double* x, Index n, const std::int64_t* y, const double* w);
 
+  // A pass groups several update() calls into one: their statistics reach the accumulator
+  // together at commit_pass(), and an error in any call drops the whole pass (the
+  // accumulator stays as before it). Outside a pass every update() is a pass of its own.
+  // Within a pass the per-call cost is O(rows d^2) only (the O(C d + d^2) bookkeeping is
+  // paid once, at commit), so streaming many small chunks costs what one big call costs.
+  // A pass that has seen float64 rows takes no more float32 rows (pass them as float64).
+  void begin_pass();
+  void commit_pass();
+  void abort_pass();
+  bool pass_open() const { return work_.open; }
+  // Frees the buffers update() keeps between calls (about 3 C d + d^2 doubles plus, per
+  // worker, C d doubles and a d x d moment); the next update() allocates them again.
+  void release_buffers();
+
   // Adds other's statistics to this one. Same n_features and num_classes required.
   void merge(const ScatterAccumulator& other);
 
@@ -92,6 +108,9 @@ class ScatterAccumulator {
   template <class T>
   void update_impl(const T* x, Index n, const std::int64_t* y, const double* w);
   template <class T>
+  void add_rows(const T* x, Index n, const std::int64_t* y, const double* w);
+  void validate_rows(Index n, const std::int64_t* y, const double* w) const;
+  template <class T>
   [[noreturn]] void throw_non_finite(const T* x, Index n, const double* w) const;
   // Adds statistics taken around `shifts` (only the listed classes) to this accumulator,
   // re-expressing them around this accumulator's own shifts where the two differ.
@@ -119,12 +138,18 @@ class ScatterAccumulator {
     Workspace() = default;
     Workspace(const Workspace&) {}
     Workspace& operator=(const Workspace&) { return *this; }
-    MatrixXd moment;                 // d x d moment of this call (upper triangle)
-    RowMatrixXd shifts, sums;        // (C x d) this call's shifts and shifted sums
+    MatrixXd moment;                 // d x d moment of this pass (upper triangle)
+    RowMatrixXd shifts, sums;        // (C x d) this pass's shifts and shifted sums
     Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> shifts_f;
-    VectorXd counts;                 // (C) this call's weights
-    std::vector<char> touched;       // (C) class seen in this call
-    std::vector<Index> classes;      // classes seen in this call, in order of appearance
+    VectorXd counts;                 // (C) this pass's weights
+    std::vector<char> touched;       // (C) class seen in this pass
+    std::vector<Index> classes;      // classes seen in this pass, in order of appearance
+    bool open = false;               // a pass is open (a copy starts with none)
+    std::int64_t rows = 0;           // rows added in this pass
+    bool has_moment = false;         // moment holds data (else it is assigned, not added)
+    bool saw_double = false;         // a float64 call was part of this pass
+    std::unique_ptr<blas::ThreadScope> serial_blas;  // held while a pass is open
+    void release();                  // frees every buffer (no pass open)
     std::vector<std::shared_ptr<Lane>> lanes;
   };
   Workspace work_;

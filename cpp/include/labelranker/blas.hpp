@@ -37,6 +37,17 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
 int num_threads();
 void set_num_threads(int n);
 
+// Sets the pool's size for the lifetime of the object and restores it afterwards. Scopes
+// may nest and overlap across threads: the pool takes the latest scope's size, and the
+// size from before the first scope returns when the last one ends.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int n);
+  ~ThreadScope();
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+};
+
 // Throws std::length_error if n does not fit BLAS's 32-bit integers.
 int checked_int(index_t n);
 
