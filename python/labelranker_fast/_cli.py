@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from ._api import rank_labels
+from ._sources import open_npy
 
 
 def _shrinkage(text: str):
@@ -40,13 +41,6 @@ def _print_ranking(ranking, title: str, seconds: float, out) -> None:
     print("order: " + " ".join(str(v) for v in ranking.ranked_classes.tolist()), file=out)
 
 
-def _load_npy(path: str, what: str):
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"labelranker: cannot read {what} file {path!r}: {exc}")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="labelranker",
@@ -61,6 +55,11 @@ def main(argv=None) -> int:
                    help="none (default), oas, or a number in [0, 1]")
     p.add_argument("--n-components", type=int, default=1)
     p.add_argument("--output", "-o", help="write the ranking as JSON to this path")
+    p.add_argument("--n-threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="rows read per chunk (default: one 4096-row block per thread)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="do not show a progress bar")
     args = parser.parse_args(argv)
 
     try:
@@ -76,10 +75,12 @@ def main(argv=None) -> int:
                      "features, 10 classes, shrinkage='oas'")
             _print_ranking(ranking, title, dt, sys.stdout)
             return 0
-        X = _load_npy(args.features, "features")
-        y = _load_npy(args.labels, "labels")
+        # The files are streamed (memory-mapped, read ahead, released): never held whole.
+        X = open_npy(args.features, "features")
         t = time.perf_counter()
-        ranking = rank_labels(X, y, shrinkage=args.shrinkage, n_components=args.n_components)
+        ranking = rank_labels(args.features, args.labels, shrinkage=args.shrinkage,
+                              n_components=args.n_components, n_threads=args.n_threads,
+                              chunk_size=args.chunk_size, progress=args.progress)
         dt = time.perf_counter() - t
         title = f"{args.features}: {X.shape[0]} samples, {X.shape[1]} features, {ranking.n_classes} classes"
         _print_ranking(ranking, title, dt, sys.stdout)
@@ -87,6 +88,6 @@ def main(argv=None) -> int:
             ranking.to_json(args.output)
             print(f"wrote {args.output}")
         return 0
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"labelranker: error: {exc}", file=sys.stderr)
         return 2

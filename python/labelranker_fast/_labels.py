@@ -33,6 +33,10 @@ def _check_label_array(labels: np.ndarray, n_rows: int | None, name: str = "y") 
     return labels
 
 
+def _is_text(dtype) -> bool:
+    return dtype.kind in "US"
+
+
 class ClassIndices:
     """Labels that already are class indices in [0, num_classes)."""
 
@@ -102,13 +106,12 @@ class DiscoveredClasses:
         if self.classes is None:
             self.classes = seen
         else:
-            try:
-                known = np.isin(seen, self.classes)
-            except TypeError as exc:
+            if _is_text(seen.dtype) != _is_text(self.classes.dtype):
                 raise TypeError(
                     f"labels of dtype {labels.dtype} cannot be compared with earlier labels "
                     f"of dtype {self.classes.dtype}"
-                ) from exc
+                )
+            known = np.isin(seen, self.classes)
             if not known.all():
                 self.classes = np.concatenate([self.classes, seen[~known]])
         while self.capacity < self.classes.size:
