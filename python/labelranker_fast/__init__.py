@@ -41,4 +41,8 @@ def __getattr__(name):
         from ._estimator import LabelRanker
 
         return LabelRanker
+    if name == "torch":  # the PyTorch layer, imported only when asked for
+        import importlib
+
+        return importlib.import_module(".torch", __name__)
     raise AttributeError(f"module 'labelranker_fast' has no attribute {name!r}")

@@ -194,12 +194,20 @@ class LabelRanking:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Writes the ranking as JSON (atomically: a temporary file, then a rename)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
+        _write_atomic(os.fspath(path), json.dumps(self.to_dict(), indent=1) + "\n")
+
+    def to_class_map(self, path: str | os.PathLike) -> None:
+        """Writes a timm class-map file: line p holds the class at head position p.
+
+        timm's ``train.py --class-map PATH`` (and ``timm.data.create_dataset(...,
+        class_map=PATH)``) then give every image folder its ranked position as target.
+        Classes are written with ``str``; written atomically.
+        """
+        names = [str(c) for c in self.ranked_classes.tolist()]
+        bad = [n for n in names if not n.strip() or "\n" in n or "\r" in n or n != n.strip()]
+        if bad:
+            raise ValueError(f"class names cannot be written one per line: {bad[:3]!r}")
+        _write_atomic(os.fspath(path), "\n".join(names) + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "LabelRanking":
@@ -211,3 +219,14 @@ class LabelRanking:
                 raise ValueError(f"{os.fspath(path)} is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
+
+def _write_atomic(path: str, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it over ``path``."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,75 @@
+"""Devices: pick one ("auto": XLA, then CUDA, then CPU) and the per-device idioms.
+
+XLA (TPUs through torch_xla, or its CPU backend with PJRT_DEVICE=CPU) differs from eager
+devices in three ways that matter here: a step's graph runs at ``torch_xla.sync()``,
+``torch.inference_mode`` does not work on XLA tensors (``no_grad`` does), and reading a
+device value on the host forces a compile-and-run, so it is avoided inside a step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+
+import torch
+
+__all__ = ["pick_device", "is_xla", "xla_sync", "no_grad_context", "autocast_context"]
+
+
+def _xla_configured() -> bool:
+    """torch_xla importable and a PJRT device chosen (TPU VMs set it; CPU needs it set)."""
+    if importlib.util.find_spec("torch_xla") is None:
+        return False
+    return bool(os.environ.get("PJRT_DEVICE")) or os.path.exists("/dev/accel0")
+
+
+def pick_device(device="auto") -> torch.device:
+    """``"auto"``: an XLA device when torch_xla is importable and configured, else CUDA,
+    else CPU. Anything else is passed to ``torch.device`` ("xla" gives torch_xla's)."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    if device == "auto":
+        if _xla_configured():
+            device = "xla"
+        elif torch.cuda.is_available():
+            return torch.device("cuda")
+        else:
+            return torch.device("cpu")
+    if device.split(":")[0] == "xla":
+        import torch_xla
+
+        return torch_xla.device()
+    return torch.device(device)
+
+
+def is_xla(device: torch.device) -> bool:
+    return torch.device(device).type == "xla"
+
+
+def xla_sync(device: torch.device) -> None:
+    """Cuts and runs the pending XLA graph (a no-op on other devices)."""
+    if is_xla(device):
+        import torch_xla
+
+        torch_xla.sync()
+
+
+def no_grad_context(device: torch.device):
+    """``inference_mode`` where it works, ``no_grad`` on XLA."""
+    return torch.no_grad() if is_xla(device) else torch.inference_mode()
+
+
+def autocast_context(device: torch.device, amp):
+    """Mixed precision: ``amp=None`` means bfloat16 on CUDA devices that support it and on
+    XLA, full precision on CPU; ``True``/``False`` force it; a dtype picks it."""
+    kind = torch.device(device).type
+    if amp is None:  # bfloat16 where the hardware has it: CUDA (Ampere on), TPUs
+        tpu = kind == "xla" and os.environ.get("PJRT_DEVICE", "TPU").upper() == "TPU"
+        amp = (kind == "cuda" and torch.cuda.is_bf16_supported()) or tpu
+    if amp is False:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp is True else amp
+    return torch.autocast(device_type=kind, dtype=dtype)

@@ -1,0 +1,203 @@
+"""extract_and_rank: a frozen model's features streamed into the ranker, batch by batch.
+
+The model runs on the device in the calling thread; each batch's pooled features are
+copied to the host (asynchronously on CUDA, into pinned memory) and handed to a feeder
+thread that gathers them into engine-sized chunks and accumulates them. The engine
+releases the GIL, so accumulation on the host overlaps with the device computing the next
+batch. No more than a few batches' features exist at any time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+import torch
+
+from .._api import accumulate
+from .._inputs import check_int, check_n_components, parse_shrinkage
+from ._device import autocast_context, is_xla, no_grad_context, pick_device
+from ._pooling import backbone_features, check_pooling
+
+__all__ = ["extract_and_rank", "split_batch"]
+
+_DONE = object()
+
+
+def split_batch(batch):
+    """(inputs, targets) of a batch: a (x, y, ...) tuple/list or a dict with
+    "pixel_values"/"image"/"input" and "labels"/"label"/"target" keys."""
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    if isinstance(batch, dict):
+        x = next((batch[k] for k in ("pixel_values", "image", "input", "x") if k in batch), None)
+        y = next((batch[k] for k in ("labels", "label", "target", "y") if k in batch), None)
+        if x is not None and y is not None:
+            return x, y
+    raise TypeError(
+        "each batch must be an (inputs, targets) tuple or a dict with 'pixel_values' and "
+        f"'labels' keys, got {type(batch).__name__}"
+    )
+
+
+class _Feeder:
+    """A thread that accumulates (features, labels) batches put by the model's thread."""
+
+    def __init__(self, num_classes: int, n_threads, depth: int = 4):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._result = None
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(num_classes, n_threads),
+                                        name="labelranker-feeder", daemon=True)
+        self._thread.start()
+
+    def _batches(self):
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            feats, labels, ready = item
+            if ready is not None:
+                ready.synchronize()  # the device-to-host copy has landed
+            yield feats, labels
+
+    def _run(self, num_classes, n_threads):
+        try:
+            self._result = accumulate(self._batches(), num_classes=num_classes, n_threads=n_threads)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the model's thread
+            self._error = exc
+
+    def put(self, item) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            if not self._thread.is_alive():
+                raise RuntimeError("the feature accumulation thread stopped unexpectedly")
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self):
+        self.put(_DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def cancel(self) -> None:
+        while True:  # unblock the thread: drop what is queued, then tell it to stop
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        try:
+            self._queue.put_nowait(_DONE)
+        except queue.Full:  # pragma: no cover - emptied just above
+            pass
+
+
+def _to_host(feats: torch.Tensor, device: torch.device):
+    """(host tensor, event or None): the features on the CPU, asynchronously on CUDA."""
+    feats = feats.detach()
+    if device.type == "cuda":
+        host = torch.empty(feats.shape, dtype=feats.dtype, device="cpu", pin_memory=True)
+        host.copy_(feats, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return host, ready
+    return feats.cpu(), None  # XLA: runs the pending graph; CPU: no copy
+
+
+def extract_and_rank(
+    model,
+    loader,
+    *,
+    num_classes: int,
+    pooling="avg",
+    device="auto",
+    shrinkage=None,
+    n_components: int = 1,
+    amp=None,
+    progress: bool = True,
+    n_threads=None,
+    return_accumulator: bool = False,
+):
+    """Ranks the classes of ``loader`` by LDA on ``model``'s frozen features.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+        A timm model, a Hugging Face vision model, or any module returning a tensor. It
+        is moved to ``device`` and run in eval mode without gradients (its training flag
+        is restored afterwards).
+    loader : iterable of batches
+        ``(inputs, targets)`` tuples (a DataLoader) or dicts with "pixel_values" and
+        "labels"; targets are class indices in [0, num_classes).
+    num_classes : int
+    pooling : "avg", "cls", "max", "avgmax", "head" or callable
+        How token or map outputs become one vector per sample (see ``pool``).
+    device : "auto", str or torch.device
+        "auto": XLA when torch_xla is importable and configured, else CUDA, else CPU.
+    shrinkage, n_components :
+        As for ``rank_labels``.
+    amp : None, bool or torch.dtype
+        Mixed precision for the forward pass (None: bfloat16 on CUDA/XLA, off on CPU).
+        Low-precision features are accumulated in float64 all the same.
+    progress : bool
+        A progress bar over batches (tqdm, on standard error).
+    n_threads : int, optional
+        Host threads for the accumulation (default: all cores).
+    return_accumulator : bool
+        Also return the ScatterAccumulator (to merge with other processes' or save).
+
+    Returns
+    -------
+    LabelRanking, or (LabelRanking, ScatterAccumulator)
+    """
+    num_classes = check_int(num_classes, "num_classes", 2)
+    check_pooling(pooling)
+    parse_shrinkage(shrinkage)
+    check_n_components(n_components)
+    dev = pick_device(device)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(dev)
+        was_training = model.training
+        model.eval()
+    else:
+        was_training = None
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None,
+                   desc="extract_and_rank", unit="batch", leave=False)
+    if is_xla(dev):
+        import torch_xla.distributed.parallel_loader as pl
+
+        loader = pl.MpDeviceLoader(loader, dev)
+    feeder = _Feeder(num_classes, n_threads)
+    try:
+        with no_grad_context(dev), autocast_context(dev, amp):
+            for batch in loader:
+                x, y = split_batch(batch)
+                feats = backbone_features(model, x.to(dev, non_blocking=True), pooling)
+                host, ready = _to_host(feats, dev)
+                labels = y.detach().cpu() if torch.is_tensor(y) else np.asarray(y)
+                feeder.put((host, labels, ready))
+                if bar is not None:
+                    bar.update(1)
+        acc, _ = feeder.finish()
+    except BaseException:
+        feeder.cancel()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if was_training:
+            model.train()
+    ranking = acc.rank(shrinkage=shrinkage, n_components=n_components)
+    return (ranking, acc) if return_accumulator else ranking
