@@ -6,8 +6,9 @@ Every group times our code and its baseline on the same data in the same run; th
 at the end prints their ratios (baseline time / our time, from the minimum of the rounds).
 """
 
-import numpy as np
 import pytest
+
+from baselines import C, HEADLINE, make_features
 
 _TIMES = {}
 RESULTS = {}  # (group, role) -> the result, for the agreement checks
@@ -31,13 +32,7 @@ def record(benchmark):
 @pytest.fixture(scope="session")
 def imagenet_like():
     """float32 features 200,000 x 768 with 100 classes (a ViT-B on a large training set)."""
-    rng = np.random.default_rng(0)
-    n, d, C = 200_000, 768, 100
-    y = rng.integers(0, C, n)
-    centers = rng.standard_normal((C, d), dtype=np.float32)
-    X = rng.standard_normal((n, d), dtype=np.float32)
-    X += centers[y]
-    return X, y
+    return make_features(*HEADLINE, C)
 
 
 def pytest_terminal_summary(terminalreporter):
