@@ -161,7 +161,10 @@ def stream(
             acc = _update(acc, encoder, *gather.flush())
         if acc is not None:
             acc._core.commit_pass()
-            acc._core.release_buffers()  # a streamed pass is usually followed by a solve
+            if not isinstance(source, ArraySource):
+                # Out of core, memory matters more than the solve's page faults: free the
+                # pass's buffers before the solve allocates its own.
+                acc._core.release_buffers()
     except BaseException:
         if acc is not None and acc._core.pass_open:
             acc._core.abort_pass()

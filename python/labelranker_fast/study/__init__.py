@@ -1,0 +1,35 @@
+"""The label-order study: does the order of the classes in the head change fine-tuned
+accuracy, on your model and data? (``labelranker study``; needs the torch extra.)
+
+    from labelranker_fast.study import run_study
+    out = run_study(quick=True, out_dir="study")     # digits, scratch/MAE/rotation ViTs
+    print(out["markdown"])
+
+See ``_protocol`` for the protocol and the two controls, ``_report`` for the statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ._protocol import QUICK, StudyConfig, run_protocol
+from ._report import order_effect_test, summarize, write_report
+
+__all__ = ["run_study", "StudyConfig", "QUICK", "summarize", "order_effect_test", "write_report"]
+
+
+def run_study(*, quick: bool = False, out_dir: str = "study_results", log=print, **options) -> dict:
+    """Runs the study and writes ``results.json``, ``report.md`` and ``accuracy.png`` to
+    ``out_dir``. ``options`` are ``StudyConfig`` fields (``data``, ``backbones``,
+    ``random_orders``, ``seeds``, ``epochs``, ...); ``quick`` starts from ``QUICK``.
+    Returns {"paths", "summary", "markdown", "results"}."""
+    fields = {f.name for f in dataclasses.fields(StudyConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise TypeError(f"unknown study options {unknown}; valid: {sorted(fields)}")
+    cfg = StudyConfig(**{**(QUICK if quick else {}), **options})
+    results = run_protocol(cfg, log=log)
+    results["config"]["quick"] = quick
+    out = write_report(results, out_dir)
+    out["results"] = results
+    return out
