@@ -82,6 +82,16 @@ def test_equivalent_network_reproduces_the_sequence_run(study):
             assert e["equivalent"] == e["sequence"]
 
 
+def test_timm_backbone_at_its_input_size(tmp_path):
+    pytest.importorskip("timm")
+    out = run_study(out_dir=str(tmp_path), log=lambda *_: None, backbones=("timm:vit_tiny_patch16_224",),
+                    input_size=16, random_orders=1, seeds=1, head_seeds=1, epochs=1, device="cpu")
+    runs = out["results"]["runs"]
+    assert [r["label_state"] for r in runs] == ["sequence", "random 1", "ranker", "equivalent"]
+    assert all(r["model"] == "vit_tiny_patch16_224" for r in runs)
+    assert runs[3]["accuracy"] == runs[0]["accuracy"]  # control 1 holds for timm models too
+
+
 def test_order_effect_test_detects_an_effect_and_not_noise():
     rng = np.random.default_rng(0)
     seeds, orders = 3, 8

@@ -50,7 +50,8 @@ def _study(args) -> int:
               "'labelranker_fast[torch]'", file=sys.stderr)
         return 2
     options = {k: getattr(args, k) for k in ("random_orders", "seeds", "head_seeds", "epochs",
-                                             "pretrain_epochs", "batch_size", "lr", "image_size")
+                                             "pretrain_epochs", "batch_size", "lr", "image_size",
+                                             "input_size")
                if getattr(args, k) is not None}
     if args.backbones:
         options["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     st.add_argument("--checkpoint", help="weights for a timm:<name> backbone")
     for name, kind in (("random-orders", int), ("seeds", int), ("head-seeds", int), ("epochs", int),
                        ("pretrain-epochs", int), ("batch-size", int), ("lr", float),
-                       ("image-size", int)):
+                       ("image-size", int), ("input-size", int)):
         st.add_argument(f"--{name}", type=kind, default=None)
     st.add_argument("--device", default="auto")
     st.add_argument("--cache-dir", help="where pretrained weights are cached")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _pages
 from ._inputs import as_class_indices, check_int, lookup_classes, to_numpy
 
 __all__ = ["ClassIndices", "SortedClasses", "DiscoveredClasses", "encode_labels"]
@@ -70,6 +71,8 @@ class SortedClasses:
                     part = labels[start:start + _SCAN_ROWS].astype(np.int64) - lo
                     present[part] = True
                 self.classes = (np.flatnonzero(present) + lo).astype(labels.dtype)
+                if _pages.releasable(labels):  # a mapped label file: do not keep it resident
+                    _pages.release(labels)
                 self._lo = lo
                 self._table = np.cumsum(present, dtype=np.int64) - 1
         if self._table is None:

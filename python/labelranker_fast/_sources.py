@@ -92,14 +92,15 @@ class MappedSource(_Source):
     """A memory-mapped array: pages are read ahead and dropped once processed."""
 
     def chunks(self, rows=None):
-        release = _pages.releasable(self.X)
+        # Labels and weights may be mapped files too (a .npy path): released alike.
+        mapped = [arr for arr in (self.X, self.y, self.w) if _pages.releasable(arr)]
         slices = list(self._slices(rows))
         for i, (a, b) in enumerate(slices):
             if i + 1 < len(slices):
                 _pages.prefetch(self.X[slices[i + 1][0]:slices[i + 1][1]])
             yield self._chunk(a, b, self.X[a:b])
-            if release:
-                _pages.release(self.X[a:b])
+            for arr in mapped:
+                _pages.release(arr[a:b])
 
 
 class SlicedSource(_Source):

@@ -29,20 +29,26 @@ def default_cache_dir() -> str:
 
 
 class BackboneSpec:
-    """What a backbone is: ``kind`` in {"scratch", "mae", "rotation"} or "timm:<name>"
-    (with ``checkpoint``), plus the TinyViT architecture and pretraining settings."""
+    """What a backbone is: ``kind`` in {"scratch", "mae", "rotation"}, or "timm:<name>"
+    (random weights) or "timm:<name>@<checkpoint path>" (``checkpoint`` is the default path
+    for a timm backbone without one), plus the TinyViT architecture and pretraining."""
 
     def __init__(self, kind: str, *, arch: dict, pretrain_epochs: int = 100, seed: int = 0,
                  checkpoint: str | None = None):
         if not (kind in ("scratch", *PRETEXTS) or kind.startswith("timm:")):
-            raise ValueError(f"backbone must be scratch, mae, rotation or timm:<name>, got {kind!r}")
+            raise ValueError(f"backbone must be scratch, mae, rotation or timm:<name>[@checkpoint], "
+                             f"got {kind!r}")
+        if kind.startswith("timm:") and "@" in kind:  # timm:<name>@<checkpoint path>
+            kind, checkpoint = kind.split("@", 1)
         self.kind, self.arch, self.pretrain_epochs, self.seed = kind, dict(arch), pretrain_epochs, seed
-        self.checkpoint = checkpoint
+        self.checkpoint = os.path.expanduser(checkpoint) if checkpoint else None
 
     @property
     def pretraining(self) -> str:
+        if self.kind.startswith("timm:"):
+            return f"checkpoint {os.path.basename(self.checkpoint)}" if self.checkpoint else "none (random init)"
         return {"scratch": "none (random init)", "mae": "masked autoencoder (ours)",
-                "rotation": "rotation prediction (ours)"}.get(self.kind, f"checkpoint {self.checkpoint}")
+                "rotation": "rotation prediction (ours)"}[self.kind]
 
     @property
     def model_name(self) -> str:
@@ -56,7 +62,7 @@ def _fingerprint(images: torch.Tensor) -> str:
     return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def _pretrain(spec: BackboneSpec, images: torch.Tensor, device, log) -> TinyViT:
+def _pretrain(spec: BackboneSpec, images: torch.Tensor, device, log, input_size=None) -> TinyViT:
     torch.manual_seed(spec.seed)
     encoder = TinyViT(**spec.arch)
     task = PRETEXTS[spec.kind](encoder).to(device)
@@ -72,6 +78,9 @@ def _pretrain(spec: BackboneSpec, images: torch.Tensor, device, log) -> TinyViT:
         total = 0.0
         for i in range(0, len(images), batch):
             x = images[perm[i:i + batch]].to(device)
+            if input_size is not None and input_size != x.shape[-1]:
+                x = torch.nn.functional.interpolate(x, size=input_size, mode="bilinear",
+                                                    align_corners=False)
             loss = task.loss(x, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -85,13 +94,15 @@ def _pretrain(spec: BackboneSpec, images: torch.Tensor, device, log) -> TinyViT:
 
 
 def build_backbone(spec: BackboneSpec, train_images: torch.Tensor, *, cache_dir=None,
-                   device="cpu", log=print):
-    """The backbone on the CPU, pretrained (or loaded from the cache) if its kind asks."""
+                   device="cpu", log=print, input_size=None):
+    """The backbone on the CPU, pretrained (or loaded from the cache) if its kind asks;
+    ``input_size``: the size batches are resized to (default: the images' own)."""
+    size = input_size or train_images.shape[-1]
     if spec.kind.startswith("timm:"):
         import timm
 
         model = timm.create_model(spec.kind[5:], pretrained=False, num_classes=0,
-                                  img_size=train_images.shape[-1], in_chans=train_images.shape[1])
+                                  img_size=size, in_chans=train_images.shape[1])
         if spec.checkpoint:
             state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
             state = state.get("model", state)
@@ -103,7 +114,8 @@ def build_backbone(spec: BackboneSpec, train_images: torch.Tensor, *, cache_dir=
         torch.manual_seed(spec.seed)
         return TinyViT(**spec.arch)
     key = json.dumps({"kind": spec.kind, "arch": spec.arch, "epochs": spec.pretrain_epochs,
-                      "seed": spec.seed, "data": _fingerprint(train_images)}, sort_keys=True)
+                      "seed": spec.seed, "data": _fingerprint(train_images), "size": size},
+                     sort_keys=True)
     path = os.path.join(cache_dir or default_cache_dir(),
                         f"{spec.kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt")
     encoder = TinyViT(**spec.arch)
@@ -112,7 +124,7 @@ def build_backbone(spec: BackboneSpec, train_images: torch.Tensor, *, cache_dir=
         if log:
             log(f"  {spec.kind}: pretrained weights from the cache ({path})")
         return encoder
-    encoder = _pretrain(spec, train_images, device, log)
+    encoder = _pretrain(spec, train_images, device, log, input_size)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     torch.save(copy.deepcopy(encoder.state_dict()), tmp)

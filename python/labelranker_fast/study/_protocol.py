@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from .._ranking import LabelRanking
 from ..torch import Classifier, evaluate, extract_and_rank, finetune, pick_device
@@ -49,7 +49,8 @@ class StudyConfig:
     label_smoothing: float = 0.0
     pretrain_epochs: int = 100
     arch: dict = field(default_factory=lambda: dict(patch=2, dim=48, depth=3, heads=3))
-    image_size: int = 32                 # image folders are resized to this
+    image_size: int = 32                 # image folders are stored at this size
+    input_size: int | None = None        # batches are resized to this (e.g. 224 for ViT-B)
     test_fraction: float = 0.3
     pooling: str = "avg"
     shrinkage: object = "oas"
@@ -61,21 +62,29 @@ class StudyConfig:
 QUICK = dict(random_orders=2, seeds=2, head_seeds=2, epochs=6, pretrain_epochs=20)
 
 
-class _Shifted(Dataset):
-    """Training images with a random translation of up to one pixel (zero padding), drawn
-    from the global torch RNG, which each run seeds with its fine-tuning seed."""
+class _Images(Dataset):
+    """(image, label) pairs of an in-memory image tensor. With ``shift`` a random
+    translation of up to one pixel (zero padding), drawn from the global torch RNG, which
+    each run seeds with its fine-tuning seed; with ``size`` resized (bilinear) on the fly,
+    so that large models see their input size without the data set being held at it."""
 
-    def __init__(self, images, labels):
-        self.images = torch.nn.functional.pad(images, (1, 1, 1, 1))
-        self.labels = labels
-        self.size = images.shape[-1]
+    def __init__(self, images, labels, shift: bool = False, size: int | None = None):
+        self.images = torch.nn.functional.pad(images, (1, 1, 1, 1)) if shift else images
+        self.labels, self.shift, self.size = labels, shift, size
+        self.native = images.shape[-1]
 
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, i):
-        dy, dx = torch.randint(0, 3, (2,)).tolist()
-        return self.images[i, :, dy:dy + self.size, dx:dx + self.size], self.labels[i]
+        img = self.images[i]
+        if self.shift:
+            dy, dx = torch.randint(0, 3, (2,)).tolist()
+            img = img[:, dy:dy + self.native, dx:dx + self.native]
+        if self.size is not None and self.size != self.native:
+            img = torch.nn.functional.interpolate(img[None], size=self.size, mode="bilinear",
+                                                  align_corners=False)[0]
+        return img, self.labels[i]
 
 
 def _order_ranking(order: np.ndarray) -> LabelRanking:
@@ -91,13 +100,15 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
     data = load_data(cfg.data, cfg.image_size)
     train, test = stratified_split(data.labels, cfg.test_fraction, seed=0)
     C = data.num_classes
-    arch = dict(cfg.arch, img_size=data.images.shape[-1], channels=data.images.shape[1])
+    size = cfg.input_size or data.images.shape[-1]
+    arch = dict(cfg.arch, img_size=size, channels=data.images.shape[1])
     log(f"data: {data.name}, {len(train)} train / {len(test)} test images "
         f"{tuple(data.images.shape[1:])}, {C} classes; device {device}")
 
     x_tr, y_tr = data.images[train], data.labels[train]
-    plain_train = DataLoader(TensorDataset(x_tr, y_tr), batch_size=256)
-    test_loader = DataLoader(TensorDataset(data.images[test], data.labels[test]), batch_size=256)
+    plain_train = DataLoader(_Images(x_tr, y_tr, size=cfg.input_size), batch_size=256)
+    test_loader = DataLoader(_Images(data.images[test], data.labels[test], size=cfg.input_size),
+                             batch_size=256)
     perm_rng = np.random.default_rng(12345)
     random_orders = [perm_rng.permutation(C) for _ in range(cfg.random_orders)]
 
@@ -106,14 +117,16 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
         spec = BackboneSpec(kind, arch=arch, pretrain_epochs=cfg.pretrain_epochs,
                             checkpoint=cfg.checkpoint)
         log(f"backbone {kind}: {spec.pretraining}")
-        backbone = build_backbone(spec, x_tr, cache_dir=cfg.cache_dir, device=device, log=log)
+        backbone = build_backbone(spec, x_tr, cache_dir=cfg.cache_dir, device=device, log=log,
+                                  input_size=cfg.input_size)
         ranker = extract_and_rank(copy.deepcopy(backbone), plain_train, num_classes=C,
                                   pooling=cfg.pooling, shrinkage=cfg.shrinkage, device=device,
                                   progress=False)
         orders[kind] = {"ranker": ranker.order.tolist()}
         log(f"  ranker order: {ranker.order.tolist()}")
         with torch.no_grad():
-            dim = int(backbone_features(backbone.eval(), x_tr[:2], cfg.pooling).shape[1])
+            probe = next(iter(plain_train))[0][:2]
+            dim = int(backbone_features(backbone.eval(), probe, cfg.pooling).shape[1])
 
         conditions = [("sequence", None, False)]
         conditions += [(f"random {k + 1}", _order_ranking(o), False) for k, o in enumerate(random_orders)]
@@ -151,7 +164,8 @@ def _finetune_once(backbone, dim, x_tr, y_tr, test_loader, ranking, permute_head
     if permute_head:  # row p starts as the sequence run's row for the class now at p
         with torch.no_grad():
             clf.head.weight.copy_(clf.head.weight[torch.from_numpy(ranking.order.copy())])
-    loader = DataLoader(_Shifted(x_tr, y_tr), batch_size=cfg.batch_size, shuffle=True,
+    loader = DataLoader(_Images(x_tr, y_tr, shift=True, size=cfg.input_size),
+                        batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     result = finetune(clf, loader, num_classes=C, ranking=ranking, epochs=cfg.epochs,
                       warmup_epochs=cfg.warmup_epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
