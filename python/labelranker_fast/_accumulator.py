@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -60,7 +61,8 @@ class ScatterAccumulator:
             self._core.num_threads = check_int(n_threads, "n_threads", 1)
 
     # ------------------------------------------------------------- updating
-    def update(self, X, y=None, sample_weight=None, *, chunk_size=None, progress=False):
+    def update(self, X, y=None, sample_weight=None, *, chunk_size=None, progress=False,
+               checkpoint=None, checkpoint_every=None):
         """Adds the rows of ``X`` (n, d) with class indices ``y`` (n,) in [0, num_classes).
 
         ``X`` may be a numpy array, anything ``np.asarray`` accepts, or a torch tensor (a
@@ -70,10 +72,12 @@ class ScatterAccumulator:
         ``(X, y, sample_weight)`` chunks. ``sample_weight`` (n,) must be finite and
         non-negative. Either all rows are added or, on invalid input anywhere in the
         stream, none (the accumulator is left unchanged and ValueError/TypeError is
-        raised). ``progress`` shows a progress bar while streaming. Returns ``self``.
+        raised). ``progress`` shows a progress bar while streaming; ``checkpoint`` and
+        ``checkpoint_every`` make the pass resumable (see ``rank_labels``). Returns ``self``.
         """
-        if y is None or chunk_size is not None or not in_memory(X):
-            return self._update_streamed(X, y, sample_weight, chunk_size, progress)
+        if y is None or chunk_size is not None or checkpoint is not None or not in_memory(X):
+            return self._update_streamed(X, y, sample_weight, chunk_size, progress,
+                                         checkpoint, checkpoint_every)
         X = as_features(X)
         if X.shape[1] != self.n_features:
             raise ValueError(
@@ -86,7 +90,8 @@ class ScatterAccumulator:
         self._core.update(X, y, w)
         return self
 
-    def _update_streamed(self, X, y, sample_weight, chunk_size, progress):
+    def _update_streamed(self, X, y, sample_weight, chunk_size, progress, checkpoint=None,
+                         checkpoint_every=None):
         # Into a fresh accumulator first, so a failure midway leaves self unchanged.
         def make(n_features, num_classes, n_threads):
             if n_features != self.n_features:
@@ -98,6 +103,7 @@ class ScatterAccumulator:
 
         part, _ = stream(X, y, sample_weight, num_classes=self.num_classes,
                          n_threads=self.n_threads, chunk_size=chunk_size, progress=progress,
+                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                          make_accumulator=make)
         if self.n_samples == 0:
             self._core = part._core  # bit-identical to having streamed into self
@@ -231,26 +237,34 @@ class ScatterAccumulator:
         """Rebuilds an accumulator from ``get_state()`` (validated)."""
         if not isinstance(state, dict) and not hasattr(state, "keys"):
             raise ValueError("state must be a mapping of arrays")
-        if int(np.asarray(state.get("version", -1))) != _STATE_VERSION:
+        if _state_int(state.get("version", -1), "version") != _STATE_VERSION:
             raise ValueError(f"unsupported accumulator state version {state.get('version')!r}")
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise ValueError(f"accumulator state is missing {missing}")
-        plain = {k: np.asarray(state[k]) for k in _STATE_KEYS}
-        for k in ("n_features", "num_classes", "n_rows"):
-            plain[k] = int(plain[k])
+        plain = {}
+        for k in _STATE_KEYS:
+            if k in ("n_features", "num_classes", "n_rows"):
+                plain[k] = _state_int(state[k], k)
+            else:
+                arr = np.asarray(state[k])
+                if arr.dtype.kind not in "fiu":
+                    raise ValueError(f"accumulator state {k!r} must be numeric, got dtype {arr.dtype}")
+                plain[k] = np.ascontiguousarray(arr, dtype=np.float64)
         obj = cls.__new__(cls)
         obj._core = _core.Accumulator.from_state(plain)
         return obj
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the state to an ``.npz`` file (arrays only, no pickled code)."""
-        np.savez(path, **self.get_state())
+        """Writes the state to an ``.npz`` file: arrays only (no pickled code), written to a
+        temporary file and renamed over ``path``, so a crash never leaves a torn file."""
+        write_npz(path, self.get_state())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ScatterAccumulator":
-        with np.load(path, allow_pickle=False) as data:
-            return cls.from_state({k: data[k] for k in data.files})
+        """Reads a file written by ``save``; malformed, truncated or inconsistent files
+        raise ValueError (nothing in them is ever executed)."""
+        return cls.from_state(read_npz(path, "accumulator"))
 
     def __getstate__(self):
         return self.get_state()
@@ -263,3 +277,35 @@ class ScatterAccumulator:
             f"ScatterAccumulator(n_features={self.n_features}, num_classes={self.num_classes}, "
             f"n_samples={self.n_samples})"
         )
+
+
+def _state_int(value, name: str) -> int:
+    arr = np.asarray(value)
+    if arr.shape != () or arr.dtype.kind not in "iu":
+        raise ValueError(f"accumulator state {name!r} must be an integer scalar, got {value!r}")
+    return int(arr)
+
+
+def write_npz(path, arrays: dict) -> None:
+    """``np.savez`` to a temporary file beside ``path``, then an atomic rename."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_npz(path, what: str) -> dict:
+    """The arrays of an ``.npz`` file, with any reading failure as a ValueError."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path!r} is not a readable {what} file: {exc}") from exc

@@ -12,11 +12,12 @@ __all__ = ["rank_labels", "encode_labels", "accumulate"]
 
 
 def accumulate(X, y=None, sample_weight=None, *, num_classes=None, n_threads=None,
-               chunk_size=None, progress=False):
+               chunk_size=None, progress=False, checkpoint=None, checkpoint_every=None):
     """(ScatterAccumulator, classes) of one pass over ``X`` (any input ``rank_labels``
     takes)."""
     return stream(X, y, sample_weight, num_classes=num_classes, n_threads=n_threads,
-                  chunk_size=chunk_size, progress=progress,
+                  chunk_size=chunk_size, progress=progress, checkpoint=checkpoint,
+                  checkpoint_every=checkpoint_every,
                   make_accumulator=lambda d, c, t: ScatterAccumulator(d, c, n_threads=t))
 
 
@@ -31,6 +32,8 @@ def rank_labels(
     chunk_size=None,
     n_threads=None,
     progress: bool = False,
+    checkpoint=None,
+    checkpoint_every=None,
 ) -> LabelRanking:
     """Ranks the classes of ``(X, y)`` by their centroids on the top LDA direction(s).
 
@@ -66,6 +69,14 @@ def rank_labels(
         identical for every thread count.
     progress : bool, default=False
         Show a progress bar (tqdm) on standard error.
+    checkpoint : path, optional
+        Save the pass's state there (``.npz``, atomically) every ``checkpoint_every``
+        chunks (default 1). Started again with the same arguments after an interruption,
+        the pass continues after the last saved chunk, with statistics bit-identical to an
+        uninterrupted pass with the same checkpoints (an iterable must yield the same
+        chunks again; the chunks already counted are read and skipped). A completed pass
+        leaves a complete checkpoint that later calls reuse; delete it to start over.
+    checkpoint_every : int, optional
 
     Returns
     -------
@@ -74,5 +85,6 @@ def rank_labels(
     parse_shrinkage(shrinkage)  # checked before the pass, not after it
     check_n_components(n_components)
     acc, classes = accumulate(X, y, sample_weight, num_classes=num_classes,
-                              n_threads=n_threads, chunk_size=chunk_size, progress=progress)
+                              n_threads=n_threads, chunk_size=chunk_size, progress=progress,
+                              checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     return acc.rank(shrinkage=shrinkage, n_components=n_components, classes=classes)

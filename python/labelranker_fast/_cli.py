@@ -47,7 +47,7 @@ def _study(args) -> int:
         from .study import run_study
     except ImportError as exc:
         print(f"labelranker: error: the study needs PyTorch ({exc}); pip install "
-              "'labelranker_fast[torch]'", file=sys.stderr)
+              "'labelranker_fast[study]'", file=sys.stderr)
         return 2
     options = {k: getattr(args, k) for k in ("random_orders", "seeds", "head_seeds", "epochs",
                                              "pretrain_epochs", "batch_size", "lr", "image_size",

@@ -121,6 +121,12 @@ class DiscoveredClasses:
             self.capacity *= 2
         return lookup_classes(self.classes, labels, "y has labels not in classes")
 
+    def restore(self, classes) -> None:
+        """Continues after an interruption with the classes discovered before it."""
+        self.classes = np.asarray(classes)
+        while self.capacity < self.classes.size:
+            self.capacity *= 2
+
     def finish(self, acc):
         if self.classes is None or self.classes.size < 2:
             found = 0 if self.classes is None else self.classes.size

@@ -14,6 +14,7 @@ The engine releases the GIL while it works, so background reads overlap with it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
@@ -68,9 +69,9 @@ class _Source:
         self.n_rows, self.n_features = (int(v) for v in shape)
         self.itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
 
-    def _slices(self, rows: int | None) -> Iterator[tuple[int, int]]:
-        step = self.n_rows if rows is None else rows
-        for start in range(0, self.n_rows, max(step, 1)):
+    def _slices(self, rows: int | None, skip: int = 0) -> Iterator[tuple[int, int]]:
+        step = max(self.n_rows if rows is None else rows, 1)
+        for start in range(skip * step, self.n_rows, step):
             yield start, min(start + step, self.n_rows)
 
     def _chunk(self, a: int, b: int, X) -> Chunk:
@@ -83,18 +84,18 @@ class ArraySource(_Source):
     def __init__(self, X, y, w):
         super().__init__(as_features(X), y, w)
 
-    def chunks(self, rows=None):
-        for a, b in self._slices(rows):
+    def chunks(self, rows=None, skip=0):
+        for a, b in self._slices(rows, skip):
             yield self._chunk(a, b, self.X[a:b])
 
 
 class MappedSource(_Source):
     """A memory-mapped array: pages are read ahead and dropped once processed."""
 
-    def chunks(self, rows=None):
+    def chunks(self, rows=None, skip=0):
         # Labels and weights may be mapped files too (a .npy path): released alike.
         mapped = [arr for arr in (self.X, self.y, self.w) if _pages.releasable(arr)]
-        slices = list(self._slices(rows))
+        slices = list(self._slices(rows, skip))
         for i, (a, b) in enumerate(slices):
             if i + 1 < len(slices):
                 _pages.prefetch(self.X[slices[i + 1][0]:slices[i + 1][1]])
@@ -106,9 +107,9 @@ class MappedSource(_Source):
 class SlicedSource(_Source):
     """Any array-like with row slicing: a background thread reads the next chunk."""
 
-    def chunks(self, rows=None):
+    def chunks(self, rows=None, skip=0):
         def read():
-            for a, b in self._slices(rows):
+            for a, b in self._slices(rows, skip):
                 yield self._chunk(a, b, np.asarray(self.X[a:b]))
 
         return prefetched(read())
@@ -128,9 +129,9 @@ class IterableSource:
             )
         self.iterable = iterable
 
-    def chunks(self, rows=None):
-        def read():
-            for item in self.iterable:
+    def chunks(self, rows=None, skip=0):
+        def read():  # skipped items are read and dropped: an iterable cannot seek
+            for item in itertools.islice(self.iterable, skip, None):
                 if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
                     raise TypeError(
                         "each item of an iterable X must be an (X, y) or (X, y, sample_weight) "

@@ -104,6 +104,8 @@ def stream(
     n_threads=None,
     chunk_size=None,
     progress: bool = False,
+    checkpoint=None,
+    checkpoint_every=None,
     make_accumulator,
 ):
     """Accumulates all rows of ``X``; returns ``(accumulator, classes)``.
@@ -111,14 +113,16 @@ def stream(
     ``make_accumulator(n_features, num_classes, n_threads)`` builds the accumulator once
     the width is known. With ``num_classes`` the labels must be class indices; otherwise
     classes are the sorted unique labels (found before the pass when ``y`` is an array,
-    during it for an iterable of chunks).
+    during it for an iterable of chunks). With ``checkpoint`` the pass saves its state
+    there every ``checkpoint_every`` chunks and, started again with the same arguments,
+    continues after the last saved chunk (see ``_Checkpoint``).
     """
     threads = resolve_threads(n_threads)
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", 1)
     source = open_source(X, y, sample_weight)
     encoder = _encoder(source, source.y if hasattr(source, "y") else None, num_classes)
-    if isinstance(source, ArraySource) and chunk_size is None:
+    if isinstance(source, ArraySource) and chunk_size is None and checkpoint is None:
         rows = None  # in memory: one engine call, which blocks internally
     elif chunk_size is not None:
         rows = chunk_size
@@ -126,14 +130,24 @@ def stream(
         rows = default_chunk_rows(source.n_features, source.itemsize, threads)
     else:
         rows = None  # chunks of an iterable: sized once the first arrives
+    saver = None
+    if checkpoint is not None:
+        every = check_int(checkpoint_every if checkpoint_every is not None else 1,
+                          "checkpoint_every", 1)
+        saver = _Checkpoint(checkpoint, every, source, rows)
+    elif checkpoint_every is not None:
+        raise ValueError("checkpoint_every needs a checkpoint path")
 
-    # All chunks form one engine pass: the O(C d + d^2) bookkeeping of an update is paid
-    # once, at commit, and an error anywhere leaves the accumulator untouched.
-    acc = None
+    # All chunks form one engine pass (per checkpoint interval): the O(C d + d^2)
+    # bookkeeping of an update is paid once, at commit, and an error anywhere leaves the
+    # accumulator untouched.
+    acc, done, complete = (None, 0, False) if saver is None else saver.load(encoder, threads)
+    if acc is not None and not complete:
+        acc._core.begin_pass()
     gather = None
     wide = False  # a float64 chunk was seen: later float32 chunks are widened (exactly)
-    bar = _progress_bar(progress, source.n_rows, "labelranker")
-    chunks = source.chunks(rows)
+    bar = _progress_bar(progress and not complete, source.n_rows, "labelranker")
+    chunks = iter(()) if complete else source.chunks(rows, skip=done)
     try:
         for X_part, y_part, w_part in chunks:
             X_part = as_features(X_part)
@@ -155,16 +169,25 @@ def stream(
                 batches = [(X_part, idx, w_part)]
             for batch in batches:
                 acc = _update(acc, encoder, *batch)
+            done += 1
+            if saver is not None and done % saver.every == 0:
+                if gather is not None and gather.filled:
+                    acc = _update(acc, encoder, *gather.flush())
+                acc._core.commit_pass()
+                saver.save(acc, done, encoder, complete=False)
+                acc._core.begin_pass()
             if bar is not None:
                 bar.update(n)
         if gather is not None and gather.filled:
             acc = _update(acc, encoder, *gather.flush())
-        if acc is not None:
+        if acc is not None and acc._core.pass_open:
             acc._core.commit_pass()
             if not isinstance(source, ArraySource):
                 # Out of core, memory matters more than the solve's page faults: free the
                 # pass's buffers before the solve allocates its own.
                 acc._core.release_buffers()
+            if saver is not None:
+                saver.save(acc, done, encoder, complete=True)
     except BaseException:
         if acc is not None and acc._core.pass_open:
             acc._core.abort_pass()
@@ -178,6 +201,56 @@ def stream(
     if acc is None or acc.n_samples == 0:
         raise ValueError("X has no rows: nothing to rank")
     return encoder.finish(acc)
+
+
+class _Checkpoint:
+    """The state of an interrupted pass, in one ``.npz`` file written atomically.
+
+    It holds the accumulator's arrays, the number of source chunks they cover, the classes
+    discovered so far (iterables without ``num_classes``) and what identifies the pass
+    (rows per chunk, source rows, width). A pass started again with the same arguments
+    loads it and continues after its last chunk; its statistics are then bit-identical to
+    an uninterrupted pass with the same checkpoint interval (each interval is one engine
+    pass, and the saved float64 arrays are restored exactly). A completed pass leaves a
+    checkpoint marked complete, which later runs reuse without reading the data again;
+    delete the file to start over.
+    """
+
+    def __init__(self, path, every: int, source, rows):
+        self.path, self.every = os.fspath(path), every
+        self.identity = {"rows_per_chunk": -1 if rows is None else rows,
+                         "source_rows": -1 if source.n_rows is None else source.n_rows}
+
+    def load(self, encoder, threads):
+        if not os.path.exists(self.path):
+            return None, 0, False
+        from ._accumulator import ScatterAccumulator, read_npz
+
+        data = read_npz(self.path, "checkpoint")
+        for key, value in self.identity.items():
+            saved = int(data.get(key, -2))
+            if saved != value:
+                raise ValueError(
+                    f"checkpoint {self.path!r} was written for another pass ({key} {saved}, "
+                    f"now {value}); delete it to start over"
+                )
+        acc = ScatterAccumulator.from_state({k[4:]: v for k, v in data.items() if k.startswith("acc_")})
+        acc.n_threads = threads
+        if "classes" in data:  # labels discovered before the interruption, in slot order
+            encoder.restore(data["classes"])
+        if acc.num_classes != encoder.capacity:
+            raise ValueError(f"checkpoint {self.path!r} has {acc.num_classes} class slots, "
+                             f"this pass {encoder.capacity}; delete it to start over")
+        return acc, int(data["chunks_done"]), bool(data["complete"])
+
+    def save(self, acc, done: int, encoder, complete: bool) -> None:
+        from ._accumulator import write_npz
+
+        arrays = {f"acc_{k}": v for k, v in acc.get_state().items()}
+        arrays.update(self.identity, chunks_done=done, complete=complete)
+        if getattr(encoder, "classes", None) is not None and hasattr(encoder, "restore"):
+            arrays["classes"] = np.asarray(encoder.classes)
+        write_npz(self.path, arrays)
 
 
 def _update(acc, encoder, X, idx, w):
