@@ -370,10 +370,12 @@ class Expect:
     """Outcome the allowed set gives for one call: the exception types it may raise
     (empty: must succeed) and whether an overflow ValueError is possible."""
 
-    def __init__(self, kinds=(), overflow=False, engine=False):
+    def __init__(self, kinds=(), overflow=False, engine=False, known=None):
         self.kinds = set(kinds)
         self.overflow = overflow
         self.engine = engine  # a rejection comes from the engine (drops an open pass)
+        # (exception type, message part) of a known problem this input may run into
+        self.known = known
 
     def types(self):
         types = {"T": TypeError, "V": ValueError}
@@ -455,8 +457,8 @@ def expect_core_update(d, c, X, y, w, pass_open=False, saw_double=False, mag=Non
         return Expect("V", engine=True)
     # Values that can overflow the squares (float32: in float32; the shifts of earlier
     # calls count, through ``mag``).
-    xmax = max(_max_abs(X), mag.mag if mag is not None else 0.0)
-    wmax = 1.0 if w is None else max(_max_abs(w), 1.0)
+    xmax = np.float64(max(_max_abs(X), mag.mag if mag is not None else 0.0))
+    wmax = np.float64(1.0 if w is None else max(_max_abs(w), 1.0))
     with np.errstate(all="ignore"):
         if X.dtype is F32:
             risky = not (64.0 * n * wmax * (2 * xmax + 1) ** 2 < 1e30)
@@ -474,6 +476,8 @@ def check_raises(expect: Expect, call, what=""):
         if isinstance(exc, allowed) and type(exc) in (TypeError, ValueError):
             return False, exc
         if expect.overflow and type(exc) is ValueError and "overflow" in str(exc):
+            return False, exc
+        if expect.known and isinstance(exc, expect.known[0]) and expect.known[1] in str(exc):
             return False, exc
         raise AssertionError(
             f"{what}: raised {type(exc).__name__}: {exc}; allowed: {expect}"
@@ -967,9 +971,12 @@ def _from_state_is_valid(state) -> bool | None:
         if not isinstance(v, np.ndarray) or v.dtype not in (F64,) or v.dtype.byteorder == ">":
             return None
         arrays[k] = v
-    if arrays["counts"].shape != (c,) or arrays["shifts"].shape != (c, d) or \
-            arrays["sums"].shape != (c, d) or arrays["m2"].shape != (d, d):
-        return False
+    shapes = {"counts": (c,), "shifts": (c, d), "sums": (c, d), "m2": (d, d)}
+    for k, shape in shapes.items():
+        if arrays[k].shape != shape:
+            # pybind11's Eigen caster takes a vector as (n,) or (n, 1) and a matrix with
+            # one column as (n,): same size, no prediction.
+            return None if arrays[k].size == math.prod(shape) else False
     if not all(np.isfinite(a).all() for a in arrays.values()):
         return False
     if (arrays["counts"] < 0).any() or (np.diag(arrays["m2"]) < 0).any():
@@ -994,21 +1001,24 @@ def test_core_from_state(state, solve_k):
         expect = Expect("T")
     elif valid:
         expect = Expect()
-    elif valid is False:
-        expect = Expect("V")
     else:
-        expect = Expect("TV")  # depends on what pybind11 converts
-        expect.kinds = {"V"}  # (from_state reports conversion failures as ValueError)
+        # Invalid contents, and conversions pybind11 refuses, are ValueError. With no
+        # prediction (valid is None) success is possible too.
+        expect = Expect("V")
+    if isinstance(state, dict) and isinstance(state.get("num_classes"), int) and \
+            state["num_classes"] >= 2**40:
+        expect.known = (MemoryError, "")  # test_from_state_allocates_first
     if valid is None:
         try:
             acc = _core.Accumulator.from_state(state)
             ok = True
-        except ValueError:
+        except Exception as exc:  # noqa: BLE001 - checked next
             ok = False
-        _count("test_core_from_state")
+            if not (type(exc) is ValueError or (expect.known and type(exc) is expect.known[0])):
+                raise AssertionError(f"from_state raised {exc!r}") from exc
     else:
         ok, acc = check_raises(expect, lambda: _core.Accumulator.from_state(state), "from_state")
-        _count("test_core_from_state")
+    _count("test_core_from_state")
     if not ok:
         return
     got = acc.get_state()
@@ -1142,15 +1152,17 @@ def expect_public_update(d, c, X, y, w):
         return Expect("V", engine=True)
     if not np.isfinite(X64).all():
         return Expect("V", engine=True)
-    xmax = _max_abs(X64)
-    wmax = 1.0 if w64 is None else max(_max_abs(w64), 1.0)
+    xmax = np.float64(_max_abs(X64))
+    wmax = np.float64(1.0 if w64 is None else max(_max_abs(w64), 1.0))
     with np.errstate(all="ignore"):
         limit = 1e30 if X64.dtype == F32 else 1e300
         risky = not (64.0 * n * wmax * (2 * xmax + 1) ** 2 < limit)
     return Expect(overflow=bool(risky), engine=True)
 
 
-PUBLIC_FEATURE_DTYPES = tuple(dt for dt in FEATURE_DTYPES)
+def _noncontiguous_longlong(y) -> bool:
+    """Labels that run into test_noncontiguous_longlong_labels's known problem."""
+    return isinstance(y, np.ndarray) and y.dtype.char == "q" and not y.flags.c_contiguous
 
 
 @st.composite
@@ -1188,6 +1200,10 @@ def test_public_update(data):
         expect = Expect("V")  # a stream without rows is an error ("X has no rows")
     if chunk is not None and not expect.kinds:
         expect.overflow = expect.overflow or expect.engine
+    if _noncontiguous_longlong(y):
+        expect.known = (TypeError, "y must be a contiguous 1-D int64 array")
+    if chunk is not None and np.ndim(y) == 0:
+        expect.known = ((TypeError, IndexError), "")  # test_scalar_labels_streamed
     note(f"expect {expect}")
     ok, _ = check_raises(expect, lambda: acc.update(X, y, sample_weight=w, chunk_size=chunk),
                          f"update(chunk_size={chunk})")
@@ -1557,3 +1573,29 @@ def test_noncanonical_float64_dtype(dtype):
     acc = lrf.ScatterAccumulator(3, 2)
     acc.update(X, np.arange(20) % 2)
     assert acc.n_samples == 20
+
+
+@pytest.mark.xfail(strict=True, reason="Python layer: np.ascontiguousarray(y, dtype=np.int64) "
+                   "copies a non-contiguous np.longlong ('q') array keeping its 'q' dtype, "
+                   "which the bindings (comparing dtypes by identity with int64 = 'l') "
+                   "refuse: 'y must be a contiguous 1-D int64 array'")
+def test_noncontiguous_longlong_labels():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 3))
+    y = (np.arange(40) % 2).astype(np.longlong)[::2]
+    acc = lrf.ScatterAccumulator(3, 2)
+    acc.update(X, y)
+    assert acc.n_samples == 20
+
+
+@pytest.mark.xfail(strict=True, reason="Python layer: with chunk_size, a scalar y is sliced "
+                   "before it is checked: TypeError \"'int' object is not subscriptable\" for "
+                   "an int, IndexError 'too many indices' for a 0-d array, instead of the "
+                   "in-memory path's ValueError 'y must be 1-D'")
+@pytest.mark.parametrize("y", [1, np.array(1)], ids=["int", "0-d array"])
+def test_scalar_labels_streamed(y):
+    acc = lrf.ScatterAccumulator(2, 2)
+    with pytest.raises(ValueError, match="1-D"):
+        acc.update(np.zeros((3, 2)), y)
+    with pytest.raises(ValueError, match="1-D"):
+        acc.update(np.zeros((3, 2)), y, chunk_size=2)

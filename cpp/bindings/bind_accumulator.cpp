@@ -39,7 +39,7 @@ bool is_c_contiguous(const py::array& a) {
 
 template <class T>
 const T* vector_data(const py::array& a, Index n, const char* name, const char* dtype) {
-  if (!a.dtype().is(py::dtype::of<T>()) || !is_c_contiguous(a) || a.ndim() != 1) {
+  if (!a.dtype().equal(py::dtype::of<T>()) || !is_c_contiguous(a) || a.ndim() != 1) {
     throw py::type_error(std::string(name) + " must be a contiguous 1-D " + dtype + " array");
   }
   if (a.shape(0) != n) {
@@ -60,8 +60,8 @@ void update(BoundAccumulator& self, const py::array& x, const py::array& y,
   const Index n = x.shape(0);
   const auto* labels = vector_data<std::int64_t>(y, n, "y", "int64");
   const double* weights = w ? vector_data<double>(*w, n, "sample_weight", "float64") : nullptr;
-  const bool single = x.dtype().is(py::dtype::of<float>());
-  if (!single && !x.dtype().is(py::dtype::of<double>())) {
+  const bool single = x.dtype().equal(py::dtype::of<float>());
+  if (!single && !x.dtype().equal(py::dtype::of<double>())) {
     throw py::type_error("X must be float32 or float64");
   }
   const void* data = x.data();

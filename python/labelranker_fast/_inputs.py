@@ -55,9 +55,10 @@ def as_features(X, name: str = "X") -> np.ndarray:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got an array of shape {arr.shape}"
         )
-    if arr.dtype not in (np.float32, np.float64):
+    if arr.dtype not in (np.float32, np.float64):  # also non-native byte order
         arr = arr.astype(np.float64)
-    return np.ascontiguousarray(arr)
+    # C order, aligned (unpickled or frombuffer arrays may not be), native byte order
+    return np.require(arr, dtype=arr.dtype.newbyteorder("="), requirements=["C", "A"])
 
 
 def as_class_indices(y, n_samples: int, num_classes: int, name: str = "y") -> np.ndarray:
@@ -74,7 +75,7 @@ def as_class_indices(y, n_samples: int, num_classes: int, name: str = "y") -> np
         raise ValueError(f"{name} has {arr.shape[0]} entries but X has {n_samples} rows")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name} has labels outside [0, {num_classes})")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.require(arr, dtype=np.int64, requirements=["C", "A"])
 
 
 def as_weights(sample_weight, n_samples: int) -> np.ndarray | None:
@@ -90,7 +91,7 @@ def as_weights(sample_weight, n_samples: int) -> np.ndarray | None:
         raise ValueError(
             f"sample_weight has {arr.shape[0]} entries but X has {n_samples} rows"
         )
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    return np.require(arr, dtype=np.float64, requirements=["C", "A"])
 
 
 def lookup_classes(classes: np.ndarray, labels, unknown_message: str) -> np.ndarray:

@@ -8,6 +8,7 @@
   fresh, seeded head, targets as ranked positions;
 - ``RankedTarget``, ``RankedDataset``, ``ranked_class_to_idx``: a ranking applied to data
   (and ``LabelRanking.remap``/``unmap`` on tensors, ``LabelRanking.to_class_map`` for timm);
+- ``all_reduce_(acc)``: every rank's statistics combined with torch.distributed;
 - ``pool``, ``pick_device``, ``evaluate``, ``predict``, ``load_checkpoint``.
 
 Importing it needs PyTorch (``pip install "labelranker_fast[torch]"``); the rest of the
@@ -24,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the test that hide
     ) from exc
 
 from ._device import pick_device
+from ._distributed import all_reduce_
 from ._extract import extract_and_rank
 from ._finetune import Classifier, FinetuneResult, evaluate, finetune, load_checkpoint, predict
 from ._pooling import pool
@@ -31,6 +33,7 @@ from ._targets import RankedDataset, RankedTarget, ranked_class_to_idx
 
 __all__ = [
     "extract_and_rank",
+    "all_reduce_",
     "finetune",
     "evaluate",
     "predict",

@@ -18,6 +18,7 @@ import torch
 from .._api import accumulate
 from .._inputs import check_int, check_n_components, parse_shrinkage
 from ._device import autocast_context, is_xla, no_grad_context, pick_device
+from ._distributed import all_reduce_, is_distributed
 from ._pooling import backbone_features, check_pooling
 
 __all__ = ["extract_and_rank", "split_batch"]
@@ -124,6 +125,7 @@ def extract_and_rank(
     progress: bool = True,
     n_threads=None,
     return_accumulator: bool = False,
+    distributed="auto",
 ):
     """Ranks the classes of ``loader`` by LDA on ``model``'s frozen features.
 
@@ -152,6 +154,13 @@ def extract_and_rank(
         Host threads for the accumulation (default: all cores).
     return_accumulator : bool
         Also return the ScatterAccumulator (to merge with other processes' or save).
+    distributed : "auto" or bool
+        Combine the statistics of every rank (``all_reduce_``) before ranking, so that
+        every rank returns the same ranking of the whole data set. "auto": when
+        torch.distributed is initialised with several ranks and the loader's sampler is
+        a ``DistributedSampler`` (whose padding, when the data set size is not a multiple
+        of the world size, counts a few samples twice: use ``drop_last`` or a size that
+        divides).
 
     Returns
     -------
@@ -162,6 +171,11 @@ def extract_and_rank(
     parse_shrinkage(shrinkage)
     check_n_components(n_components)
     dev = pick_device(device)
+    if distributed == "auto":
+        from torch.utils.data.distributed import DistributedSampler
+
+        distributed = is_distributed() and isinstance(getattr(loader, "sampler", None),
+                                                      DistributedSampler)
     if isinstance(model, torch.nn.Module):
         model = model.to(dev)
         was_training = model.training
@@ -191,6 +205,8 @@ def extract_and_rank(
                 if bar is not None:
                     bar.update(1)
         acc, _ = feeder.finish()
+        if distributed:
+            all_reduce_(acc)
     except BaseException:
         feeder.cancel()
         raise
