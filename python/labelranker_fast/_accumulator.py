@@ -104,7 +104,9 @@ class ScatterAccumulator:
         part, _ = stream(X, y, sample_weight, num_classes=self.num_classes,
                          n_threads=self.n_threads, chunk_size=chunk_size, progress=progress,
                          checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                         make_accumulator=make)
+                         allow_empty=True, make_accumulator=make)
+        if part is None:  # no rows: nothing to add
+            return self
         if self.n_samples == 0:
             self._core = part._core  # bit-identical to having streamed into self
         else:

@@ -106,6 +106,7 @@ def stream(
     progress: bool = False,
     checkpoint=None,
     checkpoint_every=None,
+    allow_empty: bool = False,
     make_accumulator,
 ):
     """Accumulates all rows of ``X``; returns ``(accumulator, classes)``.
@@ -199,6 +200,8 @@ def stream(
         if close is not None:
             close()
     if acc is None or acc.n_samples == 0:
+        if allow_empty:  # an update with no rows changes nothing
+            return None, None
         raise ValueError("X has no rows: nothing to rank")
     return encoder.finish(acc)
 
