@@ -9,6 +9,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -118,6 +119,10 @@ py::dict solve(const BoundAccumulator& self, const std::string& kind, double val
     const double total = acc.total_weight();
     const lrf::MatrixXd within = acc.within_scatter() / total;
     const lrf::MatrixXd between = acc.between_factor() / std::sqrt(total);
+    if (!std::isfinite(total) || !within.allFinite() || !between.allFinite()) {
+      throw lrf::InputError("the statistics are not finite (they overflowed float64); "
+                            "rescale the features or the weights");
+    }
     disc = lrf::solve_discriminant(within, between, shrinkage, k, total);
     ranking = lrf::rank_classes(acc.centered_means(), disc.directions);
     mean = acc.global_mean();

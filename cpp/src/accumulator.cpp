@@ -414,13 +414,23 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
   //   sums  T' = T + n delta
   //   m2    M' = M + delta T^T + T delta^T + n delta delta^T
   //           = M + D^T V + V^T D  with rows D_k = delta_k, V_k = T_k + (n_k / 2) delta_k.
+  // The result is built beside the state and checked before it replaces it: statistics
+  // that would overflow (weights summing to infinity, n_rows past 2^63) are refused and
+  // leave the accumulator as it was.
+  std::int64_t new_rows = 0;
+  if (__builtin_add_overflow(n_rows_, rows, &new_rows)) {
+    throw InputError("the number of rows would overflow a 64-bit integer");
+  }
+  VectorXd new_counts = counts_;
+  RowMatrixXd new_shifts = shifts_, new_sums = sums_;
+  MatrixXd new_m2 = m2_;
   RowMatrixXd D, V;
   for (Index k : classes) {
     const double n_k = counts[k];
     if (n_k <= 0) continue;
     if (counts_[k] <= 0) {
-      shifts_.row(k) = shifts.row(k);
-      sums_.row(k) = sums.row(k);
+      new_shifts.row(k) = shifts.row(k);
+      new_sums.row(k) = sums.row(k);
     } else {
       const Eigen::RowVectorXd delta = shifts.row(k) - shifts_.row(k);
       if (!delta.isZero(0.0)) {
@@ -430,20 +440,30 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
         }
         D.row(k) = delta;
         V.row(k) = sums.row(k) + (0.5 * n_k) * delta;
-        sums_.row(k) += sums.row(k) + n_k * delta;
+        new_sums.row(k) += sums.row(k) + n_k * delta;
       } else {
-        sums_.row(k) += sums.row(k);
+        new_sums.row(k) += sums.row(k);
       }
     }
-    counts_[k] += n_k;
+    new_counts[k] += n_k;
   }
-  add_upper(m2_.data(), m2_upper.data(), d_);
+  add_upper(new_m2.data(), m2_upper.data(), d_);
   if (D.rows() != 0) {
     const MatrixXd cross = D.transpose() * V;
     const MatrixXd sym = cross + cross.transpose();
-    add_upper(m2_.data(), sym.data(), d_);
+    add_upper(new_m2.data(), sym.data(), d_);
   }
-  n_rows_ += rows;
+  bool finite = new_counts.allFinite() && new_m2.diagonal().allFinite();
+  for (Index k : classes) finite = finite && new_sums.row(k).allFinite();
+  if (!finite) {
+    throw InputError("the statistics would overflow (weights or squared features too large to "
+                     "add up in float64); rescale the features or the weights");
+  }
+  n_rows_ = new_rows;
+  counts_.swap(new_counts);
+  shifts_.swap(new_shifts);
+  sums_.swap(new_sums);
+  m2_.swap(new_m2);
 }
 
 void ScatterAccumulator::merge(const ScatterAccumulator& other) {
@@ -562,9 +582,11 @@ AccumulatorState ScatterAccumulator::export_state() const {
 }
 
 ScatterAccumulator ScatterAccumulator::from_state(const AccumulatorState& s) {
-  ScatterAccumulator acc(s.n_features, s.num_classes);
   const Index d = s.n_features, c = s.num_classes;
   auto fail = [](const std::string& what) { throw InputError("invalid accumulator state: " + what); };
+  if (d < 1 || c < 2) fail("n_features must be >= 1 and num_classes >= 2");
+  // The given arrays are checked against the claimed sizes before anything of those
+  // sizes is allocated (a tiny file claiming a huge d must not allocate d x d).
   if (s.counts.size() != c) fail("counts must have num_classes entries");
   if (s.shifts.rows() != c || s.shifts.cols() != d) fail("shifts must be (num_classes, n_features)");
   if (s.sums.rows() != c || s.sums.cols() != d) fail("sums must be (num_classes, n_features)");
@@ -575,6 +597,7 @@ ScatterAccumulator ScatterAccumulator::from_state(const AccumulatorState& s) {
   const double asym = (s.m2 - s.m2.transpose()).cwiseAbs().maxCoeff();
   if (asym > 1e-12 * std::max(1.0, s.m2.cwiseAbs().maxCoeff())) fail("m2 must be symmetric");
   if ((s.m2.diagonal().array() < 0).any()) fail("m2 must have a non-negative diagonal");
+  ScatterAccumulator acc(d, c);
   acc.n_rows_ = s.n_rows;
   acc.counts_ = s.counts;
   acc.shifts_ = s.shifts;

@@ -253,6 +253,13 @@ class ScatterAccumulator:
                 if arr.dtype.kind not in "fiu":
                     raise ValueError(f"accumulator state {k!r} must be numeric, got dtype {arr.dtype}")
                 plain[k] = np.ascontiguousarray(arr, dtype=np.float64)
+        # Shapes are checked here, before the engine allocates what the scalars claim.
+        d, c = plain["n_features"], plain["num_classes"]
+        want = {"counts": (c,), "shifts": (c, d), "sums": (c, d), "m2": (d, d)}
+        for k, shape in want.items():
+            if plain[k].shape != shape:
+                raise ValueError(f"accumulator state {k!r} has shape {plain[k].shape}, expected "
+                                 f"{shape} for n_features={d}, num_classes={c}")
         obj = cls.__new__(cls)
         obj._core = _core.Accumulator.from_state(plain)
         return obj

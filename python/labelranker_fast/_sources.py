@@ -65,8 +65,17 @@ class _Source:
         shape = tuple(X.shape)
         if len(shape) != 2:
             raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {shape}")
-        self.X, self.y, self.w = X, y, w
         self.n_rows, self.n_features = (int(v) for v in shape)
+        # Labels and weights are sliced chunk by chunk: their shapes are checked up front.
+        for name, arr in (("y", y), ("sample_weight", w)):
+            if arr is None:
+                continue
+            arr_shape = tuple(getattr(arr, "shape", np.shape(arr)))
+            if len(arr_shape) != 1:
+                raise ValueError(f"{name} must be 1-D, got shape {arr_shape}")
+            if arr_shape[0] != self.n_rows:
+                raise ValueError(f"{name} has {arr_shape[0]} entries but X has {self.n_rows} rows")
+        self.X, self.y, self.w = X, y, w
         self.itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
 
     def _slices(self, rows: int | None, skip: int = 0) -> Iterator[tuple[int, int]]:
