@@ -113,6 +113,8 @@ F32, F64, I64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
 
 # Generated inputs and engine calls, per test (printed at the end of the module).
 COUNTS: dict[str, list[int]] = {}
+# How often a known problem was met and worked around (printed with the counts).
+KNOWN_PROBLEM_HITS: dict[str, int] = {}
 
 
 def _count(test: str, calls: int = 1, example: bool = False) -> None:
@@ -136,6 +138,8 @@ class _CountsReport:
         )
         for name, (examples, calls) in sorted(COUNTS.items()):
             terminalreporter.write_line(f"  {name}: {examples} inputs, {calls} calls")
+        for name, hits in sorted(KNOWN_PROBLEM_HITS.items()):
+            terminalreporter.write_line(f"  known problem met {hits} times: {name}")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -173,9 +177,9 @@ SPECIAL_FLOATS = (
 )
 SCALES = (1.0, 1.0, 1e-300, 1e-20, 1e3, 1e18, 1e60, 1e150)
 OFFSETS = (0.0, 0.0, 1.0, -1e6, 1e12, 1e100)
-# Weights stay below 1e300: bigger finite ones overflow the class counts, a known problem
-# (test_weights_whose_sum_overflows).
-SPECIAL_WEIGHTS = (0.0, -0.0, -1.0, -5e-324, 5e-324, math.nan, math.inf, -math.inf, 1e300, 1e-300)
+# (1e308 and up: class counts that overflow, which must be refused all or nothing)
+SPECIAL_WEIGHTS = (0.0, -0.0, -1.0, -5e-324, 5e-324, math.nan, math.inf, -math.inf, 1e300, 1e-300,
+                   1e308, 1.7976931348623157e308)
 SPECIAL_LABELS = (-1, 2**31, 2**32, -(2**63), 2**63 - 1)
 
 
@@ -375,16 +379,6 @@ def describe(a) -> str:
             f"strides={a.strides}, C={a.flags.c_contiguous}, aligned={a.flags.aligned})")
 
 
-def _only_length_mismatch(d, c, X, y, w) -> bool:
-    """True if ``update(X, y, w)`` breaks no rule but y/w being longer than X."""
-    rows = _rows(X)
-    if rows is None:
-        return False
-    y2 = y[:rows] if isinstance(y, np.ndarray) and y.ndim == 1 else y
-    w2 = w[:rows] if isinstance(w, np.ndarray) and w.ndim == 1 else w
-    return not expect_public_update(d, c, X, y2, w2).kinds
-
-
 def _rows(X):
     """Rows of a 2-D array-like, else None."""
     try:
@@ -504,7 +498,27 @@ def expect_core_update(d, c, X, y, w, pass_open=False, saw_double=False, mag=Non
             risky = not (64.0 * n * wmax * (2 * xmax + 1) ** 2 < 1e30)
         else:
             risky = not (64.0 * n * wmax * (2 * xmax + 1) ** 2 < 1e300)
+    if mag is not None:  # added to what is there already (counts, moments, row count)
+        total = mag.copy()
+        total.add(Magnitude(float(xmax), float(np.sum(w)) if w is not None else float(n)))
+        risky = risky or not total.safe()
     return Expect(overflow=bool(risky), engine=True)
+
+
+# The message of a refusal by absorb() (commit of a pass, merge): the statistics would
+# overflow float64, or the row count int64.
+COMMIT_OVERFLOW = "overflow"
+
+
+def recover_stuck_pass(acc, exc) -> None:
+    """Known problem (test_refused_commit_closes_the_pass): when absorb() refuses a pass
+    whose statistics would overflow, commit_pass() leaves the pass open. Noted and
+    aborted here, so that the fuzzing goes on; the dedicated test fails on it."""
+    if acc.pass_open and COMMIT_OVERFLOW in str(exc):
+        note(f"known problem: pass left open after {exc!r}")
+        KNOWN_PROBLEM_HITS["refused commit leaves the pass open"] = \
+            KNOWN_PROBLEM_HITS.get("refused commit leaves the pass open", 0) + 1
+        acc.abort_pass()
 
 
 def check_raises(expect: Expect, call, what=""):
@@ -593,19 +607,27 @@ def test_core_update(data):
     w = data.draw(weights(n), label="w")
     expect = expect_core_update(d, c, X, y, w, pass_open, saw_double, mag)
     note(f"expect {expect}; {describe(X)}, {describe(y)}, {describe(w)}")
-    ok, _ = check_raises(expect, lambda: acc.update(X, y, w), "update")
+    ok, exc = check_raises(expect, lambda: acc.update(X, y, w), "update")
     _count("test_core_update", 1)
 
     after = acc.get_state()
     if not ok or pass_open:
         assert_same_state(after, before, "state after a rejected update / inside a pass")
+        if not ok and not pass_open:
+            recover_stuck_pass(acc, exc)
         assert acc.pass_open == (pass_open and (ok or not expect.engine))
+    committed = True
     if acc.pass_open:
-        acc.commit_pass()
-    if ok and (mag.safe() and Magnitude(_max_abs(X), _max_abs(w) * n if w is not None
-                                        else float(n)).safe()):
-        state = acc.get_state()
-        assert_valid_state(state, d, c)
+        try:
+            acc.commit_pass()
+        except ValueError as exc:  # the pass's statistics would overflow: all dropped
+            assert COMMIT_OVERFLOW in str(exc) and not mag.safe() or expect.overflow, exc
+            assert_same_state(acc.get_state(), before, "refused commit")
+            recover_stuck_pass(acc, exc)
+            committed = False
+    state = acc.get_state()
+    assert_valid_state(state, d, c)
+    if ok and committed:
         n_new = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else 0
         extra = 1 if saw_double else 0
         assert state["n_rows"] == before["n_rows"] + n_new + extra
@@ -673,7 +695,7 @@ class CoreMachine(RuleBasedStateMachine):
         expect = expect_core_update(d, c, X, y, w, self.pass_open, self.saw_double, self.mag)
         note(f"update: {expect}; {describe(X)}, {describe(y)}, {describe(w)}")
         before = self._snapshot()
-        ok, _ = check_raises(expect, lambda: self.acc.update(X, y, w), "update")
+        ok, exc = check_raises(expect, lambda: self.acc.update(X, y, w), "update")
         _count("test_core_state_machine")
         if ok:
             self._record("update", X, y, w)
@@ -689,6 +711,8 @@ class CoreMachine(RuleBasedStateMachine):
             if self.pass_open and expect.engine:
                 self.pass_open = False
                 self._record("abort_pass")
+            if not self.pass_open:
+                recover_stuck_pass(self.acc, exc)
             assert self.acc.pass_open == self.pass_open
 
     @rule()
@@ -703,11 +727,18 @@ class CoreMachine(RuleBasedStateMachine):
     @rule()
     def commit_pass(self):
         expect = Expect() if self.pass_open else Expect("V")
-        ok, _ = check_raises(expect, self.acc.commit_pass, "commit_pass")
+        expect.overflow = self.pass_open and not self.mag.safe()
+        before = self._snapshot()
+        ok, exc = check_raises(expect, self.acc.commit_pass, "commit_pass")
         _count("test_core_state_machine")
         if ok:
             self._record("commit_pass")
             self.pass_open = False
+        elif self.pass_open:  # refused (would overflow): the pass is dropped, state kept
+            assert_same_state(self.acc.get_state(), before, "refused commit")
+            self.pass_open = False
+            self._record("abort_pass")
+            recover_stuck_pass(self.acc, exc)
 
     @rule()
     def abort_pass(self):
@@ -772,6 +803,10 @@ class CoreMachine(RuleBasedStateMachine):
         else:
             other, expect = lrf.ScatterAccumulator(self.d, self.c), Expect("T")
         snapshot = None if choice == "self" or expect.kinds else other.get_state()
+        if not expect.kinds:
+            total = self.mag.copy()
+            total.add(other_mag)
+            expect.overflow = not total.safe()
         ok, _ = check_raises(expect, lambda: self.acc.merge(other), f"merge({choice})")
         _count("test_core_state_machine")
         if ok:
@@ -812,11 +847,6 @@ class CoreMachine(RuleBasedStateMachine):
         except (TypeError, ValueError) as exc:
             if not isinstance(exc, expect.types()):
                 raise AssertionError(f"solve({kind!r}, {value!r}, {k!r}): {exc!r}; {expect}")
-        except RuntimeError as exc:
-            # Non-finite statistics (only after input that overflows): a known problem,
-            # test_solve_on_nonfinite_statistics.
-            if self.mag.safe() or "dpotrf" not in str(exc):
-                raise
         else:
             assert not kinds, f"solve({kind!r}, {value!r}, {k!r}) accepted; {kinds}"
             check_solution(out, self.d, self.c, int(k))
@@ -867,8 +897,6 @@ class CoreMachine(RuleBasedStateMachine):
     @rule()
     def roundtrip(self):
         """from_state(get_state()) is an equal accumulator; continue with it."""
-        if not self.mag.safe():
-            return
         state = self.acc.get_state()
         assert_valid_state(state, self.d, self.c)
         threads = self.acc.num_threads
@@ -886,8 +914,7 @@ class CoreMachine(RuleBasedStateMachine):
             replay = self._replay()
             assert replay.pass_open == self.pass_open
             assert_same_state(self.acc.get_state(), replay.get_state(), "replay")
-        if not self.pass_open and self.mag.safe():
-            assert_valid_state(self.acc.get_state(), self.d, self.c)
+        assert_valid_state(self.acc.get_state(), self.d, self.c)
 
 
 def check_solution(out, d, c, k):
@@ -1059,16 +1086,13 @@ def test_core_from_state(state, solve_k):
         # Invalid contents, and conversions pybind11 refuses, are ValueError. With no
         # prediction (valid is None) success is possible too.
         expect = Expect("V")
-    if isinstance(state, dict) and isinstance(state.get("num_classes"), int) and \
-            state["num_classes"] >= 2**40:
-        expect.known = (MemoryError, "")  # test_from_state_allocates_first
     if valid is None:
         try:
             acc = _core.Accumulator.from_state(state)
             ok = True
         except Exception as exc:  # noqa: BLE001 - checked next
             ok = False
-            if not (type(exc) is ValueError or (expect.known and type(exc) is expect.known[0])):
+            if type(exc) is not ValueError:
                 raise AssertionError(f"from_state raised {exc!r}") from exc
     else:
         ok, acc = check_raises(expect, lambda: _core.Accumulator.from_state(state), "from_state")
@@ -1192,6 +1216,8 @@ def expect_public_update(d, c, X, y, w):
     n = Xa.shape[0] if Xa.ndim == 2 else None
     if ya.dtype.kind not in "iu":
         kinds.add("T")
+    elif ya.dtype.kind == "u" and ya.size and ya.max() > np.iinfo(np.int64).max:
+        kinds.add("V")  # checked before the weights
     if ya.ndim != 1 or (n is not None and ya.shape[0] != n):
         kinds.add("V")
     wa = None if w is None else _silently(np.asarray, w)
@@ -1255,22 +1281,16 @@ def test_public_update(data):
         if not chunk_ok:
             kinds.add("T" if not isinstance(chunk, int) else "V")
         rows = _rows(X)
-        length_only = kinds == {"V"} and _only_length_mismatch(d, c, X, y, w)
+        length_ok = all(a is None or (np.ndim(a) == 1 and len(a) == rows) for a in (y, w))
         if rows is None:
             kinds |= {"T", "V"}  # not 2-D: the streamed source's checks
         elif rows == 0:
             kinds.add("V")  # may be refused ("X has no rows")
-        known = set(expect.known[0]) if expect.known else set()
-        if np.ndim(y) == 0:
-            known |= {TypeError, IndexError}  # test_scalar_labels_streamed
-        # test_longer_labels_or_weights_streamed: extra entries go unnoticed
-        longer = any(isinstance(a, np.ndarray) and a.ndim == 1 and rows is not None
-                     and a.shape[0] > rows for a in (y, w))
         expect = Expect(kinds, overflow=expect.overflow or (expect.engine and not kinds),
-                        engine=expect.engine, known=(tuple(known), "") if known else None)
-        # ... or taken as a no-op, without looking at the labels
-        expect.maybe_ok = (rows == 0 and chunk_ok) or (longer and length_only and chunk_ok)
-        note(f"rows={rows}, longer={longer}, length_only={length_only}")
+                        engine=expect.engine, known=expect.known)
+        # ... or taken as a no-op, without looking at the labels' dtype
+        expect.maybe_ok = rows == 0 and chunk_ok and length_ok
+        note(f"rows={rows}")
     note(f"expect {expect}; {describe(X)}, {describe(y)}, {describe(w)}")
     ok, _ = check_raises(expect, lambda: acc.update(X, y, sample_weight=w, chunk_size=chunk),
                          f"update(chunk_size={chunk})")
@@ -1278,8 +1298,7 @@ def test_public_update(data):
     state = acc.get_state()
     if not ok:
         assert_same_state(state, before, "rejected public update")
-    elif _rows(X) and Magnitude(max(_max_abs(_silently(np.asarray, X, dtype=np.float64)), 1.0),
-                                float(np.sum(w)) if w is not None else float(n)).safe():
+    else:
         core_state = dict(state)
         core_state.pop("version")
         assert_valid_state(core_state, d, c)
@@ -1380,9 +1399,6 @@ def test_public_state_merge_rank(state, data):
         acc = lrf.ScatterAccumulator.from_state(state)
     except (TypeError, ValueError):
         acc = None
-    except MemoryError:  # test_from_state_allocates_first
-        assert isinstance(state, dict) and int(state["num_classes"]) >= 2**40
-        acc = None
     except Exception as exc:
         raise AssertionError(f"from_state raised {type(exc).__name__}: {exc}") from exc
     _count("test_public_state_merge_rank")
@@ -1432,9 +1448,6 @@ def test_public_state_merge_rank(state, data):
         ranking = acc.rank(shrinkage=shrinkage, n_components=k, classes=classes)
     except (TypeError, ValueError):
         pass
-    except RuntimeError as exc:
-        if merge_safe or "dpotrf" not in str(exc):  # test_solve_on_nonfinite_statistics
-            raise AssertionError(f"rank raised {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         raise AssertionError(f"rank raised {type(exc).__name__}: {exc}") from exc
     else:
@@ -1576,7 +1589,7 @@ def test_unaligned_arrays():
     assert_same_state(pub._core.get_state(), ref.get_state(), "misaligned input (public)")
 
 
-# --------------------------------------------------- known problems (engine)
+# ------------------------------------- problems this fuzzing found (engine, fixed)
 
 
 def test_weights_whose_sum_overflows():
@@ -1663,7 +1676,7 @@ def test_noncontiguous_longlong_labels():
     assert acc.n_samples == 20
 
 
-# --------------------------------------------------- known problems (Python layer)
+# ------------------------------- problems this fuzzing found (Python layer, fixed)
 
 
 @pytest.mark.parametrize("y", [1, np.array(1)], ids=["int", "0-d array"])
@@ -1688,3 +1701,40 @@ def test_longer_labels_or_weights_streamed(extra):
         lrf.ScatterAccumulator(2, 2).update(X, y, sample_weight=w)
     with pytest.raises(ValueError, match="entries but X has 10 rows"):
         lrf.ScatterAccumulator(2, 2).update(X, y, sample_weight=w, chunk_size=3)
+
+
+# ------------------------------------------------------------ still open (engine)
+
+
+@pytest.mark.parametrize("how", ["weights", "n_rows", "explicit pass"])
+def test_refused_commit_closes_the_pass(how):
+    blas_threads = _core.blas_num_threads()
+    if how == "n_rows":
+        state = _core.Accumulator(2, 2).get_state()
+        state["n_rows"] = 2**63 - 1
+        acc = _core.Accumulator.from_state(state)
+    else:
+        acc = _core.Accumulator(2, 2)
+    X, y, w = np.zeros((2, 2)), np.array([0, 0]), np.array([1e308, 1e308])
+    if how == "n_rows":
+        w = None
+    before = copy_state(acc.get_state())
+    try:
+        if how == "explicit pass":
+            acc.begin_pass()
+            acc.update(X, y, w)
+            acc.commit_pass()
+        else:
+            acc.update(X, y, w)
+    except ValueError as exc:
+        assert "overflow" in str(exc)
+    assert_same_state(acc.get_state(), before, "refused")
+    try:
+        assert not acc.pass_open, "the refused pass is still open"
+        assert _core.blas_num_threads() == blas_threads
+        if how != "n_rows":  # still usable: the next rows are counted
+            acc.update(np.ones((3, 2)), np.array([0, 1, 1]))
+            assert acc.n_rows == 3
+    finally:
+        acc.abort_pass()
+        _core.set_blas_num_threads(blas_threads)

@@ -11,8 +11,8 @@
 #   -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g (CMake option
 #   LRF_SANITIZE, build directory build/asan); the normal build and the system Python's
 #   install are not touched.
-# - Runs pytest with the compiler's libasan preloaded (the interpreter is not
-#   instrumented, and the ASan runtime must come first), Python's allocator switched to
+# - Runs pytest with the compiler's libasan (and libstdc++) preloaded (the interpreter is
+#   not instrumented, and the ASan runtime must come first), Python's allocator switched to
 #   malloc so ASan sees Python's buffers too, leak detection off (CPython keeps memory
 #   until exit by design) and huge allocations failing as std::bad_alloc (MemoryError)
 #   instead of aborting, as they do unsanitized (test_astronomical_sizes).
@@ -48,13 +48,20 @@ if [ ! -e "$LIBASAN" ]; then
   exit 2
 fi
 LIBASAN=$(readlink -f "$LIBASAN")
+# libstdc++ right after it: python is not linked with libstdc++, and without it loaded
+# at start-up ASan cannot resolve the real __cxa_throw it intercepts ("CHECK failed:
+# asan_interceptors.cpp: real___cxa_throw != 0" at the first C++ exception).
+LIBSTDCXX=$(readlink -f "$("$CXX" -print-file-name=libstdc++.so)")
 
-echo "== pytest under ASan/UBSan (LD_PRELOAD=$LIBASAN)"
+echo "== pytest under ASan/UBSan (LD_PRELOAD=$LIBASAN:$LIBSTDCXX)"
 if [ $# -eq 0 ]; then
   set -- tests -q
 fi
-export LD_PRELOAD="$LIBASAN${LD_PRELOAD:+:$LD_PRELOAD}"
+export LD_PRELOAD="$LIBASAN:$LIBSTDCXX${LD_PRELOAD:+:$LD_PRELOAD}"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:report_error_type=1:${UBSAN_OPTIONS:-}"
 export PYTHONMALLOC=malloc
-exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+# --capture=sys: pytest captures Python's sys.stdout/stderr only, so the sanitizers'
+# reports (written to file descriptor 2 just before the process aborts) reach the
+# terminal instead of a capture file that dies with the process.
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider --capture=sys "$@"

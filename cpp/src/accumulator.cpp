@@ -174,7 +174,12 @@ void ScatterAccumulator::commit_pass() {
   Workspace& ws = work_;
   VectorXd counts = VectorXd::Zero(c_);
   for (Index k : ws.classes) counts[k] = ws.counts[k];
-  if (ws.has_moment) absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, ws.rows);
+  try {
+    if (ws.has_moment) absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, ws.rows);
+  } catch (...) {
+    abort_pass();  // a refused pass is dropped whole: the accumulator stays as it was
+    throw;
+  }
   abort_pass();  // clears the workspace
 }
 
