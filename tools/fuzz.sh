@@ -3,15 +3,16 @@
 #
 #   bash tools/fuzz.sh [EXAMPLES_PER_TEST] [pytest arguments]
 #
-# EXAMPLES_PER_TEST defaults to 12000: the module's 9 fuzz tests then generate about
-# 108,000 inputs (the stateful test counts one input per generated call sequence; its
-# summary line, printed at the end, gives the inputs and calls of every test). Examples
-# are small (at most 40 rows x 12 features, now and then 4,097-9,000 rows), so this
-# takes minutes. Run it with the sanitizer build instead:
+# EXAMPLES_PER_TEST defaults to 13000: the module's 8 fuzz tests then generate about
+# 105,000 inputs and 500,000 calls into the bindings (the stateful test counts one input
+# per generated call sequence; the summary printed at the end gives the inputs and calls
+# of every test). Examples are small (at most 40 rows x 12 features, now and then
+# 4,097-9,000 rows), so this takes about ten minutes on two cores.
+# Run it with the sanitizer build instead:
 #   LRF_FUZZ_EXAMPLES=2000 bash tools/sanitize.sh tests/test_fuzz_bindings.py -q
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXAMPLES=${1:-12000}
+EXAMPLES=${1:-13000}
 shift || true
 export LRF_FUZZ_EXAMPLES=$EXAMPLES
 exec "${PYTHON:-python}" -m pytest tests/test_fuzz_bindings.py -q -p no:cacheprovider "$@"

@@ -30,6 +30,39 @@ void add_upper(double* dst, const T* src, Index n) {
   }
 }
 
+// upper(dst) (+)= upper(src) * 2^(2 e): a block moment computed from rows scaled by 2^-e.
+// The factor is applied as two exact multiplications by 2^e (2^(2e) itself may not be
+// representable).
+template <class T>
+void add_upper_scaled(double* dst, const T* src, Index n, int e, bool assign) {
+  const double g = std::ldexp(1.0, e);
+  for (Index j = 0; j < n; ++j) {
+    double* __restrict__ d = dst + j * n;
+    const T* __restrict__ s = src + j * n;
+    for (Index i = 0; i <= j; ++i) {
+      const double v = (static_cast<double>(s[i]) * g) * g;
+      d[i] = assign ? v : d[i] + v;
+    }
+  }
+}
+
+// Weighted rows enter the moment as z = (x - s) sqrt(w), computed at input precision. For
+// weights far from 1 (float32: sqrt(w) below 2^-126 or z^2 past 2^128) a block's rows are
+// scaled by 2^-e, e the binary exponent of the block's largest sqrt(w), and its moment by
+// 2^(2e) in float64: exact, and weights that differ by a constant factor give the same
+// statistics up to that factor. Within +-kWeightExpSlack nothing is scaled.
+constexpr int kWeightExpSlack = 32;
+
+int block_weight_exponent(const double* w, Index n) {
+  if (w == nullptr) return 0;
+  double wmax = 0.0;
+  for (Index i = 0; i < n; ++i) wmax = std::max(wmax, w[i]);
+  if (!(wmax > 0.0)) return 0;
+  int e = 0;
+  std::frexp(std::sqrt(wmax), &e);
+  return (e > kWeightExpSlack || e < -kWeightExpSlack) ? e : 0;
+}
+
 MatrixXd symmetric_from_upper(const MatrixXd& upper) {
   MatrixXd full = upper.selfadjointView<Eigen::Upper>();
   return full;
@@ -42,7 +75,8 @@ double round_to(double v) {
   return static_cast<double>(static_cast<T>(v));
 }
 
-// One row of the centring pass, the only O(n d) loop: z = (x - s) * sqrt(w), acc += w (x - s).
+// One row of the centring pass, the only O(n d) loop: z = (x - s) * sqrt(w) * scale,
+// acc += w (x - s); scale is 2^-e of block_weight_exponent.
 // Cloned for AVX-512 and AVX2 on x86-64 (chosen at load time); the rest of the build stays
 // baseline.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -53,7 +87,7 @@ double round_to(double v) {
 #define LRF_CENTER_ROW(T)                                                                    \
   LRF_CLONES void center_row(                                                                \
       const T* __restrict__ x, const T* __restrict__ s, T* __restrict__ z,                  \
-      double* __restrict__ acc, Index d, const double* weight) {                            \
+      double* __restrict__ acc, Index d, const double* weight, double scale) {              \
     if (weight == nullptr) {                                                                 \
       for (Index j = 0; j < d; ++j) {                                                        \
         const T v = x[j] - s[j];                                                             \
@@ -62,7 +96,7 @@ double round_to(double v) {
       }                                                                                      \
     } else {                                                                                 \
       const double w = *weight;                                                              \
-      const T root = static_cast<T>(std::sqrt(w));                                           \
+      const T root = static_cast<T>(std::sqrt(w) * scale);                                   \
       for (Index j = 0; j < d; ++j) {                                                        \
         const T v = x[j] - s[j];                                                             \
         z[j] = v * root;                                                                     \
@@ -104,6 +138,7 @@ struct ScatterAccumulator::Lane {
   VectorXd counts;                       // (C)
   std::vector<char> touched;             // (C)
   std::vector<Index> classes;            // classes in the block
+  int weight_exp = 0;                    // the block's rows are scaled by 2^-weight_exp
 
   template <class T>
   std::vector<T>& rows() {
@@ -301,6 +336,8 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
     const Index rows = std::min(kBlockRows, n - start);
     T* zb = lane.rows<T>().data();
     lane.classes.clear();
+    lane.weight_exp = block_weight_exponent(w == nullptr ? nullptr : w + start, rows);
+    const double scale = std::ldexp(1.0, -lane.weight_exp);
     for (Index sub = 0; sub < rows; sub += sub_rows) {
       const Index sub_end = std::min(rows, sub + sub_rows);
       for (Index r = sub; r < sub_end; ++r) {
@@ -312,7 +349,7 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
         }
         const double wr = w == nullptr ? 1.0 : w[i];
         center_row(x + i * d_, shift_base + k * d_, zb + (r - sub) * d_, lane.sums.row(k).data(), d_,
-                   w == nullptr ? nullptr : &wr);
+                   w == nullptr ? nullptr : &wr, scale);
         lane.counts[k] += wr;
       }
       blas::syrk_upper(d_, sub_end - sub, zb, d_, sub == 0 ? T(0) : T(1), lane.moment<T>().data(), d_);
@@ -321,7 +358,9 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
 
   auto reduce_block = [&](Lane& lane, Index b) {
     const T* m = lane.moment<T>().data();
-    if (b == 0 && !ws.has_moment) {
+    if (lane.weight_exp != 0) {
+      add_upper_scaled(ws.moment.data(), m, d_, lane.weight_exp, b == 0 && !ws.has_moment);
+    } else if (b == 0 && !ws.has_moment) {
       for (Index j = 0; j < d_; ++j)
         for (Index i = 0; i <= j; ++i) ws.moment(i, j) = static_cast<double>(m[j * d_ + i]);
     } else {
@@ -396,7 +435,6 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
 
 template <class T>
 void ScatterAccumulator::throw_non_finite(const T* x, Index n, const double* w) const {
-  (void)w;
   for (Index i = 0; i < n; ++i) {
     for (Index j = 0; j < d_; ++j) {
       if (!std::isfinite(x[i * d_ + j])) {
@@ -407,7 +445,8 @@ void ScatterAccumulator::throw_non_finite(const T* x, Index n, const double* w) 
       }
     }
   }
-  throw InputError(std::string("X has values whose squares overflow ") +
+  throw InputError(std::string("X has values whose ") + (w != nullptr ? "weighted " : "") +
+                   "squares overflow " +
                    (std::is_same_v<T, float> ? "float32; pass float64 features" : "float64") +
                    " (rescale the features)");
 }
@@ -458,6 +497,11 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
     const MatrixXd sym = cross + cross.transpose();
     add_upper(new_m2.data(), sym.data(), d_);
   }
+  // Each class's part of diag(M) is a sum of squares, so diag(M) >= 0; re-expressing a
+  // shift subtracts terms, and when rows' squares underflowed (deviations or weights far
+  // below 1) while their sums did not, rounding can leave a diagonal entry a few ulps
+  // below zero. It is set to zero: closer to the exact value, and a valid state.
+  for (Index j = 0; j < d_; ++j) new_m2(j, j) = std::max(new_m2(j, j), 0.0);
   bool finite = new_counts.allFinite() && new_m2.diagonal().allFinite();
   for (Index k : classes) finite = finite && new_sums.row(k).allFinite();
   if (!finite) {
