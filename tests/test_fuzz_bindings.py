@@ -1775,3 +1775,35 @@ def test_underflowed_rows_keep_the_state_valid():
     merged = _core.Accumulator.from_state(tiny.get_state())
     merged.merge(acc)
     assert_valid_state(merged.get_state(), 1, 2)
+
+
+@pytest.mark.parametrize("d,c", [(3, 3), (12, 5), (5, 12), (4, 40), (40, 4)])
+def test_overflowing_discriminant_problem(d, c):
+    """Class means 1e150 apart with within-class spread 1e-150: the eigenvalue (about
+    1e600) is not representable. The Gram matrix overflowed to inf and went to dsyevr,
+    which returned garbage (denormal eigenvalues, NaN directions, an order), raised
+    RuntimeError (LAPACKE's NaN check, info -6) or, with eigenvalue storage sized for the
+    requested eigenpairs instead of LAPACK's N, crashed the process (found by the long
+    fuzzing run in test_public_state_merge_rank). Now a ValueError (or the singular-scatter
+    one, for d > n); when one feature alone is that degenerate, shrinkage ranks the data."""
+    rng = np.random.default_rng(0)
+    n = 6 * c
+    y = (np.arange(n) % c).astype(np.int64)
+    X = rng.standard_normal((n, d)) * 1e-150
+    X[y == 1] += 1e150
+    acc = _core.Accumulator(d, c)
+    acc.update(X, y)
+    for k in range(1, min(c - 1, d) + 1):
+        for kind, value in (("none", 0.0), ("fixed", 0.5), ("oas", 0.0)):
+            with pytest.raises(ValueError, match="overflows float64|singular"):
+                acc.solve(kind, value, k)
+    X = rng.standard_normal((n, d + 1))  # one more feature, of unit spread
+    X[:, 0] *= 1e-150
+    X[y == 1, 0] += 1e150
+    acc = _core.Accumulator(d + 1, c)
+    acc.update(X, y)
+    with pytest.raises(ValueError, match="overflows float64|singular"):
+        acc.solve("none", 0.0, 1)
+    out = acc.solve("fixed", 0.5, 1)
+    check_solution(out, d + 1, c, 1)
+    assert out["order"][-1] == 1 or out["order"][0] == 1  # the far class at an end

@@ -5,8 +5,8 @@
 #   bash tools/sanitize.sh tests/test_fuzz_bindings.py -q -x   # other pytest arguments
 #
 # - Creates .venv-asan (first run only; LRF_ASAN_VENV names another) with the build and
-#   test dependencies, torch included (LRF_ASAN_TORCH=0 leaves it out: the torch tests
-#   then skip through importorskip).
+#   test dependencies, dask and torch + timm included (LRF_ASAN_TORCH=0 leaves torch out:
+#   the torch tests then skip through importorskip).
 # - Builds and installs the package there with g++ -fsanitize=address,undefined
 #   -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g (CMake option
 #   LRF_SANITIZE, build directory build/asan); the normal build and the system Python's
@@ -28,14 +28,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "== creating $VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  # Build dependencies (the build runs without isolation, against these) and the test
-  # dependencies of pyproject's test extra.
-  "$VENV/bin/python" -m pip install --quiet \
-    "scikit-build-core>=0.10" "pybind11>=2.12" "cmeel-eigen>=3.4,<3.5" "scipy-openblas32>=0.3.28" \
-    numpy tqdm pytest hypothesis scipy scikit-learn matplotlib
-  if [ "${LRF_ASAN_TORCH:-1}" != 0 ]; then
-    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-  fi
+fi
+# Build dependencies (the build runs without isolation, against these) and the test
+# dependencies of pyproject's test, dask and timm extras (timm brings the registry's torch
+# and a matching torchvision), so that no test skips. Quick when they are installed.
+"$VENV/bin/python" -m pip install --quiet \
+  "scikit-build-core>=0.10" "pybind11>=2.12" "cmeel-eigen>=3.4,<3.5" "scipy-openblas32>=0.3.28" \
+  numpy tqdm pytest hypothesis scipy scikit-learn matplotlib "dask[array]" distributed
+if [ "${LRF_ASAN_TORCH:-1}" != 0 ]; then
+  "$VENV/bin/python" -m pip install --quiet timm
 fi
 
 echo "== building labelranker_fast with -fsanitize=address,undefined (build/asan)"

@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 
+#include <algorithm>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -58,9 +59,16 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
   const int ni = checked_int(n);
   const int lo = ni - checked_int(count) + 1;  // LAPACK's 1-based index range [lo, n]
   int found = 0;
-  std::vector<int> isuppz(2 * static_cast<std::size_t>(count));
-  return scipy_LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', ni, a, checked_int(lda), 0.0, 0.0,
-                              lo, ni, 0.0, &found, w, z, checked_int(ldz), isuppz.data());
+  // LAPACK's W has N entries even when fewer eigenvalues are asked for (dsyevr's helpers
+  // write all of them in some paths); Z and ISUPPZ need max(1, M) columns, M = count.
+  std::vector<double> all(static_cast<std::size_t>(ni));
+  std::vector<int> isuppz(2 * static_cast<std::size_t>(std::max<index_t>(count, 1)));
+  const int info = scipy_LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', ni, a, checked_int(lda),
+                                        0.0, 0.0, lo, ni, 0.0, &found, all.data(), z,
+                                        checked_int(ldz), isuppz.data());
+  if (info == 0 && found != count) return -1000 - found;  // never seen; reported, not used
+  std::copy(all.begin(), all.begin() + count, w);
+  return info;
 }
 
 int num_threads() { return scipy_openblas_get_num_threads(); }

@@ -3,12 +3,20 @@
 #include <algorithm>
 #include <numeric>
 
+#include "labelranker/errors.hpp"
+
 namespace lrf {
 
 Ranking rank_classes(const RowMatrixXd& centered_means, const MatrixXd& directions) {
   const Index c = centered_means.rows();
   Ranking out;
   out.centroids = centered_means * directions;
+  // Sorting needs finite keys (NaN breaks the ordering the sort relies on).
+  if (!out.centroids.allFinite()) {
+    throw SingularError("the projected class centroids overflow float64 (class means too "
+                        "many within-class standard deviations apart); use shrinkage or "
+                        "rescale the features");
+  }
 
   Index anchor = 0;
   for (Index i = 1; i < c; ++i)
@@ -19,6 +27,10 @@ Ranking rank_classes(const RowMatrixXd& centered_means, const MatrixXd& directio
     distance[i] = directions.cols() == 1
                       ? out.centroids(i, 0) - out.centroids(anchor, 0)
                       : (out.centroids.row(i) - out.centroids.row(anchor)).norm();
+  }
+  if (!distance.allFinite()) {
+    throw SingularError("the distances between projected class centroids overflow float64; "
+                        "use shrinkage or rescale the features");
   }
 
   out.order.resize(static_cast<std::size_t>(c));

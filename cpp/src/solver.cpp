@@ -44,6 +44,21 @@ namespace {
   throw SingularError(msg.str());
 }
 
+// Between-class spreads of more than about 1e154 within-class standard deviations square
+// past float64 (the eigenvalues themselves are then not representable).
+void require_finite(const MatrixXd& m, const Shrinkage& shrinkage) {
+  if (m.allFinite()) return;
+  std::string msg =
+      "the discriminant problem overflows float64: the class means are more than about 1e150 "
+      "within-class standard deviations apart (the within-class scatter is nearly singular "
+      "relative to the between-class scatter). Check for features that are (nearly) constant "
+      "within classes; ";
+  msg += shrinkage.kind == Shrinkage::Kind::kNone
+             ? "shrinkage='oas' or a shrinkage in (0, 1] regularises them when other features vary."
+             : "a larger shrinkage regularises them when other features vary.";
+  throw SingularError(msg);
+}
+
 }  // namespace
 
 Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& between_factor,
@@ -89,11 +104,14 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   // A = L^{-1} M (d x C); its top left singular vectors from the smaller Gram matrix.
   MatrixXd a = between_factor;
   blas::trsm_lower_left(false, d, c, s.data(), d, a.data(), d);
+  require_finite(a, shrinkage);
   MatrixXd u(d, k);
   VectorXd lambda(k);
   if (c <= d) {
     MatrixXd gram(c, c);
     blas::syrk_upper_t(c, d, a.data(), d, gram.data(), c);  // A^T A
+    gram.triangularView<Eigen::StrictlyLower>().setZero();  // not written by syrk
+    require_finite(gram, shrinkage);
     out.eigenvalue_sum = gram.trace();
     VectorXd w(k);
     MatrixXd v(c, k);
@@ -108,6 +126,8 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
     MatrixXd gram(d, d);
     // A A^T (d x d): syrk over A (d x c column-major).
     blas::syrk_upper(d, c, a.data(), d, 0.0, gram.data(), d);
+    gram.triangularView<Eigen::StrictlyLower>().setZero();  // not written by syrk
+    require_finite(gram, shrinkage);
     out.eigenvalue_sum = gram.trace();
     VectorXd w(k);
     MatrixXd v(d, k);
@@ -138,6 +158,7 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
 
   // W = L^{-T} U.
   blas::trsm_lower_left(true, d, k, s.data(), d, u.data(), d);
+  require_finite(u, shrinkage);
   orient_columns(&u);
   out.directions = std::move(u);
   out.eigenvalues = lambda;

@@ -28,8 +28,8 @@ void trsm_lower_left(bool transpose, index_t m, index_t nrhs, const double* l, i
                      double* b, index_t ldb);
 
 // The `count` largest eigenpairs of the symmetric n x n matrix A (upper triangle used,
-// destroyed). Eigenvalues ascending in w[0..count), eigenvectors in the columns of z.
-// Returns LAPACK's info.
+// destroyed; it must be finite). Eigenvalues ascending in w[0..count), eigenvectors in the
+// count columns of z. Returns LAPACK's info.
 int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, double* z,
                   index_t ldz);
 
