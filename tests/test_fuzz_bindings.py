@@ -1807,3 +1807,20 @@ def test_overflowing_discriminant_problem(d, c):
     out = acc.solve("fixed", 0.5, 1)
     check_solution(out, d + 1, c, 1)
     assert out["order"][-1] == 1 or out["order"][0] == 1  # the far class at an end
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.bool_, object])
+@pytest.mark.parametrize("key", ["counts", "shifts", "sums", "m2"])
+def test_from_state_refuses_non_real_arrays(key, dtype):
+    """from_state took complex arrays by dropping the imaginary part (numpy's
+    ComplexWarning in the long fuzzing run) and bools as numbers; now a ValueError."""
+    acc = _core.Accumulator(3, 2)
+    acc.update(np.random.default_rng(0).standard_normal((8, 3)), np.arange(8) % 2)
+    state = dict(acc.get_state())
+    state[key] = state[key].astype(dtype)
+    if dtype is np.complex128:
+        state[key] = state[key] + 1j
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=f"{key} must hold real numbers"):
+            _core.Accumulator.from_state(state)

@@ -178,16 +178,29 @@ py::dict get_state(const BoundAccumulator& self) {
   return out;
 }
 
+// A state's array as numpy sees it; real numbers only (the Eigen caster would otherwise
+// take complex arrays by dropping the imaginary part, and bools or objects as numbers).
+py::array real_array(const py::dict& d, const char* key) {
+  py::array a = py::array::ensure(d[key]);
+  if (!a) throw lrf::InputError(std::string("invalid accumulator state: ") + key + " is not an array");
+  const char kind = a.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u') {
+    throw lrf::InputError(std::string("invalid accumulator state: ") + key +
+                          " must hold real numbers, got dtype " + py::str(a.dtype()).cast<std::string>());
+  }
+  return a;
+}
+
 std::unique_ptr<BoundAccumulator> from_state(const py::dict& d) {
   lrf::AccumulatorState s;
   try {
     s.n_features = d["n_features"].cast<Index>();
     s.num_classes = d["num_classes"].cast<Index>();
     s.n_rows = d["n_rows"].cast<std::int64_t>();
-    s.counts = d["counts"].cast<lrf::VectorXd>();
-    s.shifts = d["shifts"].cast<lrf::RowMatrixXd>();
-    s.sums = d["sums"].cast<lrf::RowMatrixXd>();
-    s.m2 = d["m2"].cast<lrf::MatrixXd>();
+    s.counts = real_array(d, "counts").cast<lrf::VectorXd>();
+    s.shifts = real_array(d, "shifts").cast<lrf::RowMatrixXd>();
+    s.sums = real_array(d, "sums").cast<lrf::RowMatrixXd>();
+    s.m2 = real_array(d, "m2").cast<lrf::MatrixXd>();
   } catch (const py::error_already_set& e) {
     throw lrf::InputError(std::string("invalid accumulator state: ") + e.what());
   } catch (const py::cast_error& e) {
