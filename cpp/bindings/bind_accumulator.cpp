@@ -2,8 +2,9 @@
 //
 // Inputs cross without copies: X must be a C-contiguous, aligned float32 or float64 matrix,
 // y a contiguous, aligned int64 vector, weights a contiguous, aligned float64 vector (the
-// Python layer converts anything else once). Arrays are checked and their pointers taken with the GIL held; the
-// work then runs with the GIL released and the accumulator's own lock held.
+// Python layer converts anything else once). Arrays are checked and their pointers taken
+// with the GIL held; the work then runs with the GIL released and the accumulator's own
+// lock held.
 #include <pybind11/eigen.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -36,14 +37,14 @@ struct BoundAccumulator {
 
 // C-contiguous and aligned for its dtype: the engine reads the buffer through typed
 // pointers, so a misaligned buffer (np.frombuffer at an odd offset) is refused.
-bool is_c_contiguous(const py::array& a) {
+bool contiguous_and_aligned(const py::array& a) {
   constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
   return (a.flags() & py::array::c_style) != 0 && (a.flags() & kAligned) != 0;
 }
 
 template <class T>
 const T* vector_data(const py::array& a, Index n, const char* name, const char* dtype) {
-  if (!a.dtype().equal(py::dtype::of<T>()) || !is_c_contiguous(a) || a.ndim() != 1) {
+  if (!a.dtype().equal(py::dtype::of<T>()) || !contiguous_and_aligned(a) || a.ndim() != 1) {
     throw py::type_error(std::string(name) + " must be a contiguous, aligned 1-D " + dtype + " array");
   }
   if (a.shape(0) != n) {
@@ -60,7 +61,7 @@ void update(BoundAccumulator& self, const py::array& x, const py::array& y,
     throw py::value_error("X has " + std::to_string(x.shape(1)) + " features but the accumulator has " +
                           std::to_string(self.acc.n_features()));
   }
-  if (!is_c_contiguous(x)) throw py::type_error("X must be C-contiguous and aligned");
+  if (!contiguous_and_aligned(x)) throw py::type_error("X must be C-contiguous and aligned");
   const Index n = x.shape(0);
   const auto* labels = vector_data<std::int64_t>(y, n, "y", "int64");
   const double* weights = w ? vector_data<double>(*w, n, "sample_weight", "float64") : nullptr;

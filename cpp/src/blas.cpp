@@ -59,14 +59,15 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
   const int ni = checked_int(n);
   const int lo = ni - checked_int(count) + 1;  // LAPACK's 1-based index range [lo, n]
   int found = 0;
-  // LAPACK's W has N entries even when fewer eigenvalues are asked for (dsyevr's helpers
-  // write all of them in some paths); Z and ISUPPZ need max(1, M) columns, M = count.
+  // LAPACK documents W with N entries even when fewer eigenvalues are asked for; Z and
+  // ISUPPZ need max(1, M) columns, M = count.
   std::vector<double> all(static_cast<std::size_t>(ni));
   std::vector<int> isuppz(2 * static_cast<std::size_t>(std::max<index_t>(count, 1)));
   const int info = scipy_LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', ni, a, checked_int(lda),
                                         0.0, 0.0, lo, ni, 0.0, &found, all.data(), z,
                                         checked_int(ldz), isuppz.data());
-  if (info == 0 && found != count) return -1000 - found;  // never seen; reported, not used
+  // M < count (with info 0) is what non-finite input gets, which callers rule out first.
+  if (info == 0 && found != count) return -1000 - found;
   std::copy(all.begin(), all.begin() + count, w);
   return info;
 }
