@@ -10,7 +10,7 @@ examples per test; the 8 fuzz tests then generate about 8 times that many inputs
 stateful test runs a quarter as many call sequences of up to 25 calls; tests whose
 examples may be rejected as invalid draw a few more), and the run ends with a count of
 the inputs and calls of every test. 13,000 is about 105,000 inputs and 500,000 calls,
-some ten minutes on two cores::
+about 14 minutes on two cores::
 
     LRF_FUZZ_EXAMPLES=13000 python -m pytest tests/test_fuzz_bindings.py -q -p no:cacheprovider
 
