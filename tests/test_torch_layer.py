@@ -178,6 +178,11 @@ def test_class_map_round_trip_through_timm(tmp_path):
     assert mapping == {str(n): int(p) for n, p in zip(names, ranking.remap(names))}
     folder_idx = {n: i for i, n in enumerate(names)}  # ImageFolder's alphabetical indices
     assert ranked_class_to_idx(folder_idx, ranking) == mapping
+    # A ranking of class indices (what extract_and_rank returns) with the folder names.
+    by_index = lrf.LabelRanking(np.arange(5), order=ranking.order, centroids=ranking.centroids,
+                                eigenvalues=[1.0])
+    by_index.to_class_map(path, names=list(names))
+    assert timm_class_map.load_class_map(str(path)) == mapping
 
 
 # ------------------------------------------------------------- applying a ranking

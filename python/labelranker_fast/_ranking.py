@@ -22,7 +22,7 @@ class LabelRanking:
     Parameters
     ----------
     classes : array-like of shape (n_classes,)
-        The original class labels (ints or strings), unique.
+        The original class labels (ints, floats or strings), unique.
     order : array-like of int, shape (n_classes,)
         ``order[p]`` is the index (into ``classes``) of the class at position ``p``.
     centroids : array-like of float, shape (n_classes, n_components)
@@ -196,14 +196,32 @@ class LabelRanking:
         """Writes the ranking as JSON (atomically: a temporary file, then a rename)."""
         _write_atomic(os.fspath(path), json.dumps(self.to_dict(), indent=1) + "\n")
 
-    def to_class_map(self, path: str | os.PathLike) -> None:
+    def to_class_map(self, path: str | os.PathLike, names=None) -> None:
         """Writes a timm class-map file: line p holds the class at head position p.
 
         timm's ``train.py --class-map PATH`` (and ``timm.data.create_dataset(...,
         class_map=PATH)``) then give every image folder its ranked position as target.
         Classes are written with ``str``; written atomically.
+
+        names : sequence of str, optional
+            The folder name of each class index, e.g. ``ImageFolder.classes``, for a
+            ranking of class indices 0..C-1 (what ``extract_and_rank`` returns): timm
+            matches lines against folder names, so indices alone would match nothing.
         """
-        names = [str(c) for c in self.ranked_classes.tolist()]
+        if names is None:
+            names = [str(c) for c in self.ranked_classes.tolist()]
+        else:
+            names = list(names)
+            if self.classes.dtype.kind not in "iu" or not np.array_equal(
+                    self.classes, np.arange(self.n_classes)):
+                raise ValueError("names= needs a ranking of class indices 0..C-1; this one "
+                                 f"ranks {self.classes[:5].tolist()}...")
+            if len(names) != self.n_classes:
+                raise ValueError(f"names has {len(names)} entries but the ranking has "
+                                 f"{self.n_classes} classes")
+            if not all(isinstance(n, str) for n in names):
+                raise TypeError("names must be strings (folder names)")
+            names = [names[c] for c in self.order.tolist()]
         bad = [n for n in names if not n.strip() or "\n" in n or "\r" in n or n != n.strip()]
         if bad:
             raise ValueError(f"class names cannot be written one per line: {bad[:3]!r}")

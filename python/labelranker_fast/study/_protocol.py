@@ -58,7 +58,7 @@ class StudyConfig:
     cache_dir: str | None = None
 
 
-# A smoke run: fewer orders, seeds and epochs (about two minutes on two cores).
+# A smoke run: fewer orders, seeds and epochs (about 1.2 minutes on two cores).
 QUICK = dict(random_orders=2, seeds=2, head_seeds=2, epochs=6, pretrain_epochs=20)
 
 

@@ -64,7 +64,8 @@ def no_grad_context(device: torch.device):
 
 def autocast_context(device: torch.device, amp):
     """Mixed precision: ``amp=None`` means bfloat16 on CUDA devices that support it and on
-    XLA, full precision on CPU; ``True``/``False`` force it; a dtype picks it."""
+    TPUs (XLA with ``PJRT_DEVICE`` TPU or unset), full precision on CPU and XLA's CPU
+    device; ``True``/``False`` force it; a dtype picks it."""
     kind = torch.device(device).type
     if amp is None:  # bfloat16 where the hardware has it: CUDA (Ampere on), TPUs
         tpu = kind == "xla" and os.environ.get("PJRT_DEVICE", "TPU").upper() == "TPU"

@@ -146,7 +146,7 @@ def extract_and_rank(
     shrinkage, n_components :
         As for ``rank_labels``.
     amp : None, bool or torch.dtype
-        Mixed precision for the forward pass (None: bfloat16 on CUDA/XLA, off on CPU).
+        Mixed precision for the forward pass (None: bfloat16 on CUDA devices that support it and on TPUs, off on CPU and the XLA CPU device).
         Low-precision features are accumulated in float64 all the same.
     progress : bool
         A progress bar over batches (tqdm, on standard error).

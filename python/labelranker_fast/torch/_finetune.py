@@ -3,9 +3,9 @@
 Recipe defaults (the Label Ranker preprint, section 4): AdamW, learning rate 5e-4, weight
 decay 0.05, 5 warm-up epochs then cosine decay (per step), 100 epochs, batch size 64 (the
 loader's), cross-entropy on head positions, top-1 accuracy. The classifier head is a new
-``nn.Linear`` initialised from ``head_seed`` alone (truncated normal, std 0.02, zero
-bias, as timm initialises ViT heads), so two runs that differ only in label order start
-from the same head.
+``nn.Linear`` initialised from ``head_seed`` alone (normal, std 0.02, truncated at two
+standard deviations, zero bias; timm's ViT heads use std 0.02 with a far cut-off), so two
+runs that differ only in label order start from the same head.
 
 Devices: CPU, CUDA (bfloat16 autocast where supported) and XLA. On XLA the loop follows
 torch_xla's idioms: inputs through ``MpDeviceLoader``, ``xm.optimizer_step`` (which also
