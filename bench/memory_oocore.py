@@ -124,7 +124,7 @@ def main(argv=None) -> int:
             best[mode] = r
     results = [best[m] for m in modes]
     base = results[0]["seconds"]
-    c, d, lanes = args.classes, args.features, min(os.cpu_count() or 1, 2)
+    c, d, lanes = args.classes, args.features, os.cpu_count() or 1  # n_threads: all cores
     # The engine's own buffers (cpp/src/accumulator.cpp), all independent of N: the state
     # (counts, shifts, sums, m2 in float64), a pass's workspace (the same plus float32
     # shifts) and per worker thread a C x d float64 table and a d x d float32 moment.

@@ -660,6 +660,15 @@ class CoreMachine(RuleBasedStateMachine):
     def _record(self, name, *args):
         self.log.append((name, args))
 
+    def _call(self, expect: "Expect", name: str) -> bool:
+        """Calls ``self.acc.<name>()`` under ``expect``, counts it, records it if it
+        succeeded; returns whether it did."""
+        ok, _ = check_raises(expect, getattr(self.acc, name), name)
+        _count("test_core_state_machine")
+        if ok:
+            self._record(name)
+        return ok
+
     def _replay(self):
         acc = (_core.Accumulator(self.d, self.c) if self.origin is None
                else _core.Accumulator.from_state(self.origin))
@@ -708,11 +717,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule()
     def begin_pass(self):
-        expect = Expect("V") if self.pass_open else Expect()
-        ok, _ = check_raises(expect, self.acc.begin_pass, "begin_pass")
-        _count("test_core_state_machine")
-        if ok:
-            self._record("begin_pass")
+        if self._call(Expect("V") if self.pass_open else Expect(), "begin_pass"):
             self.pass_open, self.saw_double = True, False
 
     @rule()
@@ -720,10 +725,7 @@ class CoreMachine(RuleBasedStateMachine):
         expect = Expect() if self.pass_open else Expect("V")
         expect.overflow = self.pass_open and not self.mag.safe()
         before = self._snapshot()
-        ok, _ = check_raises(expect, self.acc.commit_pass, "commit_pass")
-        _count("test_core_state_machine")
-        if ok:
-            self._record("commit_pass")
+        if self._call(expect, "commit_pass"):
             self.pass_open = False
         elif self.pass_open:  # refused (would overflow): the pass is dropped, state kept
             assert_same_state(self.acc.get_state(), before, "refused commit")
@@ -740,11 +742,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule()
     def release_buffers(self):
-        expect = Expect("V") if self.pass_open else Expect()
-        ok, _ = check_raises(expect, self.acc.release_buffers, "release_buffers")
-        _count("test_core_state_machine")
-        if ok:
-            self._record("release_buffers")
+        self._call(Expect("V") if self.pass_open else Expect(), "release_buffers")
 
     @rule(threads=st.one_of(st.integers(-3, 6), st.sampled_from(
         (2**31 - 1, 2**31, -(2**31) - 1, 2**64, 1.5, "2", None, True, np.int32(3)))))

@@ -32,9 +32,9 @@ void add_upper(double* dst, const T* src, Index n) {
 
 // upper(dst) (+)= upper(src) * 2^(2 e): a block moment computed from rows scaled by 2^-e.
 // The factor is applied as two exact multiplications by 2^e (2^(2e) itself may not be
-// representable).
+// representable); with e = 0 this is the plain sum (or copy), bit for bit.
 template <class T>
-void add_upper_scaled(double* dst, const T* src, Index n, int e, bool assign) {
+void fold_upper_scaled(double* dst, const T* src, Index n, int e, bool assign) {
   const double g = std::ldexp(1.0, e);
   for (Index j = 0; j < n; ++j) {
     double* __restrict__ d = dst + j * n;
@@ -357,15 +357,8 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
   };
 
   auto reduce_block = [&](Lane& lane, Index b) {
-    const T* m = lane.moment<T>().data();
-    if (lane.weight_exp != 0) {
-      add_upper_scaled(ws.moment.data(), m, d_, lane.weight_exp, b == 0 && !ws.has_moment);
-    } else if (b == 0 && !ws.has_moment) {
-      for (Index j = 0; j < d_; ++j)
-        for (Index i = 0; i <= j; ++i) ws.moment(i, j) = static_cast<double>(m[j * d_ + i]);
-    } else {
-      add_upper(ws.moment.data(), m, d_);
-    }
+    fold_upper_scaled(ws.moment.data(), lane.moment<T>().data(), d_, lane.weight_exp,
+                      b == 0 && !ws.has_moment);
     for (Index k : lane.classes) {
       ws.sums.row(k) += lane.sums.row(k);
       ws.counts[k] += lane.counts[k];
