@@ -148,7 +148,9 @@ class Interrupting:
         self.k -= 1
         if self.k < 0:
             raise KeyboardInterrupt
-        return self.arr[key]
+        part = self.arr[key]
+        self.widest = max(getattr(self, "widest", 0), len(part))
+        return part
 
 
 def test_file_pass_resumes_after_an_interruption(tmp_path, data):
@@ -169,9 +171,11 @@ def test_completed_checkpoint_is_reused_and_mismatches_are_refused(tmp_path, dat
     folder, X, y = data
     ckpt = tmp_path / "done.ckpt"
     first = lrf.rank_labels(X, y, chunk_size=CHUNK, checkpoint=ckpt)
-    # A completed pass is not read again (this input interrupts on its first read).
-    again = lrf.rank_labels(Interrupting(X, 0), y, chunk_size=CHUNK, checkpoint=ckpt)
-    assert again == first
+    # A completed pass is not read again: only its 17 fingerprint rows are (this input
+    # interrupts on its 18th read, or on any read of more than one row).
+    sampled = Interrupting(X, 17)
+    again = lrf.rank_labels(sampled, y, chunk_size=CHUNK, checkpoint=ckpt)
+    assert again == first and sampled.k == 0 and sampled.widest == 1
     with pytest.raises(ValueError, match="another pass"):
         lrf.rank_labels(X, y, chunk_size=CHUNK + 1, checkpoint=ckpt)
     with pytest.raises(ValueError, match="checkpoint_every needs"):

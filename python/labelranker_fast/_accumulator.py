@@ -1,9 +1,17 @@
-"""ScatterAccumulator: the streaming statistics of LDA, around the compiled engine."""
+"""ScatterAccumulator: the streaming statistics of LDA, around the compiled engine.
+
+This is the only module that touches the compiled ``_core``. A ScatterAccumulator owns
+one engine accumulator and one lock: every operation that reads or changes the state
+takes the lock, and a streamed pass (``streaming_pass``) holds it from begin to commit,
+so concurrent callers are serialised and never lose or double-count rows.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import zipfile
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -14,16 +22,20 @@ from ._inputs import (
     as_weights,
     check_int,
     check_n_components,
+    check_n_features,
+    in_memory,
     parse_shrinkage,
 )
+from ._io import NpzReader, check_keys, write_npz
 from ._ranking import LabelRanking
-from ._sources import in_memory
-from ._stream import stream
 
-__all__ = ["ScatterAccumulator"]
+__all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
+BLOCK_ROWS: int = _core.BLOCK_ROWS  # rows a worker thread takes at a time
 _STATE_VERSION = 1
-_STATE_KEYS = ("n_features", "num_classes", "n_rows", "counts", "shifts", "sums", "m2")
+_SCALARS = ("n_features", "num_classes", "n_rows")
+_ARRAYS = ("counts", "shifts", "sums", "m2")
+STATE_KEYS = ("version",) + _SCALARS + _ARRAYS
 
 
 class ScatterAccumulator:
@@ -32,7 +44,8 @@ class ScatterAccumulator:
     Statistics are kept in float64 whatever the input precision; rows are shifted by a
     per-class estimate of their mean before their outer products are taken, so features
     with a large mean and a small spread keep their accuracy. Accumulators of the same
-    shape merge exactly, in any order (``merge``), and pickle as plain arrays.
+    shape merge (``merge``), save to ``.npz`` and pickle as plain arrays. One
+    accumulator may be used from several threads: its operations are serialised.
 
     Parameters
     ----------
@@ -53,72 +66,162 @@ class ScatterAccumulator:
     >>> ranking = acc.rank(shrinkage="oas")      # doctest: +SKIP
     """
 
-    def __init__(self, n_features: int, num_classes: int, *, n_threads=None):
+    # The streamed ``update`` (out-of-core inputs, iterables, checkpoints) is the passes
+    # layer's job; ``_stream`` registers its entry point here when the package is
+    # imported, so this layer never imports the one above it.
+    _streamed_update = None
+
+    def __init__(self, n_features: int, num_classes: int, *, n_threads: int | None = None):
         n_features = check_int(n_features, "n_features", 1)
         num_classes = check_int(num_classes, "num_classes", 2)
-        self._core = _core.Accumulator(n_features, num_classes)
+        core = _core.Accumulator(n_features, num_classes)
         if n_threads is not None:
-            self._core.num_threads = check_int(n_threads, "n_threads", 1)
+            core.num_threads = check_int(n_threads, "n_threads", 1)
+        self._adopt(core)
+
+    def _adopt(self, core) -> None:
+        self._core = core
+        self._lock = threading.RLock()
+
+    @classmethod
+    def _wrap(cls, core) -> "ScatterAccumulator":
+        obj = cls.__new__(cls)
+        obj._adopt(core)
+        return obj
 
     # ------------------------------------------------------------- updating
-    def update(self, X, y=None, sample_weight=None, *, chunk_size=None, progress=False,
-               checkpoint=None, checkpoint_every=None):
-        """Adds the rows of ``X`` (n, d) with class indices ``y`` (n,) in [0, num_classes).
+    def update(self, X, y=None, sample_weight=None, *, chunk_size: int | None = None,
+               progress: bool = False, checkpoint=None,
+               checkpoint_every: int | None = None) -> "ScatterAccumulator":
+        """Adds rows with their class indices; all of them or, on any error, none.
 
-        ``X`` may be a numpy array, anything ``np.asarray`` accepts, or a torch tensor (a
-        C-contiguous float32/float64 array is used in place); or, streamed in chunks of
-        ``chunk_size`` rows: an ``np.memmap``, a ``.npy`` path, an array-like with row
-        slicing (h5py, zarr), or with ``y=None`` an iterable of ``(X, y)`` or
-        ``(X, y, sample_weight)`` chunks. ``sample_weight`` (n,) must be finite and
-        non-negative. Either all rows are added or, on invalid input anywhere in the
-        stream, none (the accumulator is left unchanged and ValueError/TypeError is
-        raised). ``progress`` shows a progress bar while streaming; ``checkpoint`` and
-        ``checkpoint_every`` make the pass resumable (see ``rank_labels``). Returns ``self``.
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features), path, array-like with row slicing, or
+            iterable of chunks
+            A numpy array, a CPU torch tensor, anything ``np.asarray`` accepts (a
+            C-contiguous float32/float64 array is used in place); or, streamed in chunks:
+            an ``np.memmap``, a ``.npy`` path, an array-like with ``shape`` and row
+            slicing (h5py, zarr), or with ``y=None`` an iterable of ``(X, y)`` or
+            ``(X, y, sample_weight)`` chunks. A producer may reuse its buffers.
+        y : array-like of int of shape (n,) or path, optional
+            Class indices in [0, num_classes). None for an iterable of chunks.
+        sample_weight : array-like of shape (n,) or path, optional
+            Finite, non-negative weights.
+        chunk_size : int, optional
+            Stream in chunks of this many rows (see ``rank_labels``).
+        progress : bool, default=False
+            Show a progress bar (tqdm, standard error) while streaming.
+        checkpoint : path, optional
+            Make the pass resumable (see ``rank_labels``).
+        checkpoint_every : int, optional
+            Chunks between checkpoint saves (default 1; needs ``checkpoint``).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError, TypeError
+            Invalid input anywhere in the stream; the accumulator is left unchanged.
+        KeyboardInterrupt
+            Ctrl-C while rows are being added; the accumulator is left unchanged.
         """
-        if y is None or chunk_size is not None or checkpoint is not None or not in_memory(X):
-            return self._update_streamed(X, y, sample_weight, chunk_size, progress,
-                                         checkpoint, checkpoint_every)
-        X = as_features(X)
-        if X.shape[1] != self.n_features:
-            raise ValueError(
-                f"X has {X.shape[1]} features but the accumulator was created with "
-                f"n_features={self.n_features}"
-            )
-        n = X.shape[0]
-        y = as_class_indices(y, n, self.num_classes)
-        w = as_weights(sample_weight, n)
-        self._core.update(X, y, w)
-        return self
-
-    def _update_streamed(self, X, y, sample_weight, chunk_size, progress, checkpoint=None,
-                         checkpoint_every=None):
-        # Into a fresh accumulator first, so a failure midway leaves self unchanged.
-        def make(n_features, num_classes, n_threads):
-            if n_features != self.n_features:
-                raise ValueError(
-                    f"X has {n_features} features but the accumulator was created with "
-                    f"n_features={self.n_features}"
-                )
-            return ScatterAccumulator(n_features, num_classes, n_threads=self.n_threads)
-
-        part, _ = stream(X, y, sample_weight, num_classes=self.num_classes,
-                         n_threads=self.n_threads, chunk_size=chunk_size, progress=progress,
-                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                         allow_empty=True, make_accumulator=make)
-        if part is None:  # no rows: nothing to add
+        if (y is None or chunk_size is not None or checkpoint is not None
+                or checkpoint_every is not None or not in_memory(X)):
+            if ScatterAccumulator._streamed_update is None:  # pragma: no cover
+                raise RuntimeError("labelranker_fast._stream is not loaded")
+            part = ScatterAccumulator._streamed_update(
+                self, X, y, sample_weight, chunk_size=chunk_size, progress=progress,
+                checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+            if part is not None:
+                self._absorb(part)
             return self
-        if self.n_samples == 0:
-            self._core = part._core  # bit-identical to having streamed into self
-        else:
-            self.merge(part)
+        X = as_features(X)
+        check_n_features(X.shape[1], self.n_features)
+        y = as_class_indices(y, X.shape[0], self.num_classes)
+        w = as_weights(sample_weight, X.shape[0])
+        with self._lock:
+            self._core.update(X, y, w)
         return self
+
+    def _absorb(self, part: "ScatterAccumulator") -> None:
+        """Adds a privately streamed accumulator: adopted whole into an empty one (so the
+        statistics are bit-identical to streaming into it), merged otherwise."""
+        with self._lock:
+            if self._core.n_rows == 0:
+                self._core = part._core
+            else:
+                self._core.merge(part._core)
+
+    @contextlib.contextmanager
+    def streaming_pass(self) -> Iterator["ScatterAccumulator"]:
+        """A pass: the ``update`` calls inside are committed together when the block
+        ends, or all dropped if it raises. The accumulator's lock is held throughout."""
+        with self._lock:
+            self._core.begin_pass()
+            try:
+                yield self
+            except BaseException:
+                self._core.abort_pass()
+                raise
+            self._core.commit_pass()
+
+    def commit_so_far(self) -> None:
+        """Inside ``streaming_pass``: commits what the pass added so far and goes on
+        (for a checkpoint, which saves committed statistics)."""
+        with self._lock:
+            self._core.commit_pass()
+            self._core.begin_pass()
+
+    def grow_classes(self, num_classes: int) -> None:
+        """Inside or outside ``streaming_pass``: adds empty class slots up to
+        ``num_classes`` (what the pass added so far is committed first)."""
+        with self._lock:
+            open_pass = self._core.pass_open
+            if open_pass:
+                self._core.commit_pass()
+            self._core = self._with_capacity(num_classes)._core
+            if open_pass:
+                self._core.begin_pass()
+
+    def release_buffers(self) -> None:
+        """Frees the work buffers ``update`` keeps between calls (not the statistics)."""
+        with self._lock:
+            self._core.release_buffers()
 
     def merge(self, other: "ScatterAccumulator") -> "ScatterAccumulator":
-        """Adds ``other``'s statistics to this accumulator (in place) and returns it."""
+        """Adds ``other``'s statistics to this accumulator (in place) and returns it.
+
+        Exact up to rounding (about 1e-13 relative in float64); a fixed merge order is
+        bit-identical. ``acc.merge(acc)`` doubles every count.
+        """
         if not isinstance(other, ScatterAccumulator):
             raise TypeError(f"can only merge a ScatterAccumulator, got {type(other).__name__}")
-        self._core.merge(other._core)
+        first, second = sorted((self, other), key=id)  # one lock order: no deadlock
+        with first._lock, second._lock:
+            self._core.merge(other._core)
         return self
+
+    def take_state_of(self, other: "ScatterAccumulator") -> None:
+        """Replaces this accumulator's statistics by ``other``'s (which it then shares)."""
+        if not isinstance(other, ScatterAccumulator):
+            raise TypeError(f"expected a ScatterAccumulator, got {type(other).__name__}")
+        first, second = sorted((self, other), key=id)
+        with first._lock, second._lock:
+            if (other.n_features, other.num_classes) != (self.n_features, self.num_classes):
+                raise ValueError("accumulators differ in n_features or num_classes")
+            threads = self._core.num_threads
+            self._core = other._core
+            self._core.num_threads = threads
+
+    def copy(self) -> "ScatterAccumulator":
+        """An independent accumulator with the same statistics and thread count."""
+        with self._lock:
+            out = type(self).from_state(self.get_state())
+            out.n_threads = self.n_threads
+        return out
 
     # ------------------------------------------------------------ statistics
     @property
@@ -127,8 +230,10 @@ class ScatterAccumulator:
         return self._core.num_threads
 
     @n_threads.setter
-    def n_threads(self, value) -> None:
-        self._core.num_threads = check_int(value, "n_threads", 1)
+    def n_threads(self, value: int) -> None:
+        value = check_int(value, "n_threads", 1)
+        with self._lock:
+            self._core.num_threads = value
 
     @property
     def n_features(self) -> int:
@@ -141,30 +246,38 @@ class ScatterAccumulator:
     @property
     def n_samples(self) -> int:
         """Number of rows accumulated (whatever their weights)."""
-        return self._core.n_rows
+        with self._lock:
+            return self._core.n_rows
 
     @property
     def class_counts(self) -> np.ndarray:
         """(C,) float64 weighted counts n_k (the row counts when unweighted)."""
-        return self._core.counts
+        with self._lock:
+            return self._core.counts
 
     @property
     def class_means(self) -> np.ndarray:
         """(C, d) float64 class means; rows of classes without samples are NaN."""
-        return self._core.class_means()
+        with self._lock:
+            return self._core.class_means()
 
     def within_scatter(self) -> np.ndarray:
         """(d, d) S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T."""
-        return self._core.within_scatter()
+        with self._lock:
+            return self._core.within_scatter()
 
     def between_scatter(self) -> np.ndarray:
         """(d, d) S_b = sum_k n_k (mu_k - mu)(mu_k - mu)^T."""
-        return self._core.between_scatter()
+        with self._lock:
+            return self._core.between_scatter()
 
     # --------------------------------------------------------------- solving
-    def _solve(self, shrinkage, n_components) -> dict:
+    def solve(self, shrinkage=None, n_components: int = 1) -> dict:
+        """The discriminant solution: directions, eigenvalues, centroids, order, mean."""
         kind, value = parse_shrinkage(shrinkage)
-        return self._core.solve(kind, value, check_n_components(n_components))
+        n_components = check_n_components(n_components)
+        with self._lock:
+            return self._core.solve(kind, value, n_components)
 
     def rank(self, shrinkage=None, n_components: int = 1, classes=None) -> LabelRanking:
         """Ranks the classes along the top ``n_components`` discriminant directions.
@@ -178,108 +291,130 @@ class ScatterAccumulator:
             Number of discriminant directions, at most min(C - 1, d).
         classes : array-like of shape (C,), optional
             Labels to report for the class indices (default: 0..C-1).
-        """
-        return self._ranking_from_result(self._solve(shrinkage, n_components), classes)
 
-    def _ranking_from_result(self, result: dict, classes=None) -> LabelRanking:
-        """The LabelRanking of a _solve() result."""
-        if classes is None:
-            classes = np.arange(self.num_classes)
-        return LabelRanking(
-            classes=classes,
-            order=result["order"],
-            centroids=result["centroids"],
-            eigenvalues=result["eigenvalues"],
-            shrinkage=result["shrinkage"],
-        )
+        Returns
+        -------
+        LabelRanking
+
+        Raises
+        ------
+        ValueError
+            A class without samples, a singular S without shrinkage, or statistics that
+            overflowed.
+        """
+        return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes)
 
     # --------------------------------------------------------- class slots
-    def _with_state(self, **changes) -> "ScatterAccumulator":
-        state = self.get_state()
-        state.update(changes)
-        out = ScatterAccumulator.from_state(state)
-        out.n_threads = self.n_threads
-        return out
-
     def _with_capacity(self, num_classes: int) -> "ScatterAccumulator":
         """A copy with ``num_classes`` class slots; the new ones are empty."""
         state = self.get_state()
         extra = num_classes - self.num_classes
-        return self._with_state(
+        state.update(
             num_classes=num_classes,
             counts=np.concatenate([state["counts"], np.zeros(extra)]),
             shifts=np.vstack([state["shifts"], np.zeros((extra, self.n_features))]),
             sums=np.vstack([state["sums"], np.zeros((extra, self.n_features))]),
         )
+        out = type(self).from_state(state)
+        out.n_threads = self.n_threads
+        return out
 
     def _select_classes(self, order) -> "ScatterAccumulator":
-        """A copy whose class k is this one's class ``order[k]`` (other classes must be
-        empty: their rows would be lost)."""
+        """A copy whose class k is this one's class ``order[k]`` (the other classes must
+        be empty: their rows would be lost)."""
         state = self.get_state()
         order = np.asarray(order, dtype=np.int64)
         dropped = np.setdiff1d(np.arange(self.num_classes), order)
         if np.any(state["counts"][dropped] != 0):
             raise ValueError("cannot drop classes that have samples")
-        return self._with_state(
-            num_classes=order.size,
-            counts=state["counts"][order],
-            shifts=state["shifts"][order],
-            sums=state["sums"][order],
-        )
+        state.update(num_classes=order.size, counts=state["counts"][order],
+                     shifts=state["shifts"][order], sums=state["sums"][order])
+        out = type(self).from_state(state)
+        out.n_threads = self.n_threads
+        return out
 
     # ----------------------------------------------------------- persistence
     def get_state(self) -> dict:
         """The whole state as plain numpy arrays (see ``from_state``)."""
-        state = self._core.get_state()
+        with self._lock:
+            state = self._core.get_state()
         state["version"] = _STATE_VERSION
         return state
 
     @classmethod
     def from_state(cls, state) -> "ScatterAccumulator":
-        """Rebuilds an accumulator from ``get_state()`` (validated)."""
-        if not isinstance(state, dict) and not hasattr(state, "keys"):
+        """Rebuilds an accumulator from ``get_state()``, validated.
+
+        Raises
+        ------
+        ValueError
+            A missing key, a wrong version, a non-numeric array, shapes that disagree
+            with ``n_features``/``num_classes``, or statistics that cannot be a state.
+        """
+        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
             raise ValueError("state must be a mapping of arrays")
-        if _state_int(state.get("version", -1), "version") != _STATE_VERSION:
-            raise ValueError(f"unsupported accumulator state version {state.get('version')!r}")
-        missing = [k for k in _STATE_KEYS if k not in state]
+        missing = [k for k in STATE_KEYS if k not in state]
         if missing:
             raise ValueError(f"accumulator state is missing {missing}")
-        plain = {}
-        for k in _STATE_KEYS:
-            if k in ("n_features", "num_classes", "n_rows"):
-                plain[k] = _state_int(state[k], k)
-            else:
-                arr = np.asarray(state[k])
-                if arr.dtype.kind not in "fiu":
-                    raise ValueError(f"accumulator state {k!r} must be numeric, got dtype {arr.dtype}")
-                plain[k] = np.ascontiguousarray(arr, dtype=np.float64)
+        if _state_int(state["version"], "version") != _STATE_VERSION:
+            raise ValueError(f"unsupported accumulator state version {state['version']!r}")
+        plain = {k: _state_int(state[k], k) for k in _SCALARS}
         # Shapes are checked here, before the engine allocates what the scalars claim.
-        d, c = plain["n_features"], plain["num_classes"]
-        want = {"counts": (c,), "shifts": (c, d), "sums": (c, d), "m2": (d, d)}
-        for k, shape in want.items():
-            if plain[k].shape != shape:
-                raise ValueError(f"accumulator state {k!r} has shape {plain[k].shape}, expected "
-                                 f"{shape} for n_features={d}, num_classes={c}")
-        obj = cls.__new__(cls)
-        obj._core = _core.Accumulator.from_state(plain)
-        return obj
+        shapes = _state_shapes(plain["n_features"], plain["num_classes"])
+        for k in _ARRAYS:
+            arr = np.asarray(state[k])
+            if arr.dtype.kind not in "fiu":
+                raise ValueError(f"accumulator state {k!r} must be numeric, got dtype {arr.dtype}")
+            if arr.shape != shapes[k]:
+                raise ValueError(f"accumulator state {k!r} has shape {arr.shape}, expected "
+                                 f"{shapes[k]} for n_features={plain['n_features']}, "
+                                 f"num_classes={plain['num_classes']}")
+            plain[k] = np.ascontiguousarray(arr, dtype=np.float64)
+        return cls._wrap(_core.Accumulator.from_state(plain))
+
+    @classmethod
+    def read_state(cls, reader: NpzReader, prefix: str = "") -> "ScatterAccumulator":
+        """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
+        scalars first, then each array after its header's shape has been checked."""
+        check_keys(reader, [prefix + k for k in STATE_KEYS])
+        state = {k: reader.scalar(prefix + k) for k in ("version",) + _SCALARS}
+        if state["version"] != _STATE_VERSION:
+            raise reader._bad(f"unsupported accumulator state version {state['version']}")
+        if state["n_features"] < 1 or state["num_classes"] < 2 or state["n_rows"] < 0:
+            raise reader._bad(f"invalid sizes {({k: state[k] for k in _SCALARS})}")
+        shapes = _state_shapes(state["n_features"], state["num_classes"])
+        for k in _ARRAYS:
+            state[k] = reader.read(prefix + k, shapes[k])
+        try:
+            return cls.from_state(state)
+        except ValueError as exc:
+            raise reader._bad(str(exc)) from None
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the state to an ``.npz`` file: arrays only (no pickled code), written to a
-        temporary file and renamed over ``path``, so a crash never leaves a torn file."""
+        """Writes the state to an ``.npz`` file: arrays only (no pickled code), written
+        atomically (a crash or Ctrl-C never leaves a torn file)."""
         write_npz(path, self.get_state())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ScatterAccumulator":
-        """Reads a file written by ``save``; malformed, truncated or inconsistent files
-        raise ValueError (nothing in them is ever executed)."""
-        return cls.from_state(read_npz(path, "accumulator"))
+        """Reads a file written by ``save``.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            Not an accumulator file: malformed, truncated, inconsistent, or another kind
+            of file (nothing in it is executed, members it does not need are not read).
+        """
+        with NpzReader(path, "accumulator") as reader:
+            return cls.read_state(reader)
 
     def __getstate__(self):
         return self.get_state()
 
     def __setstate__(self, state):
-        self._core = ScatterAccumulator.from_state(state)._core
+        self._adopt(ScatterAccumulator.from_state(state)._core)
 
     def __repr__(self) -> str:
         return (
@@ -288,33 +423,23 @@ class ScatterAccumulator:
         )
 
 
+def ranking_of(result: dict, num_classes: int, classes=None) -> LabelRanking:
+    """The LabelRanking of a ``solve()`` result."""
+    return LabelRanking(
+        classes=np.arange(num_classes) if classes is None else classes,
+        order=result["order"],
+        centroids=result["centroids"],
+        eigenvalues=result["eigenvalues"],
+        shrinkage=result["shrinkage"],
+    )
+
+
+def _state_shapes(d: int, c: int) -> dict:
+    return {"counts": (c,), "shifts": (c, d), "sums": (c, d), "m2": (d, d)}
+
+
 def _state_int(value, name: str) -> int:
     arr = np.asarray(value)
     if arr.shape != () or arr.dtype.kind not in "iu":
         raise ValueError(f"accumulator state {name!r} must be an integer scalar, got {value!r}")
     return int(arr)
-
-
-def write_npz(path, arrays: dict) -> None:
-    """``np.savez`` to a temporary file beside ``path``, then an atomic rename."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def read_npz(path, what: str) -> dict:
-    """The arrays of an ``.npz`` file, with any reading failure as a ValueError."""
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path!r} is not a readable {what} file: {exc}") from exc

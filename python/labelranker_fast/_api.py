@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from ._accumulator import ScatterAccumulator
 from ._inputs import check_n_components, parse_shrinkage
-from ._labels import encode_labels
 from ._ranking import LabelRanking
-from ._stream import stream
+from ._stream import StreamOptions, stream
 
-__all__ = ["rank_labels", "encode_labels", "accumulate"]
+__all__ = ["rank_labels", "accumulate"]
 
 
-def accumulate(X, y=None, sample_weight=None, *, num_classes=None, n_threads=None,
-               chunk_size=None, progress=False, checkpoint=None, checkpoint_every=None):
+def accumulate(X, y=None, sample_weight=None, **options) -> tuple[ScatterAccumulator, object]:
     """(ScatterAccumulator, classes) of one pass over ``X`` (any input ``rank_labels``
-    takes)."""
-    return stream(X, y, sample_weight, num_classes=num_classes, n_threads=n_threads,
-                  chunk_size=chunk_size, progress=progress, checkpoint=checkpoint,
-                  checkpoint_every=checkpoint_every,
-                  make_accumulator=lambda d, c, t: ScatterAccumulator(d, c, n_threads=t))
+    takes); ``options`` are ``StreamOptions`` fields."""
+    return stream(X, y, sample_weight, StreamOptions(**options))
 
 
 def rank_labels(

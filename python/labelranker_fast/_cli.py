@@ -55,18 +55,36 @@ def _study(args) -> int:
                if getattr(args, k) is not None}
     if args.backbones:
         options["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())
-    try:
-        out = run_study(quick=args.quick, out_dir=args.out, data=args.data, device=args.device,
-                        cache_dir=args.cache_dir, checkpoint=args.checkpoint, **options)
-    except (ValueError, TypeError) as exc:
-        print(f"labelranker: error: {exc}", file=sys.stderr)
-        return 2
+    out = run_study(quick=args.quick, out_dir=args.out, data=args.data, device=args.device,
+                    cache_dir=args.cache_dir, checkpoint=args.checkpoint, **options)
     print(out["markdown"])
     print("wrote " + ", ".join(p for p in out["paths"].values() if p))
     return 0
 
 
 def main(argv=None) -> int:
+    """Runs the command; returns the exit status (0, 2 on an error, 130 on Ctrl-C).
+
+    Errors are one line on standard error, never a traceback.
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("labelranker: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the command's one place to report errors
+        return _error(exc)
+
+
+def _error(exc: BaseException) -> int:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        text = f"out of memory: {text}"
+    print(f"labelranker: error: {text}", file=sys.stderr)
+    return 2
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(
         prog="labelranker",
         description="Order classification labels by LDA on features (Label Ranker). With no "
@@ -107,32 +125,28 @@ def main(argv=None) -> int:
     if args.command == "study":
         return _study(args)
 
-    try:
-        if args.command is None:
-            from sklearn.datasets import load_digits
+    if args.command is None:
+        from sklearn.datasets import load_digits
 
-            X, y = load_digits(return_X_y=True)
-            t = time.perf_counter()
-            # Digits has pixels that are always 0, so its within-class scatter is singular.
-            ranking = rank_labels(X, y, shrinkage="oas")
-            dt = time.perf_counter() - t
-            title = (f"digits (scikit-learn, bundled): {X.shape[0]} samples, {X.shape[1]} "
-                     "features, 10 classes, shrinkage='oas'")
-            _print_ranking(ranking, title, dt, sys.stdout)
-            return 0
-        # The files are streamed (memory-mapped, read ahead, released): never held whole.
-        X = open_npy(args.features, "features")
+        X, y = load_digits(return_X_y=True)
         t = time.perf_counter()
-        ranking = rank_labels(args.features, args.labels, shrinkage=args.shrinkage,
-                              n_components=args.n_components, n_threads=args.n_threads,
-                              chunk_size=args.chunk_size, progress=args.progress)
+        # Digits has pixels that are always 0, so its within-class scatter is singular.
+        ranking = rank_labels(X, y, shrinkage="oas")
         dt = time.perf_counter() - t
-        title = f"{args.features}: {X.shape[0]} samples, {X.shape[1]} features, {ranking.n_classes} classes"
+        title = (f"digits (scikit-learn, bundled): {X.shape[0]} samples, {X.shape[1]} "
+                 "features, 10 classes, shrinkage='oas'")
         _print_ranking(ranking, title, dt, sys.stdout)
-        if args.output:
-            ranking.to_json(args.output)
-            print(f"wrote {args.output}")
         return 0
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"labelranker: error: {exc}", file=sys.stderr)
-        return 2
+    # The files are streamed (memory-mapped, read ahead, released): never held whole.
+    X = open_npy(args.features, "features")
+    t = time.perf_counter()
+    ranking = rank_labels(args.features, args.labels, shrinkage=args.shrinkage,
+                          n_components=args.n_components, n_threads=args.n_threads,
+                          chunk_size=args.chunk_size, progress=args.progress)
+    dt = time.perf_counter() - t
+    title = f"{args.features}: {X.shape[0]} samples, {X.shape[1]} features, {ranking.n_classes} classes"
+    _print_ranking(ranking, title, dt, sys.stdout)
+    if args.output:
+        ranking.to_json(args.output)
+        print(f"wrote {args.output}")
+    return 0

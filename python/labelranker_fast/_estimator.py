@@ -6,7 +6,7 @@ import inspect
 
 import numpy as np
 
-from ._accumulator import ScatterAccumulator
+from ._accumulator import ScatterAccumulator, ranking_of
 from ._api import accumulate
 from ._inputs import (
     as_features,
@@ -97,21 +97,52 @@ class LabelRanker(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None, sample_weight=None):
         """Fits on all of (X, y) in one pass.
 
-        ``X`` is anything ``rank_labels`` takes: an array or tensor, an ``np.memmap`` or
-        ``.npy`` path, a sliceable array-like (h5py, zarr), or with ``y=None`` an
-        iterable of ``(X, y)`` chunks; streamed inputs are never held whole.
+        Parameters
+        ----------
+        X : array-like, path, sliceable array-like, or iterable of chunks
+            Anything ``rank_labels`` takes: an array or tensor, an ``np.memmap`` or
+            ``.npy`` path, a sliceable array-like (h5py, zarr), or with ``y=None`` an
+            iterable of ``(X, y)`` chunks; streamed inputs are never held whole.
+        y : array-like of shape (n_samples,), path, or None
+            Labels of any kind.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError, TypeError
+            Invalid input or parameters; the estimator is left exactly as it was.
         """
         parse_shrinkage(self.shrinkage)
         check_n_components(self.n_components)
-        self._accumulator, self.classes_ = accumulate(X, y, sample_weight,
-                                                      n_threads=self.n_threads)
-        self._refresh()
+        acc, classes = accumulate(X, y, sample_weight, n_threads=self.n_threads)
+        self.__dict__.update(self._fitted(acc, classes))  # all at once, or nothing
         return self
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """Adds a chunk. ``classes`` (all labels that will appear) is required on the first
-        call. The fitted attributes are refreshed after every call once each class has
-        samples."""
+        """Adds a chunk; the fitted attributes are refreshed once every class has samples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like, optional
+            All labels that will appear; required on the first call.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError, TypeError
+            Invalid input, or a solve that fails (e.g. a singular within-class scatter
+            without shrinkage); the estimator is left exactly as it was, rows included.
+        """
         X = as_features(X)
         first = not hasattr(self, "_accumulator")
         if first:
@@ -132,27 +163,32 @@ class LabelRanker(TransformerMixin, BaseEstimator):
         idx = lookup_classes(classes, labels, "y has labels not in classes")
         if first:
             acc = ScatterAccumulator(X.shape[1], classes.size, n_threads=self.n_threads)
-        else:
-            acc = self._accumulator
+        else:  # a copy, so a failure below leaves the fitted state and its rows unchanged
+            acc = self._accumulator.copy()
         acc.update(X, idx, as_weights(sample_weight, X.shape[0]))
-        self._accumulator = acc
-        self.classes_ = classes
+        fitted = {"_accumulator": acc, "classes_": classes}
         if np.all(acc.class_counts > 0):
-            self._refresh()
+            fitted = self._fitted(acc, classes)
+        self.__dict__.update(fitted)
         return self
 
-    def _refresh(self):
-        acc = self._accumulator
-        result = acc._solve(self.shrinkage, self.n_components)
-        self.ranking_ = acc._ranking_from_result(result, self.classes_)
-        self.order_ = self.ranking_.order
-        self.scalings_ = result["directions"]
-        self.eigenvalues_ = result["eigenvalues"]
-        self.explained_variance_ratio_ = result["eigenvalues"] / result["eigenvalue_sum"]
-        self.shrinkage_ = result["shrinkage"]
-        self.xbar_ = result["mean"]
-        self.means_ = acc.class_means
-        self.n_features_in_ = acc.n_features
+    def _fitted(self, acc: ScatterAccumulator, classes) -> dict:
+        """Every fitted attribute of ``acc``'s solution, computed before any is set."""
+        result = acc.solve(self.shrinkage, self.n_components)
+        ranking = ranking_of(result, acc.num_classes, classes)
+        return {
+            "_accumulator": acc,
+            "classes_": classes,
+            "ranking_": ranking,
+            "order_": ranking.order,
+            "scalings_": result["directions"],
+            "eigenvalues_": result["eigenvalues"],
+            "explained_variance_ratio_": result["eigenvalues"] / result["eigenvalue_sum"],
+            "shrinkage_": result["shrinkage"],
+            "xbar_": result["mean"],
+            "means_": acc.class_means,
+            "n_features_in_": acc.n_features,
+        }
 
     def transform(self, X):
         """Projects X onto the discriminant directions: (X - xbar_) @ scalings_."""

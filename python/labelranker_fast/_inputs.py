@@ -7,6 +7,7 @@ their numpy view) pass through without a copy; other real dtypes are converted o
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -19,6 +20,10 @@ __all__ = [
     "parse_shrinkage",
     "check_int",
     "check_n_components",
+    "check_n_features",
+    "in_memory",
+    "is_path",
+    "is_sliceable",
     "to_numpy",
 ]
 
@@ -147,3 +152,29 @@ def check_int(value, name: str, minimum: int) -> int:
 
 def check_n_components(n_components) -> int:
     return check_int(n_components, "n_components", 1)
+
+
+def check_n_features(got: int, expected: int) -> None:
+    """ValueError unless an input's width ``got`` is the accumulator's ``expected``."""
+    if got != expected:
+        raise ValueError(
+            f"X has {got} features but the accumulator was created with n_features={expected}"
+        )
+
+
+def is_path(obj) -> bool:
+    """True for a file path (str, bytes or os.PathLike)."""
+    return isinstance(obj, (str, bytes, os.PathLike))
+
+
+def is_sliceable(obj) -> bool:
+    """True for an array-like with a ``shape`` tuple and item access (h5py, zarr, ...)."""
+    shape = getattr(obj, "shape", None)
+    return isinstance(shape, tuple) and hasattr(obj, "__getitem__")
+
+
+def in_memory(X) -> bool:
+    """True if ``X`` is an in-memory array (used whole, without streaming)."""
+    if is_path(X) or isinstance(X, np.memmap):
+        return False
+    return isinstance(X, np.ndarray) or is_torch_tensor(X) or not is_sliceable(X)

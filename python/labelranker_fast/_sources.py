@@ -10,6 +10,13 @@
 - iterables of ``(X, y)`` or ``(X, y, sample_weight)`` chunks (generators, data
   loaders), when ``y`` is None: items pulled by a background thread, one ahead.
 The engine releases the GIL while it works, so background reads overlap with it.
+
+Ownership: a chunk belongs to the consumer before the producer is asked for the next one.
+A read-ahead thread asks for item k+1 while item k is being accumulated, and producers
+may legitimately refill one buffer per item (data loaders with preallocated or pinned
+buffers, readers with a fixed read buffer), so what such a thread reads is copied first
+(``owned``: O(n d), against the engine's O(n d^2)). Memory maps and arrays in memory are
+read in the consumer's thread and need no copy.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _pages
-from ._inputs import as_features, is_torch_tensor
+from ._inputs import as_features, in_memory, is_path, is_sliceable, is_torch_tensor, to_numpy
+from ._io import as_path
 
-__all__ = ["Chunk", "in_memory", "open_source", "open_npy", "prefetched"]
+__all__ = ["Chunk", "in_memory", "open_source", "open_npy", "owned", "prefetched"]
 
 
 class Chunk(NamedTuple):
@@ -36,26 +44,34 @@ class Chunk(NamedTuple):
 
 
 def open_npy(path, name: str) -> np.memmap:
-    """A ``.npy`` file as a read-only memory map (no pickled objects allowed)."""
+    """A ``.npy`` file as a read-only memory map (no pickled objects allowed).
+
+    A file that is truncated while it is mapped ends the process with SIGBUS when the
+    missing pages are read: the operating system, not Python, handles that.
+    """
+    path = as_path(path, name)
+    if os.path.isdir(path):
+        raise ValueError(f"{name}: {path!r} is a directory, not a .npy file")
     try:
-        arr = np.load(os.fspath(path), mmap_mode="r", allow_pickle=False)
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{name}: no such file {os.fspath(path)!r}") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{name}: cannot read {os.fspath(path)!r} as a .npy array: {exc}") from exc
+        raise FileNotFoundError(f"{name}: no such file {path!r}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{name}: cannot read {path!r} as a .npy array: {exc or 'empty file'}") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive
         arr.close()
-        raise ValueError(f"{name}: {os.fspath(path)!r} is an .npz archive; pass a .npy file")
+        raise ValueError(f"{name}: {path!r} is an .npz archive; pass a .npy file")
+    if arr.dtype.hasobject:  # pragma: no cover - np.load refuses these without pickle
+        raise ValueError(f"{name}: {path!r} holds Python objects")
     return arr
 
 
-def _is_path(obj) -> bool:
-    return isinstance(obj, (str, os.PathLike))
-
-
-def _is_sliceable(obj) -> bool:
-    shape = getattr(obj, "shape", None)
-    return isinstance(shape, tuple) and hasattr(obj, "__getitem__")
+def owned(arr):
+    """A private copy of one chunk's array (None stays None): the producer may refill
+    its buffer as soon as it is asked for the next item."""
+    if arr is None:
+        return None
+    return np.array(to_numpy(arr), copy=True, order="C")
 
 
 class _Source:
@@ -119,7 +135,8 @@ class SlicedSource(_Source):
     def chunks(self, rows=None, skip=0):
         def read():
             for a, b in self._slices(rows, skip):
-                yield self._chunk(a, b, np.asarray(self.X[a:b]))
+                chunk = self._chunk(a, b, self.X[a:b])
+                yield Chunk(*(owned(v) for v in chunk))
 
         return prefetched(read())
 
@@ -147,22 +164,15 @@ class IterableSource:
                         f"tuple, got {type(item).__name__}"
                         + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
                     )
-                yield Chunk(item[0], item[1], item[2] if len(item) == 3 else None)
+                yield Chunk(owned(item[0]), owned(item[1]), owned(item[2]) if len(item) == 3 else None)
 
         return prefetched(read())
-
-
-def in_memory(X) -> bool:
-    """True if ``X`` is an in-memory array (which is used whole, without streaming)."""
-    if _is_path(X) or isinstance(X, np.memmap):
-        return False
-    return isinstance(X, np.ndarray) or is_torch_tensor(X) or not _is_sliceable(X)
 
 
 def open_source(X, y, sample_weight):
     """The source of rows for ``X`` (see the module docstring); ``y`` None means chunks."""
     if y is None:
-        if _is_path(X) or isinstance(X, np.ndarray) or is_torch_tensor(X) or _is_sliceable(X):
+        if is_path(X) or isinstance(X, np.ndarray) or is_torch_tensor(X) or is_sliceable(X):
             raise ValueError("y is required unless X is an iterable of (X, y) chunks")
         if sample_weight is not None:
             raise ValueError(
@@ -170,11 +180,11 @@ def open_source(X, y, sample_weight):
                 "(X, y, sample_weight) instead"
             )
         return IterableSource(X)
-    if _is_path(X):
+    if is_path(X):
         X = open_npy(X, "X")
-    if _is_path(y):
+    if is_path(y):
         y = open_npy(y, "y")
-    if _is_path(sample_weight):
+    if is_path(sample_weight):
         sample_weight = open_npy(sample_weight, "sample_weight")
     if isinstance(X, np.memmap):
         return MappedSource(X, y, sample_weight)
@@ -188,6 +198,9 @@ _END = object()
 
 def prefetched(items: Iterator, depth: int = 1) -> Iterator:
     """Yields ``items`` while a background thread fetches up to ``depth`` ahead.
+
+    The thread asks for the next item as soon as it has handed one over, so ``items``
+    must yield arrays it owns (see ``owned``), not views of a buffer it will refill.
 
     An exception in the background thread is raised here, at the point of the item it
     would have produced; closing this generator early stops the thread.

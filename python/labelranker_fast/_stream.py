@@ -1,24 +1,30 @@
 """One pass over any source of rows into a ScatterAccumulator.
 
-The pass reads chunks (``_sources``), turns their labels into class indices
-(``_labels``), gathers small chunks into engine-sized ones, feeds the engine and reports
-progress. It is the single loop behind ``rank_labels``, ``LabelRanker.fit`` and
-``ScatterAccumulator.update`` for out-of-core inputs.
+The pass reads chunks (``_sources``: each one owned by the consumer before the next is
+read), turns their labels into class indices (``_labels``), gathers small chunks into
+engine-sized ones, feeds the engine inside one ``ScatterAccumulator.streaming_pass`` per
+checkpoint interval, saves checkpoints (``_checkpoint``) and reports progress. It is the
+single loop behind ``rank_labels``, ``LabelRanker.fit`` and ``ScatterAccumulator.update``
+for out-of-core inputs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import os
 import sys
 
 import numpy as np
 
-from . import _core
-from ._inputs import as_features, as_weights, check_int
+from ._accumulator import BLOCK_ROWS, ScatterAccumulator
+from ._checkpoint import _NA, Checkpoint, Identity, chunk_fingerprint, source_fingerprint
+from ._inputs import as_features, as_weights, check_int, check_n_features
 from ._labels import ClassIndices, DiscoveredClasses, SortedClasses
 from ._sources import ArraySource, IterableSource, open_source
 
-__all__ = ["stream", "default_chunk_rows", "resolve_threads"]
+__all__ = ["StreamOptions", "stream", "default_chunk_rows", "resolve_threads", "progress_bar"]
 
 _CHUNK_BYTES = 32 << 20  # upper bound on one streamed chunk of features
 
@@ -35,17 +41,48 @@ def resolve_threads(n_threads) -> int:
 
 def default_chunk_rows(n_features: int, itemsize: int, n_threads: int) -> int:
     """One engine block per worker thread, at most ``_CHUNK_BYTES`` (but one block)."""
-    block = _core.BLOCK_ROWS
-    fit = _CHUNK_BYTES // max(1, n_features * itemsize) // block * block
-    return max(block, min(block * n_threads, fit))
+    fit = _CHUNK_BYTES // max(1, n_features * itemsize) // BLOCK_ROWS * BLOCK_ROWS
+    return max(BLOCK_ROWS, min(BLOCK_ROWS * n_threads, fit))
 
 
-def _encoder(source, y, num_classes):
+def progress_bar(enabled: bool, total, desc: str, unit: str = "rows"):
+    """A tqdm bar on standard error, or None when not ``enabled``."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "rows", file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamOptions:
+    """How a pass reads its source; the keyword arguments of the public entry points."""
+
+    num_classes: int | None = None
+    n_threads: int | None = None
+    chunk_size: int | None = None
+    progress: bool = False
+    checkpoint: object = None
+    checkpoint_every: int | None = None
+
+    def __post_init__(self):
+        if self.num_classes is not None:
+            check_int(self.num_classes, "num_classes", 2)
+        if self.chunk_size is not None:
+            check_int(self.chunk_size, "chunk_size", 1)
+        if self.checkpoint_every is not None:
+            if self.checkpoint is None:
+                raise ValueError("checkpoint_every needs a checkpoint path")
+            check_int(self.checkpoint_every, "checkpoint_every", 1)
+
+
+def _encoder(source, num_classes):
     if num_classes is not None:
         return ClassIndices(num_classes)
     if isinstance(source, IterableSource):
         return DiscoveredClasses()
-    return SortedClasses(y, source.n_rows)
+    return SortedClasses(source.y, source.n_rows)
 
 
 class _Gather:
@@ -86,180 +123,205 @@ class _Gather:
         return self.X[:n], self.idx[:n], None if self.w is None else self.w[:n]
 
 
-def _progress_bar(enabled: bool, total, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, file=sys.stderr,
-                dynamic_ncols=True, leave=False)
 
 
-def stream(
-    X,
-    y=None,
-    sample_weight=None,
-    *,
-    num_classes=None,
-    n_threads=None,
-    chunk_size=None,
-    progress: bool = False,
-    checkpoint=None,
-    checkpoint_every=None,
-    allow_empty: bool = False,
-    make_accumulator,
-):
+def _identity(source, encoder, options: StreamOptions) -> Identity:
+    """What identifies this pass before its data is read (see ``_checkpoint``)."""
+    iterable = isinstance(source, IterableSource)
+    mode = {ClassIndices: "indices", SortedClasses: "sorted", DiscoveredClasses: "discovered"}
+    rows = _NA if options.chunk_size is None else options.chunk_size
+    return Identity(
+        iterable=iterable,
+        n_rows=_NA if iterable else source.n_rows,
+        n_features=_NA if iterable else source.n_features,
+        feature_dtype="" if iterable else np.dtype(getattr(source.X, "dtype", np.float64)).str,
+        label_mode=mode[type(encoder)],
+        num_classes=encoder.capacity if isinstance(encoder, ClassIndices) else _NA,
+        classes=encoder.classes if isinstance(encoder, SortedClasses) else None,
+        weighted=False if iterable else source.w is not None,
+        rows_per_chunk=_NA if iterable else rows,
+        gather_rows=rows if iterable else _NA,
+        fingerprint="" if iterable else source_fingerprint(source.X, source.y, source.w,
+                                                            source.n_rows),
+        first_fingerprint="",
+    )
+
+
+class _Pass:
+    """The state of one pass: its accumulator, checkpoint and progress."""
+
+    def __init__(self, source, encoder, options: StreamOptions, threads: int):
+        self.source, self.encoder, self.threads = source, encoder, threads
+        self.iterable = isinstance(source, IterableSource)
+        self.acc = None
+        self.done, self.complete, self.wide = 0, False, False
+        self.digest = hashlib.sha256()  # an iterable's chunks, as they are read
+        self.saved_fingerprint = self.first_fingerprint = None
+        self.rows = options.chunk_size
+        self.saver = None
+        if options.checkpoint is not None:
+            self.saver = Checkpoint(options.checkpoint, options.checkpoint_every or 1)
+            self.identity = _identity(source, encoder, options)
+            if self.saver.exists():
+                self._resume()
+        if self.rows is None and not self.iterable and (
+                self.saver is not None or not isinstance(source, ArraySource)):
+            self.rows = default_chunk_rows(source.n_features, source.itemsize, threads)
+
+    def _resume(self) -> None:
+        acc, saved, progress = self.saver.load(self.identity, self.threads)
+        key = "gather_rows" if self.iterable else "rows_per_chunk"
+        if self.rows is None and saved[key] != _NA:
+            self.rows = saved[key]  # the interrupted pass's boundaries, whatever the cores
+        self.identity.update({k: saved[k] for k in ("n_features", key)})
+        if self.iterable:
+            self.saved_fingerprint = saved["fingerprint"]
+            self.first_fingerprint = saved["first_fingerprint"]
+        if progress["discovered"] is not None:
+            self.encoder.restore(progress["discovered"])
+        if acc.num_classes != self.encoder.capacity:
+            raise ValueError(f"checkpoint {self.saver.path!r} has {acc.num_classes} class "
+                             f"slots, this pass {self.encoder.capacity}; delete it to start over")
+        self.acc, self.done = acc, progress["chunks_done"]
+        self.complete, self.wide = progress["complete"], progress["wide"]
+
+    def save(self, complete: bool) -> None:
+        if self.iterable:
+            self.identity.update(fingerprint=self.digest.hexdigest(),
+                                 first_fingerprint=self.first_fingerprint or "",
+                                 gather_rows=self.rows or _NA)
+        else:
+            self.identity["rows_per_chunk"] = self.rows
+        self.identity["n_features"] = self.acc.n_features
+        discovered = getattr(self.encoder, "classes", None) if isinstance(
+            self.encoder, DiscoveredClasses) else None
+        self.saver.save(self.acc, self.identity, discovered=discovered, chunks_done=self.done,
+                        complete=complete, wide=self.wide)
+
+    def note_chunk(self, index: int, chunk) -> bool:
+        """Fingerprints an iterable's chunk; True if it was already counted (skip it)."""
+        if not self.iterable or self.saver is None:
+            return False
+        digest = hashlib.sha256()
+        chunk_fingerprint(digest, *chunk)
+        if index == 0:
+            first = digest.hexdigest()
+            if self.first_fingerprint not in (None, "", first):
+                raise ValueError(self._other_data("its first chunk"))
+            self.first_fingerprint = first
+        chunk_fingerprint(self.digest, *chunk)
+        if index + 1 == self.done and self.digest.hexdigest() != self.saved_fingerprint:
+            raise ValueError(self._other_data(f"its first {self.done} chunks"))
+        return index < self.done
+
+    def _other_data(self, what: str) -> str:
+        return (f"checkpoint {self.saver.path!r} was written for another pass: {what} differ "
+                "from the interrupted pass's (shapes, dtypes or edge rows). Delete it to "
+                "start over")
+
+
+def stream(X, y=None, sample_weight=None, options: StreamOptions = StreamOptions(), *,
+           n_features: int | None = None, allow_empty: bool = False):
     """Accumulates all rows of ``X``; returns ``(accumulator, classes)``.
 
-    ``make_accumulator(n_features, num_classes, n_threads)`` builds the accumulator once
-    the width is known. With ``num_classes`` the labels must be class indices; otherwise
-    classes are the sorted unique labels (found before the pass when ``y`` is an array,
-    during it for an iterable of chunks). With ``checkpoint`` the pass saves its state
-    there every ``checkpoint_every`` chunks and, started again with the same arguments,
-    continues after the last saved chunk (see ``_Checkpoint``).
+    With ``options.num_classes`` the labels must be class indices; otherwise classes are
+    the sorted unique labels (found before the pass when ``y`` is an array, during it for
+    an iterable of chunks). ``n_features``: the width the rows must have. With
+    ``options.checkpoint`` the pass saves its state every ``checkpoint_every`` chunks
+    and, started again with the same input, continues after the last saved chunk.
     """
-    threads = resolve_threads(n_threads)
-    if chunk_size is not None:
-        chunk_size = check_int(chunk_size, "chunk_size", 1)
+    threads = resolve_threads(options.n_threads)
     source = open_source(X, y, sample_weight)
-    encoder = _encoder(source, source.y if hasattr(source, "y") else None, num_classes)
-    if isinstance(source, ArraySource) and chunk_size is None and checkpoint is None:
-        rows = None  # in memory: one engine call, which blocks internally
-    elif chunk_size is not None:
-        rows = chunk_size
-    elif source.n_features is not None:
-        rows = default_chunk_rows(source.n_features, source.itemsize, threads)
-    else:
-        rows = None  # chunks of an iterable: sized once the first arrives
-    saver = None
-    if checkpoint is not None:
-        every = check_int(checkpoint_every if checkpoint_every is not None else 1,
-                          "checkpoint_every", 1)
-        saver = _Checkpoint(checkpoint, every, source, rows)
-    elif checkpoint_every is not None:
-        raise ValueError("checkpoint_every needs a checkpoint path")
-
-    # All chunks form one engine pass (per checkpoint interval): the O(C d + d^2)
-    # bookkeeping of an update is paid once, at commit, and an error anywhere leaves the
-    # accumulator untouched.
-    acc, done, complete = (None, 0, False) if saver is None else saver.load(encoder, threads)
-    if acc is not None and not complete:
-        acc._core.begin_pass()
-    gather = None
-    wide = False  # a float64 chunk was seen: later float32 chunks are widened (exactly)
-    bar = _progress_bar(progress and not complete, source.n_rows, "labelranker")
-    chunks = iter(()) if complete else source.chunks(rows, skip=done)
-    try:
-        for X_part, y_part, w_part in chunks:
-            X_part = as_features(X_part)
-            wide = wide or X_part.dtype == np.float64
-            if wide and X_part.dtype != np.float64:
-                X_part = X_part.astype(np.float64)
-            n = X_part.shape[0]
-            idx = encoder.encode(y_part, n)
-            w_part = as_weights(w_part, n)
-            if acc is None:
-                acc = make_accumulator(X_part.shape[1], encoder.capacity, threads)
-                acc._core.begin_pass()
-            if isinstance(source, IterableSource):
-                if gather is None:
-                    gather = _Gather(rows or default_chunk_rows(
-                        X_part.shape[1], X_part.dtype.itemsize, threads))
-                batches = list(gather.add(X_part, idx, w_part))
-            else:
-                batches = [(X_part, idx, w_part)]
-            for batch in batches:
-                acc = _update(acc, encoder, *batch)
-            done += 1
-            if saver is not None and done % saver.every == 0:
-                if gather is not None and gather.filled:
-                    acc = _update(acc, encoder, *gather.flush())
-                acc._core.commit_pass()
-                saver.save(acc, done, encoder, complete=False)
-                acc._core.begin_pass()
-            if bar is not None:
-                bar.update(n)
-        if gather is not None and gather.filled:
-            acc = _update(acc, encoder, *gather.flush())
-        if acc is not None and acc._core.pass_open:
-            acc._core.commit_pass()
-            if not isinstance(source, ArraySource):
-                # Out of core, memory matters more than the solve's page faults: free the
-                # pass's buffers before the solve allocates its own.
-                acc._core.release_buffers()
-            if saver is not None:
-                saver.save(acc, done, encoder, complete=True)
-    except BaseException:
-        if acc is not None and acc._core.pass_open:
-            acc._core.abort_pass()
-        raise
-    finally:
+    run = _Pass(source, _encoder(source, options.num_classes), options, threads)
+    if run.acc is not None and n_features is not None:
+        check_n_features(run.acc.n_features, n_features)
+    with contextlib.ExitStack() as stack:
+        bar = progress_bar(options.progress and not run.complete, source.n_rows, "labelranker")
         if bar is not None:
-            bar.close()
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+            stack.callback(bar.close)
+        chunks = source.chunks(run.rows, skip=0 if run.iterable else run.done)
+        stack.callback(getattr(chunks, "close", lambda: None))
+        if run.complete:
+            if run.iterable:  # only its first chunk is read, to check it is this data
+                first = next(iter(chunks), None)
+                if first is not None:
+                    run.note_chunk(0, first)
+        else:
+            _feed(run, chunks, stack, bar, n_features)
+    acc = run.acc
+    if acc is not None and not run.complete:
+        if not isinstance(source, ArraySource):
+            # Out of core, memory matters more than the solve's page faults: free the
+            # pass's buffers before the solve allocates its own.
+            acc.release_buffers()
+        if run.saver is not None:
+            run.save(complete=True)
     if acc is None or acc.n_samples == 0:
         if allow_empty:  # an update with no rows changes nothing
             return None, None
         raise ValueError("X has no rows: nothing to rank")
-    return encoder.finish(acc)
+    return run.encoder.finish(acc)
 
 
-class _Checkpoint:
-    """The state of an interrupted pass, in one ``.npz`` file written atomically.
-
-    It holds the accumulator's arrays, the number of source chunks they cover, the classes
-    discovered so far (iterables without ``num_classes``) and what identifies the pass
-    (rows per chunk, source rows, width). A pass started again with the same arguments
-    loads it and continues after its last chunk; its statistics are then bit-identical to
-    an uninterrupted pass with the same checkpoint interval (each interval is one engine
-    pass, and the saved float64 arrays are restored exactly). A completed pass leaves a
-    checkpoint marked complete, which later runs reuse without reading the data again;
-    delete the file to start over.
-    """
-
-    def __init__(self, path, every: int, source, rows):
-        self.path, self.every = os.fspath(path), every
-        self.identity = {"rows_per_chunk": -1 if rows is None else rows,
-                         "source_rows": -1 if source.n_rows is None else source.n_rows}
-
-    def load(self, encoder, threads):
-        if not os.path.exists(self.path):
-            return None, 0, False
-        from ._accumulator import ScatterAccumulator, read_npz
-
-        data = read_npz(self.path, "checkpoint")
-        for key, value in self.identity.items():
-            saved = int(data.get(key, -2))
-            if saved != value:
-                raise ValueError(
-                    f"checkpoint {self.path!r} was written for another pass ({key} {saved}, "
-                    f"now {value}); delete it to start over"
-                )
-        acc = ScatterAccumulator.from_state({k[4:]: v for k, v in data.items() if k.startswith("acc_")})
-        acc.n_threads = threads
-        if "classes" in data:  # labels discovered before the interruption, in slot order
-            encoder.restore(data["classes"])
-        if acc.num_classes != encoder.capacity:
-            raise ValueError(f"checkpoint {self.path!r} has {acc.num_classes} class slots, "
-                             f"this pass {encoder.capacity}; delete it to start over")
-        return acc, int(data["chunks_done"]), bool(data["complete"])
-
-    def save(self, acc, done: int, encoder, complete: bool) -> None:
-        from ._accumulator import write_npz
-
-        arrays = {f"acc_{k}": v for k, v in acc.get_state().items()}
-        arrays.update(self.identity, chunks_done=done, complete=complete)
-        if getattr(encoder, "classes", None) is not None and hasattr(encoder, "restore"):
-            arrays["classes"] = np.asarray(encoder.classes)
-        write_npz(self.path, arrays)
+def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> None:
+    """The loop of a pass: every new chunk into the accumulator, checkpoints on the way."""
+    if run.acc is not None:
+        stack.enter_context(run.acc.streaming_pass())
+    gather = None
+    index = -1
+    for index, chunk in enumerate(chunks):
+        if run.note_chunk(index, chunk):
+            continue  # counted before the interruption
+        X_part = as_features(chunk.X)
+        run.wide = run.wide or X_part.dtype == np.float64
+        if run.wide and X_part.dtype != np.float64:
+            X_part = X_part.astype(np.float64)  # exact: float32 widens without rounding
+        n = X_part.shape[0]
+        idx = run.encoder.encode(chunk.y, n)
+        w_part = as_weights(chunk.w, n)
+        if run.acc is None:
+            if n_features is not None:
+                check_n_features(X_part.shape[1], n_features)
+            run.acc = ScatterAccumulator(X_part.shape[1], run.encoder.capacity,
+                                         n_threads=run.threads)
+            stack.enter_context(run.acc.streaming_pass())
+        if run.iterable:
+            if gather is None:
+                run.rows = run.rows or default_chunk_rows(
+                    X_part.shape[1], X_part.dtype.itemsize, run.threads)
+                gather = _Gather(run.rows)
+            batches = list(gather.add(X_part, idx, w_part))
+        else:
+            batches = [(X_part, idx, w_part)]
+        for batch in batches:
+            _add(run.acc, run.encoder, *batch)
+        run.done = index + 1
+        if run.saver is not None and run.done % run.saver.every == 0:
+            if gather is not None and gather.filled:
+                _add(run.acc, run.encoder, *gather.flush())
+            run.acc.commit_so_far()
+            run.save(complete=False)
+        if bar is not None:
+            bar.update(n)
+    if run.iterable and index + 1 < run.done:
+        raise ValueError(run._other_data(f"it yields {index + 1} chunks, fewer than the "
+                                         f"{run.done} it covers; its chunks"))
+    if gather is not None and gather.filled:
+        _add(run.acc, run.encoder, *gather.flush())
 
 
-def _update(acc, encoder, X, idx, w):
+def _add(acc: ScatterAccumulator, encoder, X, idx, w) -> None:
     if encoder.capacity > acc.num_classes:  # classes discovered beyond the slots so far
-        acc._core.commit_pass()  # re-shaping works on committed statistics
-        acc = acc._with_capacity(encoder.capacity)
-        acc._core.begin_pass()
+        acc.grow_classes(encoder.capacity)
     acc.update(X, idx, w)
-    return acc
+
+
+def _update_streamed(acc: ScatterAccumulator, X, y, sample_weight, **options):
+    """``ScatterAccumulator.update`` for streamed inputs: the rows go into a private
+    accumulator first (the caller absorbs it), so a failure midway changes nothing."""
+    opts = StreamOptions(num_classes=acc.num_classes, n_threads=acc.n_threads, **options)
+    part, _ = stream(X, y, sample_weight, opts, n_features=acc.n_features, allow_empty=True)
+    return part
+
+
+ScatterAccumulator._streamed_update = _update_streamed

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from .._io import atomic_write
 from ._vit import MaskedAutoencoder, RotationPretext, TinyViT
 
 __all__ = ["BackboneSpec", "build_backbone", "default_cache_dir"]
@@ -126,7 +127,6 @@ def build_backbone(spec: BackboneSpec, train_images: torch.Tensor, *, cache_dir=
         return encoder
     encoder = _pretrain(spec, train_images, device, log, input_size)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(copy.deepcopy(encoder.state_dict()), tmp)
-    os.replace(tmp, path)
+    weights = copy.deepcopy(encoder.state_dict())
+    atomic_write(path, lambda fh: torch.save(weights, fh))
     return encoder

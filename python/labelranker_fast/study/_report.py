@@ -9,7 +9,7 @@ import platform
 
 import numpy as np
 
-from .._ranking import _write_atomic
+from .._io import atomic_write, write_json, write_text
 
 __all__ = ["summarize", "order_effect_test", "write_report"]
 
@@ -186,7 +186,7 @@ def _plot(results: dict, path: str) -> bool:
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda fh: fig.savefig(fh, dpi=120, format="png"))
     plt.close(fig)
     return True
 
@@ -199,9 +199,9 @@ def write_report(results: dict, out_dir: str) -> dict:
     paths = {"json": os.path.join(out_dir, "results.json"),
              "markdown": os.path.join(out_dir, "report.md"),
              "plot": os.path.join(out_dir, "accuracy.png")}
-    _write_atomic(paths["json"], json.dumps({**results, "summary": summary}, indent=1) + "\n")
+    write_json(paths["json"], {**results, "summary": summary}, allow_nan=True)
     if not _plot(results, paths["plot"]):
         paths["plot"] = None
     text = _markdown(results, summary, "accuracy.png" if paths["plot"] else None)
-    _write_atomic(paths["markdown"], text)
+    write_text(paths["markdown"], text)
     return {"paths": paths, "summary": summary, "markdown": text}

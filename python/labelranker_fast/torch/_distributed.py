@@ -71,5 +71,5 @@ def all_reduce_(acc: ScatterAccumulator, group=None) -> ScatterAccumulator:
             "version": state["version"], "n_features": d, "num_classes": c, "n_rows": rows,
             "counts": counts, "shifts": shifts.reshape(c, d), "sums": sums.reshape(c, d),
             "m2": m2.reshape(d, d)}))
-    acc._core = merged._core
+    acc.take_state_of(merged)
     return acc

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from .._inputs import check_int
-from .._ranking import LabelRanking, _write_atomic
+from .._io import atomic_write, write_json
+from .._ranking import LabelRanking
 from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
 from ._pooling import backbone_features, check_pooling
@@ -116,9 +117,8 @@ def _to_cpu(obj):
 def _save_checkpoint(path, model, optimizer, scheduler, epoch, history) -> None:
     state = {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
              "scheduler": scheduler.state_dict(), "epoch": epoch, "history": json.dumps(history)}
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
+    # Atomic: a crash or Ctrl-C leaves the previous checkpoint intact.
+    atomic_write(path, lambda fh: torch.save(state, fh), name="checkpoint_path")
 
 
 def load_checkpoint(path, model, optimizer=None, scheduler=None) -> tuple[int, list]:
@@ -297,7 +297,7 @@ def finetune(
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
             if history_path is not None:
-                _write_atomic(os.fspath(history_path), json.dumps(history, indent=1) + "\n")
+                write_json(history_path, history, name="history_path", allow_nan=True)
             if checkpoint_path is not None:
                 _save_checkpoint(checkpoint_path, clf, optimizer, scheduler, epoch + 1, history)
     finally:
