@@ -1,0 +1,137 @@
+"""Entry points keep their state on failure, and the command line never shows a
+traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import labelranker_fast as lrf
+
+pytest.importorskip("sklearn")
+
+
+def blobs(seed=0, n=300, d=5, C=3):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % C
+    return rng.standard_normal((C, d))[y] * 3 + rng.standard_normal((n, d)), y
+
+
+def fitted_state(est) -> dict:
+    out = {}
+    for k, v in vars(est).items():
+        if k == "_accumulator":
+            out[k] = {a: np.copy(b) for a, b in v.get_state().items()}
+        elif isinstance(v, np.ndarray):
+            out[k] = v.copy()
+        else:
+            out[k] = v
+    return out
+
+
+def assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], dict):
+            assert_same(a[k], b[k])
+        elif isinstance(a[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            assert a[k] == b[k], k
+
+
+def test_a_failed_fit_leaves_the_estimator_as_it_was():
+    X, y = blobs()
+    est = lrf.LabelRanker(n_components=2).fit(X, y)
+    before = fitted_state(est)
+    # New labels, but a singular within-class scatter: the solve fails after the pass.
+    X_bad = np.hstack([X, np.zeros((len(X), 1))])
+    with pytest.raises(ValueError, match="shrinkage"):
+        est.fit(X_bad, np.array(["a", "b", "c"])[y])
+    assert_same(fitted_state(est), before)
+    with pytest.raises(ValueError):
+        est.fit(X, y[:-1])
+    assert_same(fitted_state(est), before)
+
+
+def test_a_failed_partial_fit_keeps_no_rows():
+    X, y = blobs()
+    est = lrf.LabelRanker().partial_fit(X, y, classes=[0, 1, 2])
+    before = fitted_state(est)
+    with pytest.raises(ValueError, match="NaN"):
+        est.partial_fit(np.full((4, 5), np.nan), np.array([0, 1, 2, 0]))
+    with pytest.raises(ValueError):
+        est.partial_fit(X[:3], np.array([0, 1, 7]))  # an unknown label
+    with pytest.raises(ValueError):
+        est.partial_fit(np.full((3, 5), np.inf), np.array([0, 1, 2]))
+    assert_same(fitted_state(est), before)
+    # The solve fails after the rows were added: they must not stay.
+    est2 = lrf.LabelRanker()
+    with pytest.raises(ValueError, match="shrinkage"):
+        est2.partial_fit(X[:3], y[:3], classes=[0, 1, 2])  # 3 rows, 5 features: singular
+    assert not hasattr(est2, "_accumulator") and not hasattr(est2, "classes_")
+    est2.partial_fit(X, y, classes=[0, 1, 2])
+    assert est2._accumulator.n_samples == len(X)
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "labelranker_fast", *args], capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "directory", "mismatch", "singular",
+                                  "strings"])
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, make):
+    X, y = blobs()
+    xp, yp = tmp_path / "X.npy", tmp_path / "y.npy"
+    np.save(xp, X)
+    np.save(yp, y)
+    if make == "missing":
+        xp = tmp_path / "nope.npy"
+    elif make == "empty":
+        xp.write_bytes(b"")
+    elif make == "directory":
+        xp = tmp_path
+    elif make == "mismatch":
+        np.save(yp, y[:-1])
+    elif make == "singular":
+        np.save(xp, np.hstack([X, np.zeros((len(X), 1))]))
+    else:
+        np.save(xp, np.array(["a", "b"]))
+    out = run_cli("rank", str(xp), str(yp), "--no-progress")
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("labelranker: error:"), out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    X, y = blobs(n=60_000, d=8)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    # One-row chunks make the pass take seconds; the progress bar's first output on
+    # standard error says that the pass has started.
+    proc = subprocess.Popen([sys.executable, "-m", "labelranker_fast", "rank",
+                             str(tmp_path / "X.npy"), str(tmp_path / "y.npy"),
+                             "--chunk-size", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.read(1)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    err = first + err
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in err and err.rstrip().endswith("labelranker: interrupted"), err
+
+
+def test_cli_bad_arguments_exit_2():
+    out = run_cli("rank", "a.npy")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    out = run_cli("rank", "a.npy", "b.npy", "--shrinkage", "lots")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
