@@ -1466,6 +1466,8 @@ def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chu
             kinds.add("T")
         if Xa.ndim != 2:
             kinds.add("V")
+        elif Xa.dtype.kind in "fiub" and not np.isfinite(_silently(Xa.astype, F64)).all():
+            kinds.add("V")  # a value rule, judged like the others (either type if both)
         n = Xa.shape[0] if Xa.ndim == 2 else None
     ya = _silently(np.asarray, y)
     if ya.ndim != 1 or (n is not None and ya.shape[0] != n):
@@ -1505,8 +1507,6 @@ def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chu
     if kinds:
         return Expect(kinds, known=known)
     X64 = _silently(Xa.astype, F64)
-    if not np.isfinite(X64).all():
-        return Expect("V")
     if num_classes is None:
         classes, idx = np.unique(ya, return_inverse=True)
         if ya.dtype.kind == "b":
