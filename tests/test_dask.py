@@ -9,6 +9,7 @@ import pytest
 da = pytest.importorskip("dask.array")
 
 import labelranker_fast as lrf  # noqa: E402
+from conftest import reference_scatter  # noqa: E402
 from labelranker_fast import dask as lrf_dask  # noqa: E402
 
 N, D, C = 3000, 16, 7
@@ -28,6 +29,12 @@ def rel(a, b):
 
 
 def check_against_memory(acc, X, y):
+    # An independent float64 two-pass reference first, then the in-memory pass.
+    Sw, Sb, means = reference_scatter(X, y, C)
+    np.testing.assert_array_equal(acc.class_counts, np.bincount(y, minlength=C))
+    assert rel(acc.within_scatter(), Sw) < 1e-12
+    assert rel(acc.between_scatter(), Sb) < 1e-12
+    assert rel(acc.class_means, means) < 1e-12
     whole = lrf.ScatterAccumulator(D, C).update(X, y)
     np.testing.assert_array_equal(acc.class_counts, whole.class_counts)
     assert acc.n_samples == N
@@ -53,9 +60,18 @@ def test_local_cluster_of_worker_processes(data):
                                   dashboard_address=None, host="127.0.0.1") as cluster, \
             distributed.Client(cluster) as client:
         dX = da.from_array(X, chunks=(300, D))
-        acc, _ = lrf_dask.accumulate(dX, y, num_classes=C)
-        # the blocks really ran on the workers: each worker process computed some
-        assert len(client.scheduler_info()["workers"]) == 2
+        with distributed.get_task_stream(client=client) as stream:
+            acc, _ = lrf_dask.accumulate(dX, y, num_classes=C)
+        # The blocks really ran on the workers: the scheduler's record of every executed
+        # task names the worker; each of the two worker processes ran some block tasks.
+        workers = set(client.scheduler_info()["workers"])
+        assert len(workers) == 2
+        blocks = {}
+        for record in stream.data:
+            if isinstance(record["key"], str) and record["key"].startswith("_block_state-"):
+                blocks.setdefault(record["worker"], set()).add(record["key"])
+        assert sum(len(keys) for keys in blocks.values()) == N // 300  # every block once
+        assert set(blocks) == workers, f"block tasks per worker: {blocks}"
         ranking = lrf_dask.rank_labels(dX, y, num_classes=C)
     check_against_memory(acc, X, y)
     assert ranking.order.tolist() == lrf.rank_labels(X, y).order.tolist()

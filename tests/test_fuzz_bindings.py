@@ -74,8 +74,10 @@ from __future__ import annotations
 
 import faulthandler
 import math
+import numbers
 import os
 import pickle
+import re
 import sys
 import warnings
 
@@ -92,6 +94,7 @@ from hypothesis.stateful import (
 )
 
 import labelranker_fast as lrf
+from conftest import reference_scatter
 from labelranker_fast import _core
 
 # ------------------------------------------------------------------ settings
@@ -416,6 +419,9 @@ class Expect:
         # (exception type, message part) of a known problem this input may run into
         self.known = known
         self.maybe_ok = False  # success allowed although kinds is not empty
+        # regex of the ValueError messages a valid input may still get for its data alone
+        # (a singular or overflowing discriminant problem); None: none allowed
+        self.reasons = None
 
     def types(self):
         types = {"T": TypeError, "V": ValueError}
@@ -525,6 +531,8 @@ def check_raises(expect: Expect, call, what=""):
         if isinstance(exc, allowed) and type(exc) in (TypeError, ValueError):
             return False, exc
         if expect.overflow and type(exc) is ValueError and "overflow" in str(exc):
+            return False, exc
+        if expect.reasons and type(exc) is ValueError and re.search(expect.reasons, str(exc)):
             return False, exc
         if expect.known and isinstance(exc, tuple(expect.known[0]) if isinstance(
                 expect.known[0], (tuple, list, set)) else expect.known[0]) and \
@@ -1098,17 +1106,21 @@ def test_core_from_state(state, solve_k):
     with np.errstate(all="ignore"):
         acc.class_means(), acc.global_mean(), acc.within_scatter(), acc.between_scatter()
         for kind in ("none", "oas"):
-            try:
-                out = acc.solve(kind, 0.0, solve_k)
-            except ValueError:
-                pass
-            else:
+            expect = expect_solve(got, solve_k, kind)
+            expect.overflow = not Magnitude.of_state(got).safe()
+            solved, out = check_raises(expect, lambda: acc.solve(kind, 0.0, solve_k),
+                                       f"solve({kind!r}, k={solve_k})")
+            if solved:
                 check_solution(out, d, c, solve_k)
     before = copy_state(acc.get_state())
-    try:
-        acc.update(np.ones((3, d)), np.zeros(3, np.int64))
-    except ValueError:  # a state with huge values may overflow
+    X3, y3 = np.ones((3, d)), np.zeros(3, np.int64)
+    expect = expect_core_update(d, c, X3, y3, None, mag=Magnitude.of_state(got))
+    expect.overflow = expect.overflow or got["n_rows"] + 3 >= 2**63  # rows or statistics
+    updated, _ = check_raises(expect, lambda: acc.update(X3, y3), "update after from_state")
+    if not updated:
         assert_same_state(acc.get_state(), before, "rejected update after from_state")
+    else:
+        assert acc.n_rows == before["n_rows"] + 3
     _count("test_core_from_state", 7)
 
 
@@ -1325,6 +1337,209 @@ def _rank_labels_y(kind, n, rng):
     return np.zeros(n, dtype=np.int64)
 
 
+# ValueError messages of refusals for the data alone (the engine's SingularError and
+# overflow checks): allowed only where the reference problem is not comfortably solvable.
+DATA_REASONS = r"singular|overflow|identical|discriminant direction"
+
+
+def _param_kind(value, minimum, name_none_ok=True):
+    """"T", "V" or None (valid) for an int parameter checked by check_int."""
+    if value is None and name_none_ok:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return "T"
+    return "V" if value < minimum else None
+
+
+def _shrinkage_kind(shrinkage):
+    if shrinkage is None:
+        return None
+    if isinstance(shrinkage, str):
+        return None if shrinkage.lower() == "oas" else "V"
+    if isinstance(shrinkage, (bool, np.bool_)) or not isinstance(shrinkage, numbers.Real):
+        return "T"
+    return None if 0.0 <= float(shrinkage) <= 1.0 else "V"
+
+
+# Known problem (reported): an int parameter too large for the engine's C++ int reaches
+# pybind11, which refuses it with TypeError "incompatible function arguments" instead of
+# a ValueError naming the parameter (n_components=2**70, n_threads=2**40).
+TOO_BIG_FOR_CXX = (TypeError, "incompatible function arguments")
+
+
+# Known problem (reported, test_oas_on_statistics_near_the_float64_limit): the OAS
+# estimate of statistics whose squares overflow float64 is NaN, refused as if the caller
+# had passed it: "shrinkage must be in [0, 1], got -nan".
+OAS_NAN = r"|shrinkage must be in \[0, 1\], got -?nan"
+
+
+def expect_solve(state, k, kind="none"):
+    """The allowed outcome of solving an accumulator with this (valid) state for k
+    directions: refused when there is nothing to rank or k is out of range; else a
+    solution, or a refusal for the statistics' own sake (singular, overflow)."""
+    counts = np.asarray(state["counts"])
+    d, c = int(state["n_features"]), int(state["num_classes"])
+    if not (counts > 0).all() or not 1 <= k <= min(c - 1, d):
+        return Expect("V", known=TOO_BIG_FOR_CXX if k >= 2**31 else None)
+    expect = Expect()
+    expect.reasons = DATA_REASONS + (OAS_NAN if kind == "oas" else "")
+    return expect
+
+
+def _public_state_int(value):
+    """What ScatterAccumulator.from_state takes as a scalar: a 0-d integer array-like."""
+    try:
+        arr = _silently(np.asarray, value)
+    except Exception:  # noqa: BLE001
+        return None
+    return int(arr) if arr.shape == () and arr.dtype.kind in "iu" else None
+
+
+def public_from_state_is_valid(state):
+    """True/False: ScatterAccumulator.from_state must accept/refuse (ValueError) it; None:
+    no prediction (conversions the core's oracle does not judge)."""
+    if not isinstance(state, dict) and not hasattr(state, "keys"):
+        return False
+    state = dict(state)
+    if _public_state_int(state.get("version", -1)) != 1:
+        return False
+    keys = ("n_features", "num_classes", "n_rows", "counts", "shifts", "sums", "m2")
+    if any(k not in state for k in keys):
+        return False
+    plain = dict(state)
+    for k in keys[:3]:
+        plain[k] = _public_state_int(state[k])
+        if plain[k] is None:
+            return False
+    for k in keys[3:]:
+        try:
+            arr = _silently(np.asarray, state[k])
+        except Exception:  # noqa: BLE001 - ragged
+            return None
+        if arr.dtype.kind not in "fiu":
+            return False
+        plain[k] = np.ascontiguousarray(_silently(arr.astype, F64))
+    d, c = plain["n_features"], plain["num_classes"]
+    want = {"counts": (c,), "shifts": (c, d), "sums": (c, d), "m2": (d, d)}
+    if any(plain[k].shape != shape for k, shape in want.items()):
+        return False
+    return _from_state_is_valid(plain)
+
+
+def _comfortably_solvable(X64, idx, C, w, shrinkage, k, rtol) -> bool:
+    """True when the float64 reference problem is far from every data-dependent refusal:
+    the (shrunk) within-class covariance well conditioned, and the top k generalised
+    eigenvalues well separated from zero."""
+    Sw, Sb, _ = reference_scatter(X64, idx, C, w)
+    N = float(np.sum(w)) if w is not None else float(len(X64))
+    S, B = Sw / N, Sb / N
+    if not (np.isfinite(S).all() and np.isfinite(B).all()):
+        return False
+    a = float(shrinkage) if isinstance(shrinkage, (int, float)) and shrinkage is not None else 0.0
+    S = (1 - a) * S + a * np.trace(S) / S.shape[0] * np.eye(S.shape[0])  # oas: a >= 0
+    ev = np.linalg.eigvalsh(S)
+    if not ev[-1] > 0 or not ev[0] > rtol * ev[-1]:
+        return False
+    L = np.linalg.cholesky(S)
+    A = np.linalg.solve(L, (B + B.T) / 2)
+    lam = np.linalg.eigvalsh(np.linalg.solve(L, A.T).T)[::-1]
+    return bool(lam[0] > 1e-8 and lam[k - 1] > 1e-4 * lam[0])
+
+
+def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chunk, n_threads):
+    """The allowed outcome of rank_labels(X, y, ...) with these (hostile) arguments: the
+    precise exception type(s) the arguments call for, and for valid arguments success,
+    unless the data themselves make the problem singular or overflow (then the reasons
+    in DATA_REASONS are allowed as well)."""
+    kinds = {kind for kind in (
+        _param_kind(num_classes, 2), _shrinkage_kind(shrinkage),
+        _param_kind(n_components, 1, name_none_ok=False), _param_kind(chunk, 1),
+        _param_kind(n_threads, 1)) if kind}
+    if isinstance(X, str):  # a path for the Python layer (a 0-d array's tolist())
+        Xa, n = None, None
+    else:
+        try:
+            Xa = _silently(np.asarray, X)
+        except Exception:  # noqa: BLE001 - ragged lists
+            return Expect(kinds | {"T", "V"})
+        if Xa.dtype.kind not in "fiub":
+            kinds.add("T")
+        if Xa.ndim != 2:
+            kinds.add("V")
+        elif Xa.dtype.kind in "fiub" and not np.isfinite(_silently(Xa.astype, F64)).all():
+            kinds.add("V")  # a value rule, judged like the others (either type if both)
+        n = Xa.shape[0] if Xa.ndim == 2 else None
+    ya = _silently(np.asarray, y)
+    if ya.ndim != 1 or (n is not None and ya.shape[0] != n):
+        kinds.add("V")
+    if num_classes is None:
+        if ya.dtype.kind in "Oc":
+            kinds.add("T")
+        elif ya.dtype.kind == "f" and not np.isfinite(ya).all():
+            kinds.add("V")
+        elif ya.ndim == 1 and np.unique(ya).size < 2:
+            kinds.add("V")
+    elif ya.dtype.kind not in "iu":
+        kinds.add("T")
+    elif ya.size and "V" not in kinds and not (  # compared exactly, without casts
+            all(0 <= int(v) < int(num_classes) for v in (ya.min(), ya.max()))):
+        kinds.add("V")
+    wa = None if w is None else _silently(np.asarray, w)
+    if wa is not None:
+        if wa.dtype.kind not in "fiub":
+            kinds.add("T")
+        if wa.ndim != 1 or (n is not None and wa.shape[0] != n):
+            kinds.add("V")
+        elif wa.dtype.kind in "fiub" and not (np.isfinite(wa.astype(F64)).all()
+                                              and (wa.astype(F64) >= 0).all()):
+            kinds.add("V")
+    if n == 0:
+        kinds.add("V")  # no rows: nothing to rank
+    if _param_kind(num_classes, 2) is None and num_classes is not None and (
+            n is None or num_classes > n):
+        kinds.add("V")  # more classes than rows: some class has no samples
+    known = None
+    if isinstance(n_components, int) and n_components >= 2**31:
+        known = TOO_BIG_FOR_CXX
+        kinds.add("V")
+    if Xa is None:  # no such file: FileNotFoundError, unless an argument is refused first
+        return Expect(kinds, known=(FileNotFoundError, "no such file"))
+    if kinds:
+        return Expect(kinds, known=known)
+    X64 = _silently(Xa.astype, F64)
+    if num_classes is None:
+        classes, idx = np.unique(ya, return_inverse=True)
+        if ya.dtype.kind == "b":
+            # Known problem (reported): bool labels pass the pass and are then refused by
+            # LabelRanking ("classes must be ints, floats or strings").
+            known = (TypeError, "classes must be ints, floats or strings")
+    else:
+        classes, idx = np.arange(int(num_classes)), ya.astype(np.int64)
+    C, d = classes.size, Xa.shape[1]
+    w64 = None if wa is None else wa.astype(F64)
+    counts = np.bincount(idx, weights=w64, minlength=C)
+    if not (counts > 0).all():
+        return Expect("V", known=known)  # classes without samples (of positive weight)
+    if n_components > min(C - 1, d):
+        return Expect("V", known=known)
+    expect = Expect(known=known)
+    xmax = np.float64(_max_abs(X64))
+    wmax = np.float64(1.0 if w64 is None else max(_max_abs(w64), 1.0))
+    positive = w64[w64 > 0] if w64 is not None else np.ones(1)
+    with np.errstate(all="ignore"):
+        limit = 1e30 if Xa.dtype == F32 else 1e300
+        expect.overflow = not (64.0 * n * wmax * (2 * xmax + 1) ** 2 < limit)
+    tame = (not expect.overflow and xmax < 1e100 and wmax < 1e100
+            and positive.min() > 1e-100 and counts.sum() < 1e100)
+    rtol = 1e-3 if Xa.dtype == F32 else 1e-7
+    with np.errstate(all="ignore"):
+        if not (tame and _comfortably_solvable(X64, idx, C, w64, shrinkage, n_components, rtol)):
+            expect.reasons = DATA_REASONS
+            if isinstance(shrinkage, str):  # "oas", any case
+                expect.reasons += OAS_NAN
+    return expect
+
+
 @FUZZ
 @given(data=st.data())
 def test_public_rank_labels(data):
@@ -1345,18 +1560,14 @@ def test_public_rank_labels(data):
     w = data.draw(weights(n, hostile=data.draw(st.booleans())))
     chunk = data.draw(st.sampled_from((None, None, None, 1, 7, 4096, 0, 3.0)))
     n_threads = data.draw(st.sampled_from((None, None, 1, 2, 0, -1, 1.5)))
-    try:
-        ranking = lrf.rank_labels(X, y, num_classes=num_classes, shrinkage=shrinkage,
-                                  n_components=n_components, sample_weight=w,
-                                  chunk_size=chunk, n_threads=n_threads)
-    except (TypeError, ValueError) as exc:
-        assert type(exc) in (TypeError, ValueError), repr(exc)
-        note(f"rejected: {exc!r}")
-    except FileNotFoundError:
-        assert isinstance(X, str)  # the API takes .npy paths
-    except Exception as exc:
-        raise AssertionError(f"rank_labels raised {type(exc).__name__}: {exc}") from exc
-    else:
+    expect = expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chunk,
+                                       n_threads)
+    note(f"expect {expect}, reasons={expect.reasons}; {describe(X)}, y {y_kind}, {describe(w)}")
+    ok, ranking = check_raises(
+        expect, lambda: lrf.rank_labels(X, y, num_classes=num_classes, shrinkage=shrinkage,
+                                        n_components=n_components, sample_weight=w,
+                                        chunk_size=chunk, n_threads=n_threads), "rank_labels")
+    if ok:
         classes = ranking.classes
         assert classes.ndim == 1 and classes.size >= 2
         np.testing.assert_array_equal(np.sort(ranking.order), np.arange(classes.size))
@@ -1384,12 +1595,12 @@ def test_public_state_merge_rank(state, data):
     """ScatterAccumulator.from_state / merge / rank / n_threads with hostile arguments."""
     _watchdog()
     _count("test_public_state_merge_rank", example=True)
-    try:
-        acc = lrf.ScatterAccumulator.from_state(state)
-    except (TypeError, ValueError):
+    valid = public_from_state_is_valid(state)
+    expect = Expect() if valid else Expect("V")
+    expect.maybe_ok = valid is None
+    ok, acc = check_raises(expect, lambda: lrf.ScatterAccumulator.from_state(state), "from_state")
+    if not ok:
         acc = None
-    except Exception as exc:
-        raise AssertionError(f"from_state raised {type(exc).__name__}: {exc}") from exc
     _count("test_public_state_merge_rank")
     if acc is None:
         d, c = data.draw(st.integers(1, 5)), data.draw(st.integers(2, 5))
@@ -1435,35 +1646,50 @@ def test_public_state_merge_rank(state, data):
         "short": np.arange(max(c - 1, 1)), "dupes": np.zeros(c, dtype=int),
         "objects": np.array([object()] * c),
     }[classes]
-    try:
-        ranking = acc.rank(shrinkage=shrinkage, n_components=k, classes=classes)
-    except (TypeError, ValueError):
-        pass
-    except Exception as exc:
-        raise AssertionError(f"rank raised {type(exc).__name__}: {exc}") from exc
+    kinds = {kind for kind in (_shrinkage_kind(shrinkage), _param_kind(k, 1, name_none_ok=False))
+             if kind}
+    if classes is not None:
+        names = np.asarray(classes)
+        if names.dtype.kind == "O":
+            kinds.add("T")
+        elif names.shape != (c,) or np.unique(names).size != c:
+            kinds.add("V")
+    if kinds:
+        expect = Expect(kinds, known=TOO_BIG_FOR_CXX if k is not True and isinstance(
+            k, (int, np.integer)) and k >= 2**31 else None)
+        # the arguments are checked first, but a refusal for the data may come before a
+        # refusal for classes (which are only used to label the result)
+        expect.reasons = DATA_REASONS + OAS_NAN + "|empty|no samples|n_components" if kinds <= {"T", "V"} \
+            and _shrinkage_kind(shrinkage) is None and _param_kind(k, 1, False) is None else None
     else:
+        expect = expect_solve(before, int(k), "oas" if isinstance(shrinkage, str) else "other")
+        expect.overflow = not Magnitude.of_state(before).safe()
+    ok, ranking = check_raises(
+        expect, lambda: acc.rank(shrinkage=shrinkage, n_components=k, classes=classes), "rank")
+    if ok:
         np.testing.assert_array_equal(np.sort(ranking.order), np.arange(c))
     _count("test_public_state_merge_rank")
     assert_same_state(acc.get_state(), before, "rank")
 
     threads = data.draw(st.sampled_from((1, 2, 0, -1, 1.5, "2", None, True, np.int64(2), 2**40)))
     old = acc.n_threads
-    try:
+    kind = _param_kind(threads, 1, name_none_ok=False)
+    big = kind is None and threads >= 2**31
+    expect = Expect("V" if big else (kind or ()), known=TOO_BIG_FOR_CXX if big else None)
+
+    def set_threads():
         acc.n_threads = threads
-    except (TypeError, ValueError):
-        assert acc.n_threads == old
-    except Exception as exc:
-        raise AssertionError(f"n_threads = {threads!r}: {type(exc).__name__}: {exc}") from exc
+
+    ok, _ = check_raises(expect, set_threads, f"n_threads = {threads!r}")
+    assert acc.n_threads == (int(threads) if ok else old)
     _count("test_public_state_merge_rank")
-    for bad in (lambda: acc.update(np.zeros((2, d)), None),
-                lambda: acc.update(np.zeros((2, d)), None, sample_weight=np.ones(2)),
-                lambda: acc.update(iter([1, 2]))):
-        try:
+    # An array without labels, and an iterable of something other than (X, y) chunks.
+    for bad, error in ((lambda: acc.update(np.zeros((2, d)), None), ValueError),
+                       (lambda: acc.update(np.zeros((2, d)), None, sample_weight=np.ones(2)),
+                        ValueError),
+                       (lambda: acc.update(iter([1, 2])), TypeError)):
+        with pytest.raises(error):
             bad()
-        except (TypeError, ValueError):
-            pass
-        except Exception as exc:
-            raise AssertionError(f"update: {type(exc).__name__}: {exc}") from exc
         _count("test_public_state_merge_rank")
     assert_same_state(acc.get_state(), before, "rejected updates")
 
@@ -1583,10 +1809,12 @@ def test_unaligned_arrays():
 
 def test_weights_whose_sum_overflows():
     acc = _core.Accumulator(2, 2)
-    try:
+    before = copy_state(acc.get_state())
+    # 1e308 + 1e308 is not a float64: the update must be refused, and leave nothing.
+    with pytest.raises(ValueError, match="overflow"):
         acc.update(np.zeros((2, 2)), np.array([0, 0]), np.array([1e308, 1e308]))
-    except ValueError:
-        assert acc.n_rows == 0
+    assert acc.n_rows == 0
+    assert_same_state(acc.get_state(), before, "refused update")
     assert_valid_state(acc.get_state(), 2, 2)
 
 
@@ -1596,10 +1824,10 @@ def test_merge_overflow():
     b = _core.Accumulator(1, 2)
     b.update(np.array([[0.0], [1.0]]), np.array([0, 0]))  # class 0 shifted by 0.5
     before = copy_state(b.get_state())
-    try:
+    # The merged moment (about 1e400) is not a float64: refused, b unchanged.
+    with pytest.raises(ValueError, match="overflow"):
         b.merge(a)
-    except ValueError:
-        assert_same_state(b.get_state(), before, "rejected merge")
+    assert_same_state(b.get_state(), before, "rejected merge")
     assert_valid_state(b.get_state(), 1, 2)
 
 
@@ -1620,22 +1848,23 @@ def test_n_rows_overflow():
     state = _core.Accumulator(2, 2).get_state()
     state["n_rows"] = 2**63 - 1
     acc = _core.Accumulator.from_state(state)
-    try:
+    before = copy_state(acc.get_state())
+    with pytest.raises(ValueError, match="overflow"):  # 2**63 + 2 rows: not an int64
         acc.update(np.zeros((3, 2)), np.array([0, 1, 0]))
-    except ValueError:
-        assert acc.n_rows == 2**63 - 1
+    assert acc.n_rows == 2**63 - 1
+    assert_same_state(acc.get_state(), before, "refused update")
     assert_valid_state(acc.get_state(), 2, 2)
+    acc.update(np.zeros((0, 2)), np.zeros(0, np.int64))  # no rows: still fits
+    assert acc.n_rows == 2**63 - 1
 
 
 def test_from_state_allocates_first():
     state = _core.Accumulator(2, 2).get_state()
     state["n_features"] = 10**6  # m2 would be 8 TB
-    try:
+    # Refused for its arrays' shapes (before anything of the claimed size is allocated:
+    # a MemoryError, or success, would fail here).
+    with pytest.raises(ValueError, match="shifts must be|must be .*n_features|shape"):
         _core.Accumulator.from_state(state)
-    except ValueError:
-        pass
-    except MemoryError as exc:
-        raise AssertionError("MemoryError for a small, inconsistent state") from exc
 
 
 @pytest.mark.parametrize("dtype", [np.dtype("f8", metadata={"unit": "m"}),
@@ -1708,15 +1937,13 @@ def test_refused_commit_closes_the_pass(how):
     if how == "n_rows":
         w = None
     before = copy_state(acc.get_state())
-    try:
+    with pytest.raises(ValueError, match="overflow"):  # the weights' sum, or the row count
         if how == "explicit pass":
             acc.begin_pass()
             acc.update(X, y, w)
             acc.commit_pass()
         else:
             acc.update(X, y, w)
-    except ValueError as exc:
-        assert "overflow" in str(exc)
     assert_same_state(acc.get_state(), before, "refused")
     try:
         assert not acc.pass_open, "the refused pass is still open"
@@ -1824,3 +2051,55 @@ def test_from_state_refuses_non_real_arrays(key, dtype):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=f"{key} must hold real numbers"):
             _core.Accumulator.from_state(state)
+
+
+# ------------------------- found while making the tests above precise (open, xfail)
+
+
+@pytest.mark.xfail(strict=True, reason="OAS of statistics whose squares overflow float64 is "
+                   "NaN and refused as 'shrinkage must be in [0, 1], got -nan'")
+def test_oas_on_statistics_near_the_float64_limit():
+    """Features of scale 1e145 give accepted, finite statistics (S ~ 1e290), but tr(S^2)
+    overflows in the OAS estimate. OAS and LDA are scale-invariant, so the ranking must be
+    that of the features scaled down to unit size."""
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    X = rng.standard_normal((60, 2)) + 4.0 * np.array([[0, 0], [1, 0], [0, 1]])[y]
+    expected = lrf.rank_labels(X, y, shrinkage="oas")
+    got = lrf.rank_labels(X * 1e145, y, shrinkage="oas")
+    np.testing.assert_array_equal(got.order, expected.order)
+
+
+@pytest.mark.xfail(strict=True, reason="ints too large for the engine's C++ int reach "
+                   "pybind11: TypeError 'incompatible function arguments'")
+@pytest.mark.parametrize("what", ["n_components", "n_threads"])
+def test_too_large_int_parameters_are_value_errors(what):
+    """An int of the right type and a wrong (too large) value is a ValueError naming it."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 3)), np.arange(30) % 3
+    with pytest.raises(ValueError, match=what):
+        if what == "n_components":
+            lrf.rank_labels(X, y, n_components=2**70)
+        else:
+            lrf.ScatterAccumulator(3, 3).n_threads = 2**40
+
+
+@pytest.mark.xfail(strict=True, reason="num_classes=2**70 gives numpy's 'Maximum allowed "
+                   "size exceeded', which does not name num_classes")
+def test_huge_num_classes_is_refused_by_name():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="num_classes"):
+        lrf.rank_labels(rng.standard_normal((30, 3)), np.arange(30) % 3, num_classes=2**70)
+
+
+@pytest.mark.xfail(strict=True, reason="bool labels are accepted by the pass and then "
+                   "refused by LabelRanking: 'classes must be ints, floats or strings'")
+def test_bool_labels_are_ranked():
+    """rank_labels takes labels of any kind (README); bool is one (issue 11)."""
+    rng = np.random.default_rng(0)
+    y = rng.random(40) < 0.5
+    X = rng.standard_normal((40, 2)) + 3.0 * y[:, None]
+    ranking = lrf.rank_labels(X, y)
+    np.testing.assert_array_equal(ranking.classes, [False, True])
+    ints = lrf.rank_labels(X, y.astype(int))
+    np.testing.assert_array_equal(ranking.order, ints.order)
