@@ -215,9 +215,8 @@ def label_array(y, name: str = "y") -> np.ndarray:
 def exact_cast(values: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
     """``values`` (numeric) cast to int64, uint64 or float64, and where that was exact."""
     dtype, kind = np.dtype(dtype), values.dtype.kind
-    ok = np.ones(values.shape, dtype=bool)
-    if kind == "b" or (kind == "f" and dtype.kind == "f"):
-        return values.astype(dtype), ok
+    if kind == "b" or (kind == "f") == (dtype.kind == "f") and np.can_cast(values.dtype, dtype):
+        return values.astype(dtype, copy=False), np.True_  # exact for every value
     if dtype.kind == "f":  # integers: exact when they come back unchanged
         out = values.astype(np.float64)
         limit = 2.0**63 if kind == "i" else 2.0**64
