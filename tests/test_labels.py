@@ -174,7 +174,7 @@ def test_big_integers_are_never_rounded_into_floats():
 
 
 def test_uint64_and_int64_chunks_meet_in_the_dtype_that_holds_both():
-    X, codes, ref = reference(3)
+    X, codes = features(3)
     values = np.array([1, 2, 2**63 + 5], dtype=np.uint64)
     y = values[codes]
     first, second = codes < 2, codes == 2
@@ -281,6 +281,11 @@ PANDAS = {
     "Int64": (lambda v: pd.Series(v, dtype="Int64"), np.array([-4, 10, 300])),
     "boolean": (lambda v: pd.Series(v, dtype="boolean"), np.array([False, True])),
     "object_bytes": (lambda v: pd.Series(v, dtype=object), np.array([b"a", b"b", b"c"])),
+    "default_str": (lambda v: pd.Series(v), np.array(["ant", "bee", "cat"])),
+    "UInt64_above_2_63": (lambda v: pd.Series(v, dtype="UInt64"),
+                          np.array([0, 7, 2**63 + 5], dtype=np.uint64)),
+    "category_float": (lambda v: pd.Series(v, dtype="category"), np.array([-0.5, 0.25, 8.0])),
+    "index_str": (lambda v: pd.Index(v), np.array(["ant", "bee", "cat"])),
 }
 
 
@@ -350,6 +355,9 @@ def test_version_1_files_as_written_before_still_load(tmp_path):
         assert ranking.order.tolist() == [1, 0, 2]
     with pytest.raises(ValueError, match="malformed ranking.*mixes"):
         lrf.LabelRanking.from_dict(dict(v1, classes=[1, "a", 2]))
+    # a dtype field means nothing in version 1 (it had none)
+    ranking = lrf.LabelRanking.from_dict(dict(v1, classes=[1, 2, 3], classes_dtype="uint8"))
+    assert_same_classes(ranking.classes, np.array([1, 2, 3]))
 
 
 @pytest.mark.parametrize("dtype, classes, message", [

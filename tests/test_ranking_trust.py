@@ -14,8 +14,8 @@ import pytest
 import labelranker_fast as lrf
 
 torch = pytest.importorskip("torch")
-from labelranker_fast import _ranking  # noqa: E402
-from labelranker_fast.torch import RankedDataset, RankedTarget, ranked_class_to_idx  # noqa: E402
+from labelranker_fast import _ranking
+from labelranker_fast.torch import RankedDataset, RankedTarget, ranked_class_to_idx
 
 
 def ranking_of(classes, order):
@@ -168,7 +168,8 @@ def test_cuda_remap_does_not_synchronise_and_bad_labels_fail_at_the_next_sync():
               "r = lrf.LabelRanking(np.array([-7, 10, 20, 1000]), [2, 3, 0, 1], [2.,3.,0.,1.], [1.])\n"
               "r.remap(torch.tensor([11], device='cuda'))\n"
               "torch.cuda.synchronize()\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=False)
     assert out.returncode != 0 and "not among the ranked classes" in out.stderr
 
 
@@ -251,6 +252,8 @@ def test_class_map_refuses_duplicate_names_and_writes_nothing(tmp_path):
             ranking.to_class_map(path, names=names)
     with pytest.raises(TypeError, match="strings"):
         ranking.to_class_map(path, names=["a", "b", b"c"])
+    with pytest.raises(TypeError, match="not one string"):
+        ranking.to_class_map(path, names="abc")  # three one-letter names by accident
     assert path.read_text() == "before\n"
 
 

@@ -122,7 +122,7 @@ def as_weights(sample_weight, n_samples: int) -> np.ndarray | None:
 # them exactly; text never mixes with numbers, nor str with bytes (numpy would silently
 # turn [1, "a"] into the strings "1", "a"). Missing values and infinities are refused.
 
-_LABEL_RULE = ("labels must all be numbers (bool, int, float) or all str or all bytes")
+_LABEL_RULE = "labels must all be numbers (bool, int, float) or all str or all bytes"
 _FLOATS = (np.float16, np.float32, np.float64)
 
 
@@ -145,6 +145,8 @@ def _element_kind(t: type) -> str:
 def _convert_objects(values: np.ndarray, name: str) -> np.ndarray:
     """An object array (or pandas' object values) as a bool/int/float/str/bytes array."""
     items = values.ravel().tolist()
+    if not items:
+        return np.zeros(values.shape)  # what numpy makes of []
     kinds = {_element_kind(t) for t in set(map(type, items))}
     if "float" in kinds and len(kinds) > 1 and any(v != v for v in items if type(v) is not str):
         kinds.add("missing")  # NaN beside other kinds: pandas' missing marker

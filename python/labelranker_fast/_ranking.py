@@ -252,7 +252,8 @@ class LabelRanking:
         if missing:
             raise ValueError(f"ranking is missing {missing}")
         try:
-            classes = _classes_from_json(data["classes"], data.get("classes_dtype"))
+            dtype = data["classes_dtype"] if version == 2 else None
+            classes = _classes_from_json(data["classes"], dtype)
             return cls(
                 classes=classes,
                 order=data["order"],
@@ -301,6 +302,8 @@ class LabelRanking:
                     "class index), or rank the folder names themselves")
             lines = [_class_name(c) for c in self.ranked_classes]
         else:
+            if isinstance(names, (str, bytes)):
+                raise TypeError("names must be a sequence of folder names, not one string")
             names = list(names)
             if self.classes.dtype.kind not in "iu" or not np.array_equal(
                     self.classes, np.arange(self.n_classes)):
