@@ -42,8 +42,17 @@ def rank_labels(
         ``(X, y)`` or ``(X, y, sample_weight)`` chunks (a generator, a data loader). The
         next chunk is read while the current one is processed.
     y : array-like of shape (n_samples,) or path, optional
-        Class labels of any kind (ints, strings); sorted unique values become ``classes``.
-        None when ``X`` is an iterable of chunks.
+        Class labels: bools, integers, floats, str or bytes (numpy arrays, torch tensors,
+        Python sequences, pandas Series of object, "string", "category" or nullable
+        integer dtype); their sorted unique values become ``classes``. One rule holds in
+        memory, for a ``.npy`` file and across the chunks of a stream: numbers of
+        different kinds are compared by value (True == 1 == 1.0) and may be mixed when
+        one dtype holds them all exactly (bools and integers: an integer dtype, uint64
+        above 2**63; with floats: float64, if it holds every integer exactly); text
+        never mixes with numbers, nor str with bytes. A mix that breaks this raises
+        TypeError (numpy would silently turn ``[1, "a"]`` into the strings "1", "a");
+        missing values (None, NaN, pd.NA) and infinities raise ValueError. None when
+        ``X`` is an iterable of chunks.
     num_classes : int, optional
         If given, the labels must be class indices in [0, num_classes) and every class
         must have samples.

@@ -16,6 +16,7 @@ __all__ = [
     "as_class_indices",
     "as_weights",
     "is_torch_tensor",
+    "label_array",
     "lookup_classes",
     "parse_shrinkage",
     "check_int",
@@ -34,7 +35,13 @@ def is_torch_tensor(obj) -> bool:
 
 
 def to_numpy(obj):
-    """A numpy view of a torch tensor (CPU: shares memory when possible), else np.asarray."""
+    """A numpy view of a torch tensor (CPU: shares memory when possible), else np.asarray.
+
+    Flat Python sequences and pandas objects are converted by the label rules
+    (``label_array``) when they hold one kind of value, so ``[1, "a"]`` is not silently
+    turned into strings: such a mix, or missing values, come back as an object array for
+    the caller to refuse by name.
+    """
     if is_torch_tensor(obj):
         t = obj.detach()
         if t.device.type != "cpu":
@@ -42,7 +49,19 @@ def to_numpy(obj):
         if t.dtype.is_floating_point and t.dtype.itemsize < 4:  # bfloat16, float16
             t = t.float()
         return t.numpy()
-    return np.asarray(obj)
+    if isinstance(obj, np.ndarray):
+        return np.asarray(obj)
+    arr = np.asarray(obj)
+    from_pandas = type(obj).__module__.split(".")[0] == "pandas"
+    # numpy's own conversion is exact for bools and integers; floats may have absorbed
+    # big integers, strings may have absorbed numbers: those are converted again.
+    if arr.ndim == 1 and arr.dtype.kind in "fUSO" and (
+            isinstance(obj, (list, tuple)) or (from_pandas and arr.dtype.kind == "O")):
+        try:
+            return _convert_objects(np.asarray(obj, dtype=object), "values")
+        except (TypeError, ValueError):
+            return np.asarray(obj, dtype=object)
+    return arr
 
 
 def as_features(X, name: str = "X") -> np.ndarray:
@@ -69,6 +88,8 @@ def as_features(X, name: str = "X") -> np.ndarray:
 def as_class_indices(y, n_samples: int, num_classes: int, name: str = "y") -> np.ndarray:
     """y as a contiguous int64 vector of class indices in [0, num_classes)."""
     arr = to_numpy(y)
+    if arr.dtype.kind == "O":
+        arr = label_array(arr, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(
             f"{name} must hold integer class indices in [0, {num_classes}), got dtype "
@@ -99,24 +120,179 @@ def as_weights(sample_weight, n_samples: int) -> np.ndarray | None:
     return np.require(arr, dtype=np.float64, requirements=["C", "A"])
 
 
-def lookup_classes(classes: np.ndarray, labels, unknown_message: str) -> np.ndarray:
-    """int64 indices into ``classes`` (unique, any order) of ``labels``.
+# ----------------------------------------------------------------------------- labels
+# One rule for every label vector, whether it arrives whole, from a .npy file or in
+# chunks: labels are bools, integers, floats, str or bytes. Numbers of different kinds
+# are compared by value (True == 1 == 1.0) and may be mixed when one dtype holds all of
+# them exactly; text never mixes with numbers, nor str with bytes (numpy would silently
+# turn [1, "a"] into the strings "1", "a"). Missing values and infinities are refused.
+
+_LABEL_RULE = "labels must all be numbers (bool, int, float) or all str or all bytes"
+_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _element_kind(t: type) -> str:
+    if issubclass(t, (bool, np.bool_)):
+        return "bool"
+    if issubclass(t, (int, np.integer)):
+        return "int"
+    if issubclass(t, (float, np.float16, np.float32, np.float64)):
+        return "float"
+    if issubclass(t, str):
+        return "str"
+    if issubclass(t, bytes):
+        return "bytes"
+    if t is type(None) or t.__name__ in ("NAType", "NaTType"):
+        return "missing"
+    return t.__name__
+
+
+def _convert_objects(values: np.ndarray, name: str) -> np.ndarray:
+    """An object array (or pandas' object values) as a bool/int/float/str/bytes array."""
+    items = values.ravel().tolist()
+    if not items:
+        return np.zeros(values.shape)  # what numpy makes of []
+    kinds = {_element_kind(t) for t in set(map(type, items))}
+    if "float" in kinds and len(kinds) > 1 and any(v != v for v in items if type(v) is not str):
+        kinds.add("missing")  # NaN beside other kinds: pandas' missing marker
+    if "missing" in kinds:
+        raise ValueError(f"{name} has missing values (None, NaN or pd.NA); drop those rows or "
+                         "give them a label")
+    other = sorted(kinds - {"bool", "int", "float", "str", "bytes"})
+    if other:
+        raise TypeError(f"{name} holds values of type {other[0]}; labels must be bools, "
+                        "integers, floats, str or bytes")
+    if len(kinds) > 1 and not kinds <= {"bool", "int", "float"}:
+        raise TypeError(f"{name} mixes {' and '.join(sorted(kinds))} values; {_LABEL_RULE} "
+                        "(numpy would turn [1, 'a'] into the strings '1', 'a')")
+    if kinds <= {"str", "bytes"}:
+        if any(v[-1:] in ("\x00", b"\x00") for v in items):  # numpy strings drop trailing NULs
+            raise ValueError(f"{name} has labels ending in a NUL character, which numpy "
+                             "string arrays cannot hold")
+        out = np.array(items, dtype=str if "str" in kinds else bytes)
+    elif kinds == {"bool"}:
+        out = np.array(items, dtype=bool)
+    elif "float" not in kinds:
+        ints = [int(v) for v in items]
+        lo, hi = (min(ints), max(ints)) if ints else (0, 0)
+        if -2**63 <= lo and hi < 2**63:
+            out = np.array(ints, dtype=np.int64)
+        elif 0 <= lo and hi < 2**64:
+            out = np.array(ints, dtype=np.uint64)
+        else:
+            raise TypeError(f"{name} has integer labels from {lo} to {hi}, beyond what one "
+                            "64-bit integer dtype holds")
+    else:
+        try:
+            out = np.array([float(v) for v in items], dtype=np.float64)
+            exact = all(int(f) == int(v) for v, f in zip(items, out.tolist())
+                        if _element_kind(type(v)) != "float")
+        except OverflowError:  # an integer beyond float64's range
+            exact = False
+        if not exact:
+            raise TypeError(f"{name} mixes integers and floats, and float64 cannot hold its "
+                            "integers exactly; pass them as integers only")
+    return out.reshape(values.shape)
+
+
+def label_array(y, name: str = "y") -> np.ndarray:
+    """``y`` as an array of one label dtype (bool, int, uint, float16/32/64, str, bytes).
+
+    Arrays of those dtypes pass through without a copy (memory maps stay mapped); object
+    arrays, Python sequences and pandas objects are converted by the rule above. Raises
+    TypeError for other dtypes or mixed kinds, ValueError for missing values or infinities.
+    """
+    arr = y if isinstance(y, np.ndarray) else to_numpy(y)
+    if arr.dtype.kind == "O":
+        arr = _convert_objects(arr, name)
+    kind = arr.dtype.kind
+    if kind == "f" and arr.dtype.type not in _FLOATS:  # longdouble: kept only when exact
+        wide = arr.astype(np.float64)
+        if not np.array_equal(wide, arr, equal_nan=True):
+            raise TypeError(f"{name} has dtype {arr.dtype} whose values float64 cannot hold")
+        arr = wide
+    if kind not in "biufUS":
+        raise TypeError(f"{name} has dtype {arr.dtype}; labels must be bools, integers, "
+                        "floats, str or bytes")
+    if kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity (missing labels?)")
+    return arr
+
+
+def exact_cast(values: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (numeric) cast to int64, uint64 or float64, and where that was exact."""
+    dtype, kind = np.dtype(dtype), values.dtype.kind
+    if kind == "b" or (kind == "f") == (dtype.kind == "f") and np.can_cast(values.dtype, dtype):
+        return values.astype(dtype, copy=False), np.True_  # exact for every value
+    if dtype.kind == "f":  # integers: exact when they come back unchanged
+        out = values.astype(np.float64)
+        limit = 2.0**63 if kind == "i" else 2.0**64
+        ok = (out >= -limit) & (out < limit)
+        return out, ok & (np.where(ok, out, 0).astype(values.dtype) == values)
+    if kind == "f":  # floats into integers: integral and in range, never truncated
+        lo, hi = (-(2.0**63), 2.0**63) if dtype == np.int64 else (0.0, 2.0**64)
+        ok = (values == np.floor(values)) & (values >= lo) & (values < hi)
+    elif kind == "u" and dtype == np.int64:
+        ok = values <= np.iinfo(np.int64).max
+    elif kind == "i" and dtype == np.uint64:
+        ok = values >= 0
+    return np.where(ok, values, 0).astype(dtype), ok
+
+
+def _int_domain(arr: np.ndarray) -> np.dtype:
+    big = arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max
+    return np.dtype(np.uint64 if big else np.int64)
+
+
+def common_label_dtype(a: np.ndarray, b: np.ndarray, name: str = "y") -> np.dtype:
+    """The dtype that holds the labels of ``a`` and ``b`` (label arrays) exactly.
+
+    TypeError when there is none: text with numbers, str with bytes, integers beyond one
+    64-bit dtype, or integers and floats that float64 cannot hold exactly.
+    """
+    ka, kb = a.dtype.kind, b.dtype.kind
+    if a.dtype == b.dtype or (ka == kb and ka in "USf"):
+        return np.result_type(a.dtype, b.dtype)  # the same kind widens exactly
+    if ka in "US" or kb in "US":
+        raise TypeError(f"{name} has labels of dtype {b.dtype} that cannot be compared with "
+                        f"labels of dtype {a.dtype}; {_LABEL_RULE}")
+    if "f" in (ka, kb):
+        target = np.dtype(np.float64)
+    else:
+        target = np.result_type(a.dtype, b.dtype)
+        if target.kind != "f":
+            return target  # numpy's promotion of bools and integers is exact
+        big = np.dtype(np.uint64) in (_int_domain(a), _int_domain(b))  # int64 with uint64
+        target = np.dtype(np.uint64 if big else np.int64)
+    if not (exact_cast(a, target)[1].all() and exact_cast(b, target)[1].all()):
+        raise TypeError(f"{name} has labels of dtypes {a.dtype} and {b.dtype} that no one dtype "
+                        "holds exactly (integers beyond 2**53 beside floats, or negative "
+                        "integers beside integers above 2**63)")
+    return target
+
+
+def lookup_classes(classes, labels, unknown_message: str, name: str = "y") -> np.ndarray:
+    """int64 indices into ``classes`` (unique, any order) of ``labels``, compared by value.
 
     Raises ValueError ``f"{unknown_message}: [first unknown labels]"`` for labels that are
-    not among the classes, TypeError for labels that cannot be compared with them.
+    not among the classes (a float such as 1.7 never matches an integer class), TypeError
+    for labels that cannot be compared with them (text with numbers, str with bytes).
     """
-    labels = np.asarray(labels)
-    sorter = np.argsort(classes, kind="stable")
-    sorted_classes = classes[sorter]
-    try:
-        idx = np.searchsorted(sorted_classes, labels)
-    except TypeError as exc:  # e.g. strings against ints
-        raise TypeError(
-            f"labels of dtype {labels.dtype} cannot be compared with classes of dtype "
-            f"{classes.dtype}"
-        ) from exc
-    idx = np.clip(idx, 0, sorted_classes.size - 1)
-    found = sorted_classes[idx] == labels
+    classes, labels = label_array(classes, "classes"), label_array(labels, name)
+    text_c, text_l = classes.dtype.kind in "US", labels.dtype.kind in "US"
+    if (text_c or text_l) and classes.dtype.kind != labels.dtype.kind:
+        raise TypeError(f"{name} of dtype {labels.dtype} cannot be compared with classes of "
+                        f"dtype {classes.dtype}; {_LABEL_RULE}")
+    if text_c:
+        keys, values, ok = classes, labels, np.ones(labels.shape, dtype=bool)
+    else:  # numbers compared exactly in the classes' domain
+        domain = np.float64 if classes.dtype.kind == "f" else _int_domain(classes)
+        keys = exact_cast(classes, domain)[0]
+        values, ok = exact_cast(labels, domain)
+    sorter = np.argsort(keys, kind="stable")
+    sorted_keys = keys[sorter]
+    idx = np.clip(np.searchsorted(sorted_keys, values), 0, sorted_keys.size - 1)
+    found = ok & (sorted_keys[idx] == values)
     if not np.all(found):
         unknown = np.unique(labels[~found])[:5].tolist()
         raise ValueError(f"{unknown_message}: {unknown}")

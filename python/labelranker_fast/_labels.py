@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _pages
-from ._inputs import as_class_indices, check_int, lookup_classes, to_numpy
+from ._inputs import (as_class_indices, check_int, common_label_dtype, exact_cast,
+                      label_array, lookup_classes)
 
 __all__ = ["ClassIndices", "SortedClasses", "DiscoveredClasses", "encode_labels"]
 
@@ -20,22 +21,21 @@ _TABLE_SPAN = 1 << 22
 _SCAN_ROWS = 1 << 20  # rows of a label file read at a time
 
 
-def _check_label_array(labels: np.ndarray, n_rows: int | None, name: str = "y") -> np.ndarray:
+def _check_label_array(labels, n_rows: int | None, name: str = "y") -> np.ndarray:
+    """``labels`` as a 1-D label array (one rule for every path: see ``label_array``)."""
+    labels = label_array(labels, name)
     if labels.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got an array of shape {labels.shape}")
     if n_rows is not None and labels.shape[0] != n_rows:
         raise ValueError(f"{name} has {labels.shape[0]} entries but X has {n_rows} rows")
-    if labels.dtype.kind == "O":
-        raise TypeError(f"{name} has object dtype; pass integer or string labels")
-    if labels.dtype.kind == "c":
-        raise TypeError(f"{name} has complex dtype {labels.dtype}; labels must be real or strings")
-    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-        raise ValueError(f"{name} contains NaN or infinity")
     return labels
 
 
-def _is_text(dtype) -> bool:
-    return dtype.kind in "US"
+def _cast(labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Labels in ``dtype``, which ``common_label_dtype`` chose to hold them exactly."""
+    if dtype.kind in "iu" and dtype.itemsize == 8 and labels.dtype.kind in "fiu":
+        return exact_cast(labels, dtype)[0]  # int64 <-> uint64 without numpy's float detour
+    return labels.astype(dtype)
 
 
 class ClassIndices:
@@ -60,7 +60,7 @@ class SortedClasses:
     """
 
     def __init__(self, y, n_rows: int):
-        labels = _check_label_array(to_numpy(y) if not isinstance(y, np.ndarray) else y, n_rows)
+        labels = _check_label_array(y, n_rows)
         self._table = None
         if labels.dtype.kind in "iub" and labels.size:
             lo, hi = int(labels.min()), int(labels.max())
@@ -82,8 +82,9 @@ class SortedClasses:
         self.capacity = self.classes.size
 
     def encode(self, labels, n_rows: int) -> np.ndarray:
-        labels = _check_label_array(np.asarray(labels), n_rows)
-        if self._table is not None:
+        labels = _check_label_array(labels, n_rows)
+        # A slice of a Python list may convert to another dtype than the whole list did.
+        if self._table is not None and labels.dtype.kind in "iub":
             return self._table[labels.astype(np.int64) - self._lo]
         return lookup_classes(self.classes, labels, "y has labels not in classes")
 
@@ -104,26 +105,24 @@ class DiscoveredClasses:
         self.capacity = 2
 
     def encode(self, labels, n_rows: int) -> np.ndarray:
-        labels = _check_label_array(to_numpy(labels), n_rows)
+        labels = _check_label_array(labels, n_rows)
         seen = np.unique(labels)
         if self.classes is None:
             self.classes = seen
         else:
-            if _is_text(seen.dtype) != _is_text(self.classes.dtype):
-                raise TypeError(
-                    f"labels of dtype {labels.dtype} cannot be compared with earlier labels "
-                    f"of dtype {self.classes.dtype}"
-                )
-            known = np.isin(seen, self.classes)
-            if not known.all():
-                self.classes = np.concatenate([self.classes, seen[~known]])
+            # One rule with in-memory labels: numbers by value in a dtype that holds every
+            # chunk's exactly (TypeError if none does), text only with text of its kind.
+            dtype = common_label_dtype(self.classes, seen)
+            known_classes, seen = _cast(self.classes, dtype), _cast(seen, dtype)
+            known = np.isin(seen, known_classes)
+            self.classes = np.concatenate([known_classes, seen[~known]])
         while self.capacity < self.classes.size:
             self.capacity *= 2
         return lookup_classes(self.classes, labels, "y has labels not in classes")
 
     def restore(self, classes) -> None:
         """Continues after an interruption with the classes discovered before it."""
-        self.classes = np.asarray(classes)
+        self.classes = label_array(classes, "the checkpoint's classes")
         while self.capacity < self.classes.size:
             self.capacity *= 2
 

@@ -8,12 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import is_torch_tensor, lookup_classes
+from ._inputs import is_torch_tensor, label_array, lookup_classes, to_numpy
 
 __all__ = ["LabelRanking"]
 
 _FORMAT = "labelranker_fast/ranking"
-_VERSION = 1
+_VERSION = 2  # 2 records the classes' dtype; files of version 1 are still read
+_CLASS_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "float16", "float32", "float64", "str", "bytes")
+_ARGMAX_HINT = "for logits or scores take .argmax(-1) first"
 
 
 class LabelRanking:
@@ -22,7 +25,8 @@ class LabelRanking:
     Parameters
     ----------
     classes : array-like of shape (n_classes,)
-        The original class labels (ints, floats or strings), unique.
+        The original class labels, unique: bools, integers, floats, str or bytes, by the
+        rule of ``rank_labels``'s ``y`` (a Python list or pandas Series is converted by it).
     order : array-like of int, shape (n_classes,)
         ``order[p]`` is the index (into ``classes``) of the class at position ``p``.
     centroids : array-like of float, shape (n_classes, n_components)
@@ -42,15 +46,13 @@ class LabelRanking:
     """
 
     def __init__(self, classes, order, centroids, eigenvalues, shrinkage: float = 0.0):
-        classes = np.asarray(classes)
-        order = np.asarray(order)
-        centroids = np.asarray(centroids, dtype=np.float64)
-        eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+        classes = _canonical(label_array(classes, "classes"))
+        order = np.array(order)  # copies: the arrays are frozen below, not the caller's
+        centroids = np.array(centroids, dtype=np.float64)
+        eigenvalues = np.array(eigenvalues, dtype=np.float64)
         if classes.ndim != 1 or classes.size < 2:
             raise ValueError("classes must be a 1-D sequence of at least 2 labels")
-        if classes.dtype.kind not in "iuUSf":
-            raise TypeError(f"classes must be ints, floats or strings, got dtype {classes.dtype}")
-        if np.unique(classes).size != classes.size:
+        if np.unique(classes).size != classes.size:  # by value: 0.0 == -0.0
             raise ValueError("classes must be unique")
         n = classes.size
         if order.dtype.kind not in "iu" or order.shape != (n,):
@@ -74,8 +76,21 @@ class LabelRanking:
         self.centroids = centroids
         self.eigenvalues = eigenvalues
         self.shrinkage = shrinkage
+        self._freeze()
+
+    def _freeze(self) -> None:
         for a in (self.classes, self.order, self.positions, self.centroids, self.eigenvalues):
             a.flags.writeable = False
+        self._tables = {}  # torch lookup tables by device: copied there once, not per call
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_tables", None)  # device tensors stay in this process
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._freeze()
 
     # ------------------------------------------------------------------ views
     @property
@@ -112,58 +127,105 @@ class LabelRanking:
     def remap(self, y):
         """Original labels -> head positions.
 
-        numpy (or anything array-like) in, int64 numpy out; a torch tensor in, a torch
-        tensor on the same device out (computed there, no host round trip).
+        Parameters
+        ----------
+        y : array-like or torch.Tensor of shape () or (n,)
+            Labels among ``classes``, compared by value (as in ``rank_labels``: 1.0 matches
+            the class 1, 1.7 matches nothing). A torch tensor must have an integer dtype
+            (float and bool tensors raise TypeError) and the ranking integer classes.
+
+        Returns
+        -------
+        ndarray of int64, or a torch.Tensor of int64 on ``y``'s device (computed there).
+        Unknown labels raise ValueError: on the host for numpy and CPU tensors, with an
+        asynchronous device-side assert (no host synchronisation) on CUDA tensors.
         """
         if is_torch_tensor(y):
             return self._remap_torch(y)
-        index = lookup_classes(self.classes, y, "labels not among the ranked classes")
+        labels = label_array(y, "labels")
+        if labels.ndim > 1:
+            raise ValueError(f"labels must be 0-D or 1-D, got shape {labels.shape}; "
+                             f"{_ARGMAX_HINT}")
+        index = lookup_classes(self.classes, labels, "labels not among the ranked classes",
+                               name="labels")
         return self.positions[index]
 
     def unmap(self, positions):
-        """Head positions -> original labels (the inverse of ``remap``)."""
-        if is_torch_tensor(positions):
-            if self.classes.dtype.kind not in "iu":
-                raise TypeError("unmap of a torch tensor needs integer classes")
-            import torch
+        """Head positions -> original labels (the inverse of ``remap``).
 
-            table = torch.from_numpy(self.ranked_classes.astype(np.int64)).to(positions.device)
-            return table[positions.long()]
-        pos = np.asarray(positions)
+        Parameters
+        ----------
+        positions : array-like of int or integer torch.Tensor, any shape
+            Positions in [0, n_classes) (any shape, e.g. top-k predictions). Floats and
+            bools raise TypeError; out-of-range positions ValueError (checked as in
+            ``remap``), never wrapped around.
+
+        Returns
+        -------
+        ndarray of ``classes``' dtype, or an int64 torch.Tensor on the same device (integer
+        classes only).
+        """
+        if is_torch_tensor(positions):
+            _torch_checked(positions, "positions")
+            table = self._table(positions.device, "ranked", lambda: self._int_classes("unmap")[self.order])
+            index = positions.long()
+            _require(((index >= 0) & (index < self.n_classes)).all(),
+                     f"positions must be in [0, {self.n_classes})")
+            return table[index]
+        pos = to_numpy(positions)
         if pos.dtype.kind not in "iu":
-            raise TypeError(f"positions must be integers, got dtype {pos.dtype}")
+            raise TypeError(f"positions must be integers, got dtype {pos.dtype}; {_ARGMAX_HINT}")
         if pos.size and (pos.min() < 0 or pos.max() >= self.n_classes):
             raise ValueError(f"positions must be in [0, {self.n_classes})")
         return self.ranked_classes[pos]
 
+    def _int_classes(self, what: str) -> np.ndarray:
+        """The classes as int64 for a torch lookup table (TypeError if they are not ints)."""
+        c = self.classes
+        if c.dtype.kind not in "iu" or (c.dtype.kind == "u" and c.max() > np.iinfo(np.int64).max):
+            raise TypeError(f"{what} of a torch tensor needs integer classes that fit int64; "
+                            f"this ranking has classes of dtype {c.dtype}: use numpy arrays")
+        return c.astype(np.int64)
+
+    def _table(self, device, name: str, make):
+        """``make()`` as a tensor on ``device``, copied there on first use only: a host to
+        device copy synchronises, and ``remap`` may run inside every training step."""
+        key = (name, str(device))
+        if key not in self._tables:
+            import torch
+
+            self._tables[key] = torch.from_numpy(np.array(make())).to(device)
+        return self._tables[key]
+
     def _remap_torch(self, y):
+        _torch_checked(y, "labels")
+        if y.ndim > 1:
+            raise ValueError(f"labels must be a 0-D or 1-D tensor, got shape {tuple(y.shape)}; "
+                             f"{_ARGMAX_HINT}")
+        classes, n = self._int_classes("remap"), self.n_classes
+        positions = self._table(y.device, "positions", lambda: self.positions)
+        labels = y.long()
+        if np.array_equal(classes, np.arange(n)):
+            _require(((labels >= 0) & (labels < n)).all(),
+                     f"labels must be among the ranked classes 0..{n - 1}")
+            return positions[labels]
         import torch
 
-        if self.classes.dtype.kind not in "iu":
-            raise TypeError("remap of a torch tensor needs integer classes")
-        if y.dtype.is_floating_point or y.dtype == torch.bool:
-            raise TypeError(f"labels must be an integer tensor, got {y.dtype}")
-        classes = self.classes.astype(np.int64)
-        positions = torch.from_numpy(self.positions.copy()).to(y.device)
-        if np.array_equal(classes, np.arange(self.n_classes)):
-            if y.device.type == "cpu" and y.numel() and (
-                int(y.min()) < 0 or int(y.max()) >= self.n_classes
-            ):
-                raise ValueError(f"labels must be in [0, {self.n_classes})")
-            return positions[y.long()]
         sorter = np.argsort(classes, kind="stable")
-        sorted_classes = torch.from_numpy(classes[sorter]).to(y.device)
-        idx = torch.searchsorted(sorted_classes, y.long()).clamp_(max=self.n_classes - 1)
-        if y.device.type == "cpu" and not bool((sorted_classes[idx] == y).all()):
-            raise ValueError("labels not among the ranked classes")
-        return positions[torch.from_numpy(sorter).to(y.device)[idx]]
+        sorted_classes = self._table(y.device, "sorted", lambda: classes[sorter])
+        idx = torch.searchsorted(sorted_classes, labels).clamp_(max=n - 1)
+        _require((sorted_classes[idx] == labels).all(), "labels not among the ranked classes")
+        return positions[self._table(y.device, "sorter", lambda: sorter)[idx]]
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
+        """The ranking as plain JSON types (format version 2: the classes' dtype recorded)."""
+        dtype, classes = _classes_to_json(self.classes)
         return {
             "format": _FORMAT,
             "version": _VERSION,
-            "classes": self.classes.tolist(),
+            "classes_dtype": dtype,
+            "classes": classes,
             "order": self.order.tolist(),
             "centroids": self.centroids.tolist(),
             "eigenvalues": self.eigenvalues.tolist(),
@@ -172,24 +234,34 @@ class LabelRanking:
 
     @classmethod
     def from_dict(cls, data) -> "LabelRanking":
+        """Validates ``data`` (as ``to_dict`` makes it; versions 1 and 2) into a ranking.
+
+        Version 1 did not record the classes' dtype: its classes are read by the label rule
+        (ints, floats or strings; integers above 2**63 as uint64). Raises ValueError.
+        """
         if not isinstance(data, dict):
             raise ValueError("a ranking must be a JSON object")
         if data.get("format") != _FORMAT:
             raise ValueError(f"not a ranking file: 'format' must be {_FORMAT!r}")
-        if data.get("version") != _VERSION:
-            raise ValueError(f"unsupported ranking version {data.get('version')!r}")
+        version = data.get("version")
+        if type(version) is not int or version not in (1, 2):
+            raise ValueError(f"unsupported ranking version {version!r}")
         missing = [k for k in ("classes", "order", "centroids", "eigenvalues") if k not in data]
+        if version == 2 and "classes_dtype" not in data:
+            missing.append("classes_dtype")
         if missing:
             raise ValueError(f"ranking is missing {missing}")
         try:
+            dtype = data["classes_dtype"] if version == 2 else None
+            classes = _classes_from_json(data["classes"], dtype)
             return cls(
-                classes=data["classes"],
+                classes=classes,
                 order=data["order"],
                 centroids=data["centroids"],
                 eigenvalues=data["eigenvalues"],
                 shrinkage=data.get("shrinkage", 0.0),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"malformed ranking: {exc}") from exc
 
     def to_json(self, path: str | os.PathLike) -> None:
@@ -197,20 +269,41 @@ class LabelRanking:
         _write_atomic(os.fspath(path), json.dumps(self.to_dict(), indent=1) + "\n")
 
     def to_class_map(self, path: str | os.PathLike, names=None) -> None:
-        """Writes a timm class-map file: line p holds the class at head position p.
+        """Writes a timm class-map file: line p holds the name of the class at position p.
 
         timm's ``train.py --class-map PATH`` (and ``timm.data.create_dataset(...,
         class_map=PATH)``) then give every image folder its ranked position as target.
-        Classes are written with ``str``; written atomically.
+        Written atomically, UTF-8.
 
+        Parameters
+        ----------
+        path : path
         names : sequence of str, optional
             The folder name of each class index, e.g. ``ImageFolder.classes``, for a
-            ranking of class indices 0..C-1 (what ``extract_and_rank`` returns): timm
-            matches lines against folder names, so indices alone would match nothing.
+            ranking of class indices 0..C-1 (what ``extract_and_rank`` returns). Required
+            for integer classes: timm matches lines against folder names, so indices would
+            match nothing, or the wrong folders when the names are numbers. Other classes
+            are written as their text (str; bytes decoded as UTF-8; bools and floats with
+            ``str``).
+
+        Raises
+        ------
+        ValueError
+            Integer classes without ``names``; names that are duplicated, empty, padded
+            with spaces, span lines or are not UTF-8. Nothing is written then.
         """
         if names is None:
-            names = [str(c) for c in self.ranked_classes.tolist()]
+            if self.classes.dtype.kind in "iu":
+                raise ValueError(
+                    "this ranking's classes are integers: timm matches class-map lines "
+                    "against folder names, and ImageFolder numbers its folders in sorted-name "
+                    "order ('10' before '2'), so a map of numbers would match no folders or "
+                    "the wrong ones; pass names=dataset.classes (the folder name of each "
+                    "class index), or rank the folder names themselves")
+            lines = [_class_name(c) for c in self.ranked_classes]
         else:
+            if isinstance(names, (str, bytes)):
+                raise TypeError("names must be a sequence of folder names, not one string")
             names = list(names)
             if self.classes.dtype.kind not in "iu" or not np.array_equal(
                     self.classes, np.arange(self.n_classes)):
@@ -221,11 +314,9 @@ class LabelRanking:
                                  f"{self.n_classes} classes")
             if not all(isinstance(n, str) for n in names):
                 raise TypeError("names must be strings (folder names)")
-            names = [names[c] for c in self.order.tolist()]
-        bad = [n for n in names if not n.strip() or "\n" in n or "\r" in n or n != n.strip()]
-        if bad:
-            raise ValueError(f"class names cannot be written one per line: {bad[:3]!r}")
-        _write_atomic(os.fspath(path), "\n".join(names) + "\n")
+            lines = [str(names[c]) for c in self.order.tolist()]
+        _check_lines(lines)
+        _write_atomic(os.fspath(path), "\n".join(lines) + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "LabelRanking":
@@ -248,3 +339,103 @@ def _write_atomic(path: str, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _canonical(classes: np.ndarray) -> np.ndarray:
+    """Classes in native byte order, text in its narrowest width: the dtype JSON restores."""
+    dtype = classes.dtype.newbyteorder("=")
+    if dtype.kind in "US":
+        width = max((len(c) for c in classes.tolist()), default=1)
+        dtype = np.dtype(f"{dtype.kind}{max(width, 1)}")
+    return classes.astype(dtype)  # a copy, so freezing it leaves the caller's array alone
+
+
+def _classes_to_json(classes: np.ndarray) -> tuple[str, list]:
+    if classes.dtype.kind == "U":
+        return "str", classes.tolist()
+    if classes.dtype.kind == "S":  # latin-1: one code point per byte, any bytes, readable
+        return "bytes", [c.decode("latin-1") for c in classes.tolist()]
+    return classes.dtype.name, classes.tolist()
+
+
+# JSON types each recorded dtype may hold (bools are not ints here, as in JSON)
+_JSON_TYPES = {"bool": (bool,), "str": (str,), "bytes": (str,), "f": (int, float), "iu": (int,)}
+
+
+def _classes_from_json(values, dtype):
+    """The classes of a ranking file, exactly as written, or ValueError."""
+    if not isinstance(values, list):
+        raise ValueError("classes must be a JSON list")
+    if dtype is None:  # version 1: the label rule decides
+        return label_array(np.array(values + [None], dtype=object)[:-1], "classes")
+    if dtype not in _CLASS_DTYPES:
+        raise ValueError(f"classes_dtype must be one of {list(_CLASS_DTYPES)}, got {dtype!r}")
+    key = dtype if dtype in _JSON_TYPES else "f" if dtype.startswith("float") else "iu"
+    if not all(type(v) in _JSON_TYPES[key] for v in values):
+        raise ValueError(f"classes must all be JSON {_JSON_TYPES[key][-1].__name__}s for "
+                         f"classes_dtype {dtype!r}")
+    if dtype == "bytes":
+        try:
+            values = [v.encode("latin-1") for v in values]
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"bytes classes must be code points below 256: {exc}") from None
+    try:
+        arr = np.array(values, dtype={"str": str, "bytes": bytes}.get(dtype, dtype))
+    except OverflowError:
+        arr = None
+    if arr is None or arr.tolist() != values:  # out of range, rounded, a trailing NUL lost
+        raise ValueError(f"classes cannot be held exactly as {dtype}")
+    return arr
+
+
+def _class_name(label) -> str:
+    if isinstance(label, bytes):
+        try:
+            return label.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"bytes class {label!r} is not UTF-8 text; a class map holds "
+                             "folder names") from None
+    return str(label)  # numpy's str: float32 0.1 is "0.1"
+
+
+def _check_lines(lines: list) -> None:
+    bad = [n for n in lines if not n.strip() or "\n" in n or "\r" in n or n != n.strip()]
+    if bad:
+        raise ValueError(f"class names cannot be written one per line: {bad[:3]!r}")
+    dup = sorted({n for n in lines if lines.count(n) > 1}) if len(set(lines)) < len(lines) else []
+    if dup:  # timm would give every duplicate the last line's position
+        raise ValueError(f"class names must be unique, got duplicates {dup[:3]!r}")
+    for n in lines:
+        try:
+            n.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"class name {n!r} cannot be written as UTF-8") from None
+
+
+def _torch_checked(t, name: str) -> None:
+    """TypeError unless ``t`` has an integer dtype that ``long()`` keeps."""
+    import torch
+
+    if t.dtype.is_floating_point or t.is_complex() or t.dtype in (torch.bool, torch.uint64):
+        hint = _ARGMAX_HINT if t.dtype.is_floating_point else "convert to int64"
+        raise TypeError(f"{name} must be an integer tensor, got {t.dtype}; {hint}")
+
+
+def _require(condition, message: str) -> None:
+    """ValueError(message) unless ``condition`` (a 0-D bool tensor) holds.
+
+    CPU tensors are checked on the host. CUDA tensors are checked by ``device_assert``,
+    so a training step never waits for the device; other devices (XLA, MPS) on the host.
+    """
+    if condition.device.type == "cuda":
+        device_assert(condition, message)
+    elif not bool(condition):
+        raise ValueError(message)
+
+
+def device_assert(condition, message: str) -> None:
+    """An asynchronous device-side assert: a failure surfaces at the next synchronisation
+    as a RuntimeError carrying ``message`` (and, on CUDA, ends the CUDA context)."""
+    import torch
+
+    torch._assert_async(condition, message)

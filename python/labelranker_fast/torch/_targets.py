@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
+from .._inputs import is_torch_tensor
 from .._ranking import LabelRanking
 
 __all__ = ["RankedTarget", "RankedDataset", "ranked_class_to_idx"]
@@ -24,18 +27,24 @@ def _check_ranking(ranking) -> LabelRanking:
 
 
 class RankedTarget:
-    """Target transform: an original label (int or str) -> its head position (int).
+    """Target transform: one original label -> its head position (int).
 
-    Picklable (DataLoader workers get a copy): it holds only the ranking's arrays.
+    The label is matched as ``ranking.remap`` matches it: numbers by value (1.0 is the
+    class 1, 1.7 no class: ValueError), text only against text classes; a torch tensor
+    must be 0-D with an integer dtype. Picklable (DataLoader workers get a copy): it holds
+    only the ranking's arrays.
     """
 
     def __init__(self, ranking: LabelRanking):
         self.ranking = _check_ranking(ranking)
 
     def __call__(self, target):
-        if hasattr(target, "item") and getattr(target, "ndim", 0) == 0:
-            target = target.item()
-        return int(self.ranking.remap(np.asarray([target]))[0])
+        if np.ndim(target) != 0:  # a list, an array or a tensor of several labels
+            raise ValueError(f"target must be one label, got {type(target).__name__} of "
+                             f"shape {tuple(np.shape(target))}")
+        if is_torch_tensor(target):
+            return int(self.ranking.remap(target.reshape(1))[0])
+        return int(self.ranking.remap([target])[0])
 
     def __repr__(self) -> str:
         return f"RankedTarget({self.ranking!r})"
@@ -61,17 +70,42 @@ class RankedDataset:
 def ranked_class_to_idx(class_to_idx: dict, ranking: LabelRanking) -> dict:
     """``{class name: ranked position}`` from an ImageFolder's ``{class name: index}``.
 
-    The ranking's classes may be the folder names (ranked on name labels) or the folder
-    indices (ranked on ImageFolder's targets, e.g. with ``extract_and_rank``).
+    Parameters
+    ----------
+    class_to_idx : dict of {str: int}
+        Folder name -> class index, one index per folder.
+    ranking : LabelRanking
+        Ranked on the folder names (str classes) or on the folder indices (integer
+        classes, e.g. from ``extract_and_rank``).
+
+    Returns
+    -------
+    dict of {str: int}
+
+    Raises
+    ------
+    TypeError
+        Keys that are not str, or (integer classes) indices that are not integers.
+    ValueError
+        Another number of classes, names or indices not among the ranking's classes, or
+        one index given to several folders.
     """
     _check_ranking(ranking)
     if not isinstance(class_to_idx, dict) or not class_to_idx:
         raise TypeError("class_to_idx must be a non-empty dict {class name: index}")
     names = list(class_to_idx)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError("class_to_idx keys must be folder names (str)")
     if len(names) != ranking.n_classes:
         raise ValueError(f"class_to_idx has {len(names)} classes, the ranking {ranking.n_classes}")
     if ranking.classes.dtype.kind in "US":
-        positions = ranking.remap(np.asarray(names))
+        positions = ranking.remap(names)
     else:
-        positions = ranking.remap(np.asarray([class_to_idx[n] for n in names]))
+        indices = list(class_to_idx.values())
+        if not all(isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_))
+                   for i in indices):
+            raise TypeError("class_to_idx values must be integer class indices")
+        if len(set(indices)) != len(indices):  # two folders would share one position
+            raise ValueError("class_to_idx gives one index to several class names")
+        positions = ranking.remap(np.array([int(i) for i in indices]))
     return {name: int(p) for name, p in zip(names, positions)}
