@@ -85,8 +85,9 @@ def test_every_writer_goes_through_the_one_helper(tmp_path, acc, monkeypatch):
     ranking.to_class_map(tmp_path / "map.txt", names=["a", "b", "c"])
     acc.update(np.zeros((3, 4)) + np.arange(3)[:, None], np.arange(3), chunk_size=2,
                checkpoint=tmp_path / "c.ckpt")
+    # Two chunks: a checkpoint after each, then the pass's completed one.
     assert [os.path.basename(os.fspath(p)) for p in calls] == ["a.npz", "r.json", "map.txt",
-                                                                 "c.ckpt", "c.ckpt"]
+                                                                 "c.ckpt", "c.ckpt", "c.ckpt"]
 
 
 def _npz_with(path, **arrays):

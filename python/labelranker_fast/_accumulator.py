@@ -21,6 +21,7 @@ from ._inputs import (
     as_features,
     as_weights,
     check_int,
+    check_threads,
     check_n_components,
     check_n_features,
     in_memory,
@@ -76,7 +77,7 @@ class ScatterAccumulator:
         num_classes = check_int(num_classes, "num_classes", 2)
         core = _core.Accumulator(n_features, num_classes)
         if n_threads is not None:
-            core.num_threads = check_int(n_threads, "n_threads", 1)
+            core.num_threads = check_threads(n_threads)
         self._adopt(core)
 
     def _adopt(self, core) -> None:
@@ -231,7 +232,7 @@ class ScatterAccumulator:
 
     @n_threads.setter
     def n_threads(self, value: int) -> None:
-        value = check_int(value, "n_threads", 1)
+        value = check_threads(value)
         with self._lock:
             self._core.num_threads = value
 

@@ -21,6 +21,7 @@ __all__ = [
     "parse_shrinkage",
     "check_int",
     "check_n_components",
+    "check_threads",
     "check_n_features",
     "in_memory",
     "is_path",
@@ -317,17 +318,28 @@ def parse_shrinkage(shrinkage) -> tuple[str, float]:
     return "fixed", value
 
 
-def check_int(value, name: str, minimum: int) -> int:
-    """value as an int >= minimum (TypeError for non-integers, bools included)."""
+INT32_MAX = 2**31 - 1  # counts the engine keeps in a C int (threads, components)
+INT64_MAX = 2**63 - 1
+
+
+def check_int(value, name: str, minimum: int, maximum: int = INT64_MAX) -> int:
+    """value as an int in [minimum, maximum] (TypeError for non-integers, bools included;
+    ValueError naming ``name`` outside the range)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 
+def check_threads(n_threads) -> int:
+    return check_int(n_threads, "n_threads", 1, INT32_MAX)
+
+
 def check_n_components(n_components) -> int:
-    return check_int(n_components, "n_components", 1)
+    return check_int(n_components, "n_components", 1, INT32_MAX)
 
 
 def check_n_features(got: int, expected: int) -> None:

@@ -13,7 +13,7 @@ from . import _pages
 from ._inputs import (as_class_indices, check_int, common_label_dtype, exact_cast,
                       label_array, lookup_classes)
 
-__all__ = ["ClassIndices", "SortedClasses", "DiscoveredClasses", "encode_labels"]
+__all__ = ["ClassIndices", "SortedClasses", "DiscoveredClasses"]
 
 # Integer labels spanning at most this many values (or 4x the rows) are encoded through a
 # lookup table in O(n) instead of a sort.
@@ -132,9 +132,3 @@ class DiscoveredClasses:
             raise ValueError(f"y must contain at least 2 classes, got {found}")
         order = np.argsort(self.classes, kind="stable")
         return acc._select_classes(order), self.classes[order]
-
-
-def encode_labels(y, n_samples: int, num_classes=None):
-    """(classes, indices) of a whole label vector (see ``SortedClasses``/``ClassIndices``)."""
-    encoder = ClassIndices(num_classes) if num_classes is not None else SortedClasses(y, n_samples)
-    return encoder.classes, encoder.encode(y, n_samples)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 
+from ._io import read_json, write_json, write_text
 from ._inputs import is_torch_tensor, label_array, lookup_classes, to_numpy
 
 __all__ = ["LabelRanking"]
@@ -265,8 +265,8 @@ class LabelRanking:
             raise ValueError(f"malformed ranking: {exc}") from exc
 
     def to_json(self, path: str | os.PathLike) -> None:
-        """Writes the ranking as JSON (atomically: a temporary file, then a rename)."""
-        _write_atomic(os.fspath(path), json.dumps(self.to_dict(), indent=1) + "\n")
+        """Writes the ranking as JSON, atomically (see ``labelranker_fast._io``)."""
+        write_json(path, self.to_dict())
 
     def to_class_map(self, path: str | os.PathLike, names=None) -> None:
         """Writes a timm class-map file: line p holds the name of the class at position p.
@@ -316,29 +316,21 @@ class LabelRanking:
                 raise TypeError("names must be strings (folder names)")
             lines = [str(names[c]) for c in self.order.tolist()]
         _check_lines(lines)
-        _write_atomic(os.fspath(path), "\n".join(lines) + "\n")
+        write_text(path, "\n".join(lines) + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "LabelRanking":
-        """Reads and validates a ranking written by ``to_json``."""
-        with open(path, encoding="utf-8") as fh:
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{os.fspath(path)} is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        """Reads and validates a ranking written by ``to_json`` (format 1 or 2).
 
-
-def _write_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it over ``path``."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            Not a valid ranking file (not JSON, nested too deeply, wrong format or
+            version, inconsistent fields, a directory).
+        """
+        return cls.from_dict(read_json(path, "ranking"))
 
 
 def _canonical(classes: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._accumulator import BLOCK_ROWS, ScatterAccumulator
 from ._checkpoint import _NA, Checkpoint, Identity, chunk_fingerprint, source_fingerprint
-from ._inputs import as_features, as_weights, check_int, check_n_features
+from ._inputs import as_features, as_weights, check_int, check_n_features, check_threads
 from ._labels import ClassIndices, DiscoveredClasses, SortedClasses
 from ._sources import ArraySource, IterableSource, open_source
 
@@ -32,7 +32,7 @@ _CHUNK_BYTES = 32 << 20  # upper bound on one streamed chunk of features
 def resolve_threads(n_threads) -> int:
     """``n_threads`` checked, or all cores this process may use."""
     if n_threads is not None:
-        return check_int(n_threads, "n_threads", 1)
+        return check_threads(n_threads)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
