@@ -142,14 +142,14 @@ def _to_device(x, dev: torch.device, dtype):
     may refill that tensor only once it has been read."""
     if not torch.is_tensor(x):
         raise TypeError(f"each batch's inputs must be a torch tensor, got {type(x).__name__}")
-    if dtype is not None and x.is_floating_point() and x.dtype != dtype:
-        x = x.to(dtype)
     pinned = dev.type == "cuda" and x.device.type == "cpu" and x.is_pinned()
     x = x.to(dev, non_blocking=True)
-    if not pinned:
-        return x, None
-    read = torch.cuda.Event()
-    read.record()
+    read = None
+    if pinned:
+        read = torch.cuda.Event()
+        read.record()
+    if dtype is not None and x.is_floating_point() and x.dtype != dtype:
+        x = x.to(dtype)  # on the device, after the copy
     return x, read
 
 

@@ -23,7 +23,7 @@ import inspect
 
 import torch
 
-__all__ = ["POOLINGS", "backbone_features", "frozen", "input_dtype", "pool", "token_layout"]
+__all__ = ["POOLINGS", "backbone_features", "every_patch", "frozen", "input_dtype", "pool", "token_layout"]
 
 POOLINGS = ("cls", "avg", "max", "avgmax", "head")
 
@@ -232,23 +232,16 @@ class _EveryPatch:
 
 
 @contextlib.contextmanager
-def frozen(model):
-    """``model`` in eval mode, every patch seen (masking off), for the duration.
-
-    Afterwards, also on an exception or Ctrl-C, every submodule has its own training flag
-    back and each masking configuration its ``mask_ratio``. Anything but a module is
-    left alone.
-    """
-    if not isinstance(model, torch.nn.Module):
-        yield model
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    maskers = _maskers(model)  # refuses before anything changes
+def every_patch(model):
+    """For the duration, a Hugging Face ViTMAE in ``model`` keeps every patch, in their
+    natural order (its masking is on even in eval mode); afterwards, also on an exception
+    or Ctrl-C, each masking configuration has its ``mask_ratio`` back and the hooks are
+    gone. ValueError (before anything changes) for masking it cannot turn off."""
+    maskers = _maskers(model)
     configs = {id(m.config): m.config for m in maskers}.values()
     ratios = [(c, c.mask_ratio) for c in configs]
     hooks = []
     try:
-        model.eval()
         for c, _ in ratios:
             c.mask_ratio = 0.0
         for m in maskers:
@@ -259,5 +252,21 @@ def frozen(model):
             h.remove()
         for c, r in ratios:
             c.mask_ratio = r
+
+
+@contextlib.contextmanager
+def frozen(model):
+    """``model`` in eval mode and seeing every patch (``every_patch``) for the duration;
+    afterwards, also on an exception or Ctrl-C, every submodule has its own training flag
+    back. Anything but a module is left alone."""
+    if not isinstance(model, torch.nn.Module):
+        yield model
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with every_patch(model):
+            yield model
+    finally:
         for m, t in modes:
             m.training = t  # exactly as recorded: no train() override runs again
