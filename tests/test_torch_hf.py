@@ -434,3 +434,21 @@ def test_inputs_that_are_not_tensors_are_refused():
         run(model, batches)
     assert model.training and model[1].training
     assert no_feeder_threads()
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_timm_channels_last_maps_are_pooled_over_space(pooling):
+    """timm's Swin returns (B, H, W, C) from forward_features (output_fmt "NHWC"): the
+    features are the C channels pooled over H x W, not W x C pooled over H."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=32,
+                              window_size=2, embed_dim=16, depths=(1, 1), num_heads=(1, 1),
+                              num_classes=0).eval()
+    x, y = images_and_labels()
+    with torch.no_grad():
+        maps = model.forward_features(x).double().numpy()
+    assert maps.shape[1:] == (4, 4, 32) and model.output_fmt == "NHWC"
+    want = maps.mean((1, 2)) if pooling == "avg" else maps.max((1, 2))
+    ranking, acc = run(model, loader_of(x, y), pooling=pooling)
+    assert_matches_features(ranking, acc, want, y.numpy())

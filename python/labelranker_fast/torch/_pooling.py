@@ -2,7 +2,8 @@
 
 Backbones and what they return:
 - timm models: ``forward_features(x)``: tokens (B, T, D) for ViTs, with
-  ``num_prefix_tokens`` class/register tokens first; maps (B, C, H, W) for CNNs. With
+  ``num_prefix_tokens`` class/register tokens first; maps (B, C, H, W) for CNNs ((B, H, W,
+  C) where ``output_fmt`` is "NHWC", as Swin's, taken channels first). With
   ``pooling="head"`` timm's own ``forward_head(..., pre_logits=True)`` pools instead.
 - Hugging Face models (``ViTMAEModel``, ``VideoMAEModel``, ``ViTModel``, ...): an output
   object whose ``last_hidden_state`` is (B, T, D); the prefix tokens are read off the
@@ -149,6 +150,8 @@ def backbone_features(model, x: torch.Tensor, pooling="avg") -> torch.Tensor:
         return pool(model.forward_head(model.forward_features(x), pre_logits=True), "avg")
     if hasattr(model, "forward_features"):
         out = model.forward_features(x)
+        if torch.is_tensor(out) and out.ndim == 4 and getattr(model, "output_fmt", None) == "NHWC":
+            out = out.permute(0, 3, 1, 2)  # timm's Swin & co: channels last
     elif hasattr(model, "config") and hasattr(model, "forward"):  # Hugging Face
         out = model(pixel_values=x)
     else:
