@@ -5,6 +5,12 @@ copied to the host (asynchronously on CUDA, into pinned memory) and handed to a 
 thread that gathers them into engine-sized chunks and accumulates them. The engine
 releases the GIL, so accumulation on the host overlaps with the device computing the next
 batch. No more than a few batches' features exist at any time.
+
+Everything put on the feeder's queue is owned by it: labels are always copied and CPU
+features too, since a loader may refill its tensors in place and a model or pooling may
+return a view of a buffer it overwrites next batch; a CUDA copy lands in fresh pinned
+memory. A pinned input the loader could refill is not asked for again until its copy to
+the device has been read.
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ from .._api import accumulate
 from .._inputs import check_int, check_n_components, parse_shrinkage
 from ._device import autocast_context, is_xla, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
-from ._pooling import backbone_features, check_pooling
+from ._pooling import backbone_features, check_pooling, frozen, input_dtype
 
 __all__ = ["extract_and_rank", "split_batch"]
 
 _DONE = object()
+_CANCEL = object()
+
+
+class _Cancelled(Exception):
+    """Ends the accumulation early; its partial statistics are discarded."""
 
 
 def split_batch(batch):
@@ -58,7 +69,9 @@ class _Feeder:
             item = self._queue.get()
             if item is _DONE:
                 return
-            feats, labels, ready = item
+            if item is _CANCEL:
+                raise _Cancelled
+            feats, ready, labels = item
             if ready is not None:
                 ready.synchronize()  # the device-to-host copy has landed
             yield feats, labels
@@ -89,27 +102,55 @@ class _Feeder:
         return self._result
 
     def cancel(self) -> None:
+        """Stops the thread without finishing the pass, and waits for it."""
         while True:  # unblock the thread: drop what is queued, then tell it to stop
             try:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
         try:
-            self._queue.put_nowait(_DONE)
-        except queue.Full:  # pragma: no cover - emptied just above
+            self._queue.put_nowait(_CANCEL)
+        except queue.Full:  # pragma: no cover - emptied just above, one producer
             pass
+        self._thread.join()
 
 
-def _to_host(feats: torch.Tensor, device: torch.device):
-    """(host tensor, event or None): the features on the CPU, asynchronously on CUDA."""
+def _to_host(feats: torch.Tensor):
+    """(host tensor owned by the caller, event or None): asynchronously on CUDA."""
     feats = feats.detach()
-    if device.type == "cuda":
+    if feats.is_cuda:
         host = torch.empty(feats.shape, dtype=feats.dtype, device="cpu", pin_memory=True)
         host.copy_(feats, non_blocking=True)
         ready = torch.cuda.Event()
         ready.record()
         return host, ready
-    return feats.cpu(), None  # XLA: runs the pending graph; CPU: no copy
+    if feats.device.type == "cpu":  # may be the model's or the pooling's own buffer
+        return feats.clone(memory_format=torch.contiguous_format), None
+    return feats.cpu(), None  # XLA: runs the pending graph into a fresh host tensor
+
+
+def _owned_labels(y):
+    """A copy of the batch's labels: the loader may refill its tensor in place."""
+    if torch.is_tensor(y):
+        return y.detach().to("cpu", copy=True)
+    return np.array(y, copy=True)
+
+
+def _to_device(x, dev: torch.device, dtype):
+    """(x on ``dev``, event or None). Float inputs take the model's dtype. The event
+    marks the copy out of a pinned host tensor, which runs asynchronously: the loader
+    may refill that tensor only once it has been read."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"each batch's inputs must be a torch tensor, got {type(x).__name__}")
+    pinned = dev.type == "cuda" and x.device.type == "cpu" and x.is_pinned()
+    x = x.to(dev, non_blocking=True)
+    read = None
+    if pinned:
+        read = torch.cuda.Event()
+        read.record()
+    if dtype is not None and x.is_floating_point() and x.dtype != dtype:
+        x = x.to(dtype)  # on the device, after the copy
+    return x, read
 
 
 def extract_and_rank(
@@ -133,8 +174,12 @@ def extract_and_rank(
     ----------
     model : torch.nn.Module or callable
         A timm model, a Hugging Face vision model, or any module returning a tensor. It
-        is moved to ``device`` and run in eval mode without gradients (its training flag
-        is restored afterwards).
+        is moved to ``device`` and run in eval mode without gradients; afterwards every
+        submodule has its own training flag back, also after an error or Ctrl-C. A
+        Hugging Face ViTMAE sees every patch, in order: its masking (which it applies
+        even in eval mode) is off for the call, its ``config.mask_ratio`` restored after.
+        Models whose masking cannot be turned off are refused (ValueError). Float inputs
+        are cast to the model's parameter dtype (a half-precision model takes float32).
     loader : iterable of batches
         ``(inputs, targets)`` tuples (a DataLoader) or dicts with "pixel_values" and
         "labels"; targets are class indices in [0, num_classes).
@@ -178,10 +223,7 @@ def extract_and_rank(
                                                       DistributedSampler)
     if isinstance(model, torch.nn.Module):
         model = model.to(dev)
-        was_training = model.training
-        model.eval()
-    else:
-        was_training = None
+    dtype = input_dtype(model)
 
     bar = None
     if progress:
@@ -193,27 +235,29 @@ def extract_and_rank(
         import torch_xla.distributed.parallel_loader as pl
 
         loader = pl.MpDeviceLoader(loader, dev)
-    feeder = _Feeder(num_classes, n_threads)
+    feeder = None
     try:
-        with no_grad_context(dev), autocast_context(dev, amp):
+        with frozen(model), no_grad_context(dev), autocast_context(dev, amp):
+            feeder = _Feeder(num_classes, n_threads)
             for batch in loader:
                 x, y = split_batch(batch)
-                feats = backbone_features(model, x.to(dev, non_blocking=True), pooling)
-                host, ready = _to_host(feats, dev)
-                labels = y.detach().cpu() if torch.is_tensor(y) else np.asarray(y)
-                feeder.put((host, labels, ready))
+                labels = _owned_labels(y)
+                x, read = _to_device(x, dev, dtype)
+                feats = backbone_features(model, x, pooling)
+                feeder.put((*_to_host(feats), labels))
+                if read is not None:
+                    read.synchronize()  # before the loader may refill the pinned input
                 if bar is not None:
                     bar.update(1)
-        acc, _ = feeder.finish()
+            acc, _ = feeder.finish()
         if distributed:
             all_reduce_(acc)
     except BaseException:
-        feeder.cancel()
+        if feeder is not None:
+            feeder.cancel()
         raise
     finally:
         if bar is not None:
             bar.close()
-        if was_training:
-            model.train()
     ranking = acc.rank(shrinkage=shrinkage, n_components=n_components)
     return (ranking, acc) if return_accumulator else ranking

@@ -1,0 +1,454 @@
+"""The PyTorch layer against real Hugging Face and timm models (tiny, randomly initialised
+from configs, nothing downloaded) and against hostile producers and models: ViTMAE's
+masking, models without a class token, loaders and models that reuse their buffers,
+per-submodule training flags, failures and interrupts midway."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+import labelranker_fast as lrf
+from labelranker_fast.torch import extract_and_rank
+from torch.utils.data import DataLoader, TensorDataset
+
+N, C = 96, 4
+
+
+def images_and_labels(shape=(3, 32, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(C), N // C)
+    rng.shuffle(labels)
+    x = rng.standard_normal((N, *shape)).astype(np.float32)
+    x += 0.5 * labels.reshape(-1, *([1] * len(shape))) * np.linspace(-1, 1, shape[-1], dtype=np.float32)
+    return torch.from_numpy(x), torch.from_numpy(labels)
+
+
+def loader_of(x, y, batch_size=16):
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def run(model, loader, **kw):
+    kw = {"num_classes": C, "device": "cpu", "progress": False, "shrinkage": "oas", **kw}
+    return extract_and_rank(model, loader, return_accumulator=True, **kw)
+
+
+def assert_matches_features(ranking, acc, feats, labels):
+    """The extraction's statistics are those of ``feats`` (float64 numpy, computed
+    independently): class means to float32 rounding, the same order."""
+    feats = np.asarray(feats, dtype=np.float64)
+    labels = np.asarray(labels)
+    means = np.stack([feats[labels == k].mean(0) for k in range(C)])
+    scale = np.abs(means).max()
+    np.testing.assert_allclose(acc.class_means, means, rtol=1e-5, atol=1e-5 * scale)
+    want = lrf.rank_labels(feats, labels, shrinkage="oas")
+    np.testing.assert_array_equal(ranking.order, want.order)
+
+
+def assert_same_state(a, b):
+    sa, sb = a.get_state(), b.get_state()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_array_equal(np.asarray(sa[k]), np.asarray(sb[k]), err_msg=k)
+
+
+def no_feeder_threads(grace=5.0):
+    """True when no labelranker thread is alive: the feeder (joined before the call
+    returns) at once, the stream's prefetch thread (ending on its own) within ``grace``."""
+    def alive(prefix):
+        return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+    if alive("labelranker-feeder"):
+        return False
+    deadline = time.monotonic() + grace
+    while alive("labelranker"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def flags(model):
+    return [m.training for m in model.modules()]
+
+
+def hooks(model):
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+
+
+# ------------------------------------------------------------- ViTMAE
+def tiny_vitmae(**kw):
+    from transformers import ViTMAEConfig, ViTMAEModel
+
+    torch.manual_seed(0)
+    config = ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64, image_size=32, patch_size=8, **kw)
+    return ViTMAEModel(config).eval()
+
+
+def vitmae_tokens(model, x):
+    """Every token in natural order (CLS first), computed by hand from the model's parts
+    without its masking code: patch embeddings + positions, CLS prepended, the layers,
+    the final norm."""
+    emb = model.embeddings
+    with torch.no_grad():
+        patches = emb.patch_embeddings(x) + emb.position_embeddings[:, 1:]
+        cls = (emb.cls_token + emb.position_embeddings[:, :1]).expand(len(x), -1, -1)
+        h = torch.cat([cls, patches], 1)
+        for layer in model.layers:
+            h = layer(h, None)
+        return model.layernorm(h).double().numpy()
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max", "avgmax", "cls", "first-patch", "last-patch"])
+def test_vitmae_features_use_every_patch_in_natural_order(pooling):
+    model = tiny_vitmae()
+    x, y = images_and_labels()
+    tokens = vitmae_tokens(model, x)
+    assert tokens.shape[1] == 1 + 16  # a 32x32 image in 8x8 patches, and the CLS token
+    patches = tokens[:, 1:]  # avg, max, avgmax leave the CLS token out
+    want = {"avg": patches.mean(1), "max": patches.max(1),
+            "avgmax": 0.5 * (patches.mean(1) + patches.max(1)), "cls": tokens[:, 0],
+            "first-patch": tokens[:, 1], "last-patch": tokens[:, -1]}[pooling]
+    callables = {"first-patch": lambda out: out.last_hidden_state[:, 1],
+                 "last-patch": lambda out: out.last_hidden_state[:, -1]}
+    ranking, acc = run(model, loader_of(x, y), pooling=callables.get(pooling, pooling))
+    assert_matches_features(ranking, acc, want, y.numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_vitmae_extraction_is_deterministic(dtype):
+    """Also in half precision (float32 images cast to the model's dtype)."""
+    model = tiny_vitmae().to(dtype)
+    x, y = images_and_labels()
+    r1, a1 = run(model, loader_of(x, y))
+    r2, a2 = run(model, loader_of(x, y))
+    assert_same_state(a1, a2)
+    assert r1 == r2
+    assert model.config.mask_ratio == 0.75 and next(model.parameters()).dtype == dtype
+    patches = vitmae_tokens(model, x.to(dtype))[:, 1:].mean(1)
+    means = np.stack([patches[y.numpy() == k].mean(0) for k in range(C)])
+    tol = 1e-5 if dtype == torch.float32 else 1e-2  # float16 rounding of the features
+    np.testing.assert_allclose(a1.class_means, means, rtol=tol, atol=tol * np.abs(means).max())
+
+
+def test_vitmae_is_restored_after_a_call_a_failure_and_an_interrupt():
+    model = tiny_vitmae(mask_ratio=0.6)
+    model.train()
+    model.layers[0].eval()  # a mixed state, kept exactly
+    before = flags(model)
+    x, y = images_and_labels()
+    run(model, loader_of(x, y))
+    assert model.config.mask_ratio == 0.6 and model.embeddings.config.mask_ratio == 0.6
+    assert flags(model) == before and hooks(model) == 0
+
+    def failing_pooling(out):
+        seen.append(1)
+        if len(seen) == 3:
+            raise RuntimeError("pooling failed on batch 3")
+        return out.last_hidden_state[:, 0]
+
+    seen = []
+    with pytest.raises(RuntimeError, match="batch 3"):
+        run(model, loader_of(x, y), pooling=failing_pooling)
+    assert model.config.mask_ratio == 0.6 and flags(model) == before and hooks(model) == 0
+    assert no_feeder_threads()
+
+    def interrupted():
+        for i, batch in enumerate(loader_of(x, y)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield batch
+
+    with pytest.raises(KeyboardInterrupt):
+        run(model, interrupted())
+    assert model.config.mask_ratio == 0.6 and flags(model) == before and hooks(model) == 0
+    assert no_feeder_threads()
+    # and the model masks again as before, outside the extraction
+    with torch.no_grad():
+        assert model.eval()(pixel_values=x[:2]).last_hidden_state.shape[1] == 1 + int(16 * 0.4)
+
+
+def test_vitmae_masking_that_cannot_be_turned_off_is_refused():
+    """A masking step that ignores the configuration (as a future version could) is
+    detected on the tokens it returns, not silently pooled."""
+    model = tiny_vitmae()
+    emb = model.embeddings
+    original = emb.random_masking
+
+    def keeps_half(sequence, noise=None):
+        kept, mask, restore = original(sequence, noise)
+        return kept[:, : sequence.shape[1] // 2], mask, restore
+
+    emb.random_masking = keeps_half
+    x, y = images_and_labels()
+    with pytest.raises(ValueError, match="mask"):
+        run(model, loader_of(x, y))
+    assert model.config.mask_ratio == 0.75 and hooks(model) == 0
+
+
+def test_hiera_masked_autoencoder_is_refused_with_advice():
+    from transformers import HieraConfig, HieraModel
+
+    config = HieraConfig(embed_dim=8, image_size=[32, 32], patch_size=[3, 3],
+                         patch_stride=[2, 2], patch_padding=[1, 1], depths=[1, 1],
+                         num_heads=[1, 1], masked_unit_size=[4, 4], num_query_pool=1,
+                         query_stride=[2, 2])
+    model = HieraModel(config, is_mae=True).eval()
+    x, y = images_and_labels()
+    with pytest.raises(ValueError, match="is_mae=False"):
+        run(model, loader_of(x, y))
+    assert no_feeder_threads()
+
+
+# ------------------------------------------------------------- prefix and class tokens
+def tiny_videomae():
+    from transformers import VideoMAEConfig, VideoMAEModel
+
+    torch.manual_seed(0)
+    config = VideoMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, image_size=32, patch_size=8, num_frames=4,
+                            tubelet_size=2)
+    return VideoMAEModel(config).eval()
+
+
+def test_videomae_has_no_class_token():
+    model = tiny_videomae()
+    x, y = images_and_labels(shape=(4, 3, 32, 32))
+    with pytest.raises(ValueError, match="class token"):
+        run(model, loader_of(x, y), pooling="cls")
+    assert no_feeder_threads()
+    with torch.no_grad():
+        tokens = model(pixel_values=x).last_hidden_state.double().numpy()
+    assert tokens.shape[1] == 2 * 16  # every token is a patch token: avg keeps them all
+    ranking, acc = run(model, loader_of(x, y), pooling="avg")
+    assert_matches_features(ranking, acc, tokens.mean(1), y.numpy())
+
+
+def tiny_timm_vit(**kw):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
+                             patch_size=8, embed_dim=48, depth=2, num_heads=2, num_classes=0,
+                             **kw).eval()
+
+
+@pytest.mark.parametrize("reg_tokens", [0, 2])
+def test_timm_vit_without_class_token(reg_tokens):
+    model = tiny_timm_vit(class_token=False, global_pool="avg", reg_tokens=reg_tokens)
+    x, y = images_and_labels()
+    with pytest.raises(ValueError, match="class token"):
+        run(model, loader_of(x, y), pooling="cls")
+    with torch.no_grad():
+        tokens = model.forward_features(x).double().numpy()
+    assert tokens.shape[1] == reg_tokens + 16
+    ranking, acc = run(model, loader_of(x, y), pooling="avg")
+    assert_matches_features(ranking, acc, tokens[:, reg_tokens:].mean(1), y.numpy())
+
+
+def test_timm_cnn_maps_have_no_class_token():
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=0).eval()
+    x, y = images_and_labels()
+    with pytest.raises(ValueError, match="cls"):
+        run(model, loader_of(x, y), pooling="cls")
+
+
+def test_hf_prefix_tokens_are_counted_from_the_model():
+    """DeiT has a class and a distillation token, DINOv2 with registers a class token
+    and register tokens: avg pools the patch tokens only, cls takes the class token."""
+    from transformers import (
+        DeiTConfig,
+        DeiTModel,
+        Dinov2WithRegistersConfig,
+        Dinov2WithRegistersModel,
+    )
+
+    common = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "intermediate_size": 64, "image_size": 32, "patch_size": 8}
+    torch.manual_seed(0)
+    models = [(DeiTModel(DeiTConfig(**common)).eval(), 2),
+              (Dinov2WithRegistersModel(Dinov2WithRegistersConfig(
+                  num_register_tokens=3, **common)).eval(), 4)]
+    x, y = images_and_labels()
+    for model, prefix in models:
+        with torch.no_grad():
+            tokens = model(pixel_values=x).last_hidden_state.double().numpy()
+        assert tokens.shape[1] == prefix + 16
+        for pooling, want in [("avg", tokens[:, prefix:].mean(1)), ("cls", tokens[:, 0])]:
+            ranking, acc = run(model, loader_of(x, y), pooling=pooling)
+            assert_matches_features(ranking, acc, want, y.numpy())
+
+
+# ------------------------------------------------------------- producers reusing buffers
+class ReusingLoader:
+    """Yields the same x and y objects every batch, refilled in place."""
+
+    def __init__(self, x, y, batch_size, numpy_labels=False):
+        self.x, self.y, self.bs = x, y, batch_size
+        self.xbuf = torch.empty((batch_size, *x.shape[1:]), dtype=x.dtype)
+        self.ybuf = np.empty(batch_size, np.int64) if numpy_labels else torch.empty(batch_size, dtype=torch.int64)
+
+    def __iter__(self):
+        for i in range(0, len(self.y), self.bs):
+            n = len(self.y[i:i + self.bs])
+            self.xbuf[:n] = self.x[i:i + self.bs]
+            if isinstance(self.ybuf, np.ndarray):
+                self.ybuf[:n] = self.y[i:i + self.bs].numpy()
+            else:
+                self.ybuf[:n] = self.y[i:i + self.bs]
+            yield self.xbuf[:n], self.ybuf[:n]
+
+
+class PersistentOutput(torch.nn.Module):
+    """Writes its (B, D) output into one persistent buffer, as some CPU models do."""
+
+    def __init__(self, d_in, d_out=6, max_batch=64):
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.w = torch.nn.Parameter(torch.randn(d_in, d_out, generator=g))
+        self.register_buffer("out", torch.zeros(max_batch, d_out))
+
+    def forward(self, x):
+        n = x.shape[0]
+        torch.matmul(x.flatten(1), self.w, out=self.out[:n])
+        return self.out[:n]
+
+
+@pytest.mark.parametrize("numpy_labels", [False, True])
+@pytest.mark.parametrize("pooling", ["avg", "buffer-callable"])
+def test_reused_loader_and_model_buffers_give_the_same_statistics(numpy_labels, pooling):
+    x, y = images_and_labels(shape=(1, 4, 4), seed=1)
+    x, y = x.repeat(20, 1, 1, 1), y.repeat(20)  # 1920 rows in 240 batches of 8
+    model = PersistentOutput(16)
+    if pooling == "avg":
+        pool = "avg"  # a (B, D) output is passed through: the model's buffer itself
+    else:
+        keep = torch.zeros(8, 6)
+
+        def pool(out):  # a callable that returns a view of its own persistent buffer
+            keep[: len(out)] = out * 2
+            return keep[: len(out)]
+
+    fresh_r, fresh_acc = run(model, loader_of(x, y, 8), pooling=pool)
+    for _ in range(3):
+        r, acc = run(model, ReusingLoader(x, y, 8, numpy_labels), pooling=pool)
+        assert_same_state(acc, fresh_acc)
+        assert r == fresh_r
+    feats = (x.flatten(1).double() @ model.w.detach().double()).numpy()
+    assert_matches_features(fresh_r, fresh_acc, feats * (1 if pooling == "avg" else 2), y.numpy())
+
+
+# ------------------------------------------------------------- training flags, failures
+class ModeDependent(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.flat = torch.nn.Flatten()
+        self.drop = torch.nn.Dropout(0.5)
+        self.bn = torch.nn.BatchNorm1d(48)
+        self.lin = torch.nn.Linear(48, 8)
+
+    def forward(self, x):
+        return self.lin(self.bn(self.drop(self.flat(x))))
+
+
+@pytest.mark.parametrize("top_training", [True, False])
+def test_every_submodule_keeps_its_training_flag(top_training):
+    model = ModeDependent()
+    model.train(top_training)
+    model.bn.eval()  # frozen statistics while the rest trains
+    model.drop.train()
+    before = flags(model)
+    stats = model.bn.running_mean.clone()
+    x, y = images_and_labels(shape=(3, 4, 4))
+    r1, a1 = run(model, loader_of(x, y))
+    _, a2 = run(model, loader_of(x, y))
+    assert flags(model) == before
+    torch.testing.assert_close(model.bn.running_mean, stats, rtol=0, atol=0)  # eval: untouched
+    assert_same_state(a1, a2)  # dropout off: deterministic
+    with torch.no_grad():
+        feats = model.lin(model.bn.eval()(x.flatten(1))).double().numpy()  # eval-mode reference
+    assert_matches_features(r1, a1, feats, y.numpy())
+
+
+class FailsOnBatch(torch.nn.Module):
+    def __init__(self, fail_at, exc=RuntimeError):
+        super().__init__()
+        self.lin = torch.nn.Linear(48, 8)
+        self.calls, self.fail_at, self.exc = 0, fail_at, exc
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise self.exc(f"forward failed on batch {self.fail_at}")
+        return self.lin(x.flatten(1))
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_forward_failing_midway_restores_and_stops(exc):
+    model = FailsOnBatch(3, exc)
+    model.train()
+    model.lin.eval()
+    before = flags(model)
+    x, y = images_and_labels(shape=(3, 4, 4))
+    with pytest.raises(exc, match="batch 3"):
+        run(model, loader_of(x, y, 8))
+    assert no_feeder_threads()  # the accumulation thread was stopped, not left to finish
+    assert flags(model) == before
+
+
+def test_feeder_failure_is_raised_and_stops_the_thread():
+    x, y = images_and_labels(shape=(3, 4, 4))
+    y = y.clone()
+    y[50] = C  # out of range for num_classes: raised by the accumulation thread
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 8))
+    with pytest.raises(ValueError, match="class"):
+        run(model, loader_of(x, y, 8))
+    assert no_feeder_threads()
+
+
+def test_half_precision_model():
+    """A float16 model on the CPU: inputs are cast to its dtype, features accumulated in
+    float64 are those of the float16 model."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 8)).half()
+    x, y = images_and_labels(shape=(3, 4, 4))
+    with torch.no_grad():
+        feats = model(x.half()).double().numpy()
+    ranking, acc = run(model, loader_of(x, y))
+    assert_matches_features(ranking, acc, feats, y.numpy())
+    assert next(model.parameters()).dtype == torch.float16
+
+
+def test_inputs_that_are_not_tensors_are_refused():
+    x, y = images_and_labels(shape=(3, 4, 4))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 8))
+    model.train()
+    batches = [(x[i:i + 8].numpy(), y[i:i + 8]) for i in range(0, N, 8)]
+    with pytest.raises(TypeError, match="inputs must be a torch tensor"):
+        run(model, batches)
+    assert model.training and model[1].training
+    assert no_feeder_threads()
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_timm_channels_last_maps_are_pooled_over_space(pooling):
+    """timm's Swin returns (B, H, W, C) from forward_features (output_fmt "NHWC"): the
+    features are the C channels pooled over H x W, not W x C pooled over H."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=32,
+                              window_size=2, embed_dim=16, depths=(1, 1), num_heads=(1, 1),
+                              num_classes=0).eval()
+    x, y = images_and_labels()
+    with torch.no_grad():
+        maps = model.forward_features(x).double().numpy()
+    assert maps.shape[1:] == (4, 4, 32) and model.output_fmt == "NHWC"
+    want = maps.mean((1, 2)) if pooling == "avg" else maps.max((1, 2))
+    ranking, acc = run(model, loader_of(x, y), pooling=pooling)
+    assert_matches_features(ranking, acc, want, y.numpy())
