@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .._api import accumulate
+from .._stream import progress_bar
 from .._inputs import check_int, check_n_components, parse_shrinkage
 from ._device import autocast_context, is_xla, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
@@ -225,12 +226,8 @@ def extract_and_rank(
         model = model.to(dev)
     dtype = input_dtype(model)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None,
-                   desc="extract_and_rank", unit="batch", leave=False)
+    bar = progress_bar(progress, len(loader) if hasattr(loader, "__len__") else None,
+                       "extract_and_rank", unit="batch")
     if is_xla(dev):
         import torch_xla.distributed.parallel_loader as pl
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .._inputs import check_int
 from .._io import atomic_write, write_json
+from .._stream import progress_bar
 from .._ranking import LabelRanking
 from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
@@ -258,11 +259,7 @@ def finetune(
         def step_optimizer(opt):
             opt.step()
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=(epochs - start) * steps, desc="finetune", unit="step", leave=False)
+    bar = progress_bar(progress, (epochs - start) * steps, "finetune", unit="step")
     try:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
