@@ -452,3 +452,30 @@ def test_timm_channels_last_maps_are_pooled_over_space(pooling):
     want = maps.mean((1, 2)) if pooling == "avg" else maps.max((1, 2))
     ranking, acc = run(model, loader_of(x, y), pooling=pooling)
     assert_matches_features(ranking, acc, want, y.numpy())
+
+
+def test_finetuned_vitmae_classifier_sees_every_patch_and_keeps_its_flags():
+    """Classifier, evaluate and predict run a ViTMAE backbone without its masking, so
+    predictions are deterministic and equal a head applied to the hand-computed patch
+    average; evaluate/predict put every submodule's training flag back."""
+    from labelranker_fast.torch import Classifier, evaluate, predict
+
+    x, y = images_and_labels()
+    backbone = tiny_vitmae()
+    clf = Classifier(backbone, 32, C, head_seed=3, pooling="avg")
+    clf.train()
+    backbone.layernorm.eval()  # mixed flags must come back as they were
+    before = flags(clf)
+    first = predict(clf, loader_of(x, y), device="cpu")
+    again = predict(clf, loader_of(x, y), device="cpu")
+    np.testing.assert_array_equal(first, again)
+    assert flags(clf) == before and hooks(clf) == 0
+    feats = vitmae_tokens(backbone, x)[:, 1:].mean(1)
+    W = clf.head.weight.detach().double().numpy()
+    b = clf.head.bias.detach().double().numpy()
+    np.testing.assert_array_equal(first, np.argmax(feats @ W.T + b, axis=1))
+    evaluate(clf, loader_of(x, y), device="cpu")
+    assert flags(clf) == before
+    with torch.no_grad():  # training mode too: all patches
+        out1, out2 = clf(x[:8]), clf(x[:8])
+    torch.testing.assert_close(out1, out2, rtol=0, atol=0)

@@ -32,7 +32,7 @@ from .._stream import progress_bar
 from .._ranking import LabelRanking
 from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
-from ._pooling import backbone_features, check_pooling
+from ._pooling import backbone_features, check_pooling, every_patch, frozen
 
 __all__ = ["Classifier", "FinetuneResult", "finetune", "evaluate", "predict", "load_checkpoint"]
 
@@ -59,7 +59,10 @@ class Classifier(torch.nn.Module):
             self.head.bias.zero_()
 
     def forward(self, x):
-        return self.head(backbone_features(self.backbone, x, self.pooling))
+        # A Hugging Face ViTMAE masks 75 % of its patches in every mode; fine-tuning and
+        # prediction see them all, as extraction does.
+        with every_patch(self.backbone):
+            return self.head(backbone_features(self.backbone, x, self.pooling))
 
 
 @dataclass
@@ -148,12 +151,10 @@ def evaluate(model, loader, *, ranking=None, num_classes=None, device="auto", am
     dev = pick_device(device)
     num_classes = num_classes or model.head.out_features
     table = _position_table(ranking, num_classes, dev)
-    was_training = model.training
-    model.eval()
     loss_sum = torch.zeros((), device=dev)
     hits = torch.zeros((), device=dev, dtype=torch.long)
     count = 0
-    with torch.no_grad(), autocast_context(dev, amp):
+    with frozen(model), torch.no_grad(), autocast_context(dev, amp):
         for batch in _device_loader(loader, dev):
             x, y = split_batch(batch)
             x, pos = x.to(dev, non_blocking=True), table[y.to(dev, non_blocking=True)]
@@ -162,16 +163,14 @@ def evaluate(model, loader, *, ranking=None, num_classes=None, device="auto", am
             hits += (logits.argmax(1) == pos).sum()
             count += int(y.shape[0])
             xla_sync(dev)
-    model.train(was_training)
     return {"loss": float(loss_sum) / max(count, 1), "accuracy": float(hits) / max(count, 1)}
 
 
 def predict(model, loader, *, ranking=None, device="auto", amp=None) -> np.ndarray:
     """Predicted original classes: argmax positions mapped back through ``ranking``."""
     dev = pick_device(device)
-    model.eval()
     out = []
-    with torch.no_grad(), autocast_context(dev, amp):
+    with frozen(model), torch.no_grad(), autocast_context(dev, amp):
         for batch in _device_loader(loader, dev):
             x, _ = split_batch(batch)
             out.append(model(x.to(dev, non_blocking=True)).argmax(1).cpu())
