@@ -263,9 +263,11 @@ void lrf::bindings::bind_accumulator(py::module_& m) {
   m.attr("BLOCK_ROWS") = lrf::ScatterAccumulator::kBlockRows;
   main_thread_ident =
       py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
-  m.def("_fail_next_thread_starts", &lrf::testing::fail_next_thread_starts, py::arg("k"),
-        "Test hook: the engine's next k worker-thread starts fail as under a thread limit "
-        "(the work then runs on fewer threads). Returns the count pending before.");
+  m.def("_fail_thread_starts", &lrf::testing::fail_thread_starts, py::arg("k"),
+        py::arg("after") = 0,
+        "Test hook: after `after` successful worker-thread starts, the engine's next k fail "
+        "as under a thread limit (the work then runs on fewer threads). Returns the "
+        "refusals still pending before the call.");
   py::class_<BoundAccumulator>(m, "Accumulator", R"doc(
 Streaming LDA statistics in float64 (engine object; use labelranker_fast.ScatterAccumulator).
 )doc")

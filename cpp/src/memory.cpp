@@ -18,11 +18,10 @@ std::string format_bytes(long double bytes) {
   if (unit == 0) {
     std::snprintf(buf, sizeof buf, "%.0Lf bytes", value);
   } else {
-    // Three significant digits, trailing zeros kept ("32.0", "7.28", "512").
+    // Three significant digits, trailing zeros and point kept ("32.0", "7.28", "512."),
+    // exactly as numpy writes them.
     std::snprintf(buf, sizeof buf, "%#.3Lg", value);
-    std::string digits(buf);
-    if (!digits.empty() && digits.back() == '.') digits.pop_back();
-    return digits + " " + kUnits[unit];
+    return std::string(buf) + " " + kUnits[unit];
   }
   return buf;
 }

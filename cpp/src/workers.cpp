@@ -1,21 +1,26 @@
 #include "labelranker/workers.hpp"
 
-#include <atomic>
 #include <cerrno>
+#include <mutex>
 #include <system_error>
 #include <thread>
 #include <vector>
 
 namespace lrf {
 namespace {
-std::atomic<int> failing_starts{0};  // test hook: thread starts still to refuse
+// Test hook: thread starts to let through, then thread starts to refuse.
+std::mutex hook_mutex;
+int starts_to_pass = 0, starts_to_fail = 0;  // guarded by hook_mutex
 
 std::thread start_thread(const std::function<void(int)>& body, int index) {
-  int pending = failing_starts.load();
-  while (pending > 0 && !failing_starts.compare_exchange_weak(pending, pending - 1)) {
-  }
-  if (pending > 0) {
-    throw std::system_error(EAGAIN, std::generic_category(), "thread start refused (test hook)");
+  {
+    std::lock_guard<std::mutex> lock(hook_mutex);
+    if (starts_to_pass > 0) {
+      --starts_to_pass;
+    } else if (starts_to_fail > 0) {
+      --starts_to_fail;
+      throw std::system_error(EAGAIN, std::generic_category(), "thread start refused (test hook)");
+    }
   }
   return std::thread(body, index);
 }
@@ -36,7 +41,13 @@ int run_on_threads(int n, const std::function<void(int)>& body) {
 }
 
 namespace testing {
-int fail_next_thread_starts(int k) { return failing_starts.exchange(k < 0 ? 0 : k); }
+int fail_thread_starts(int k, int after) {
+  std::lock_guard<std::mutex> lock(hook_mutex);
+  const int pending = starts_to_fail;
+  starts_to_fail = k < 0 ? 0 : k;
+  starts_to_pass = starts_to_fail > 0 && after > 0 ? after : 0;
+  return pending;
+}
 }  // namespace testing
 
 }  // namespace lrf

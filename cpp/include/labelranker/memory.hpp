@@ -28,8 +28,8 @@ class OutOfMemory : public std::bad_alloc {
   std::string message_;
 };
 
-// "7.28 TiB", "512 bytes": three significant digits in binary units, as numpy prints them;
-// the count is a long double, so sizes past 2^64 bytes are still described.
+// "7.28 TiB", "512. MiB", "100 bytes": three significant digits in binary units, as numpy
+// prints them; the count is a long double, so sizes past 2^64 bytes are still described.
 std::string format_bytes(long double bytes);
 
 template <class T> constexpr const char* dtype_name() {

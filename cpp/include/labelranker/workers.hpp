@@ -14,9 +14,10 @@ namespace lrf {
 int run_on_threads(int n, const std::function<void(int)>& body);
 
 namespace testing {
-// Test hook: the next k thread starts of run_on_threads fail as if the system refused
-// them (std::system_error, EAGAIN). Returns the count still pending before the call.
-int fail_next_thread_starts(int k);
+// Test hook: after the next `after` thread starts of run_on_threads succeed, the k after
+// them fail as if the system refused them (std::system_error, EAGAIN). Returns how many
+// refusals were still pending before the call (k = 0 just reads and clears that count).
+int fail_thread_starts(int k, int after);
 }  // namespace testing
 
 }  // namespace lrf
