@@ -298,9 +298,10 @@ INTERRUPT_SCRIPT = """
     else:  # inside a pass: A (float32), B (big, interrupted), C (float64 after)
         acc = _core.Accumulator(d, c); acc.num_threads = threads
         acc.begin_pass(); acc.update(Xs, ys)
+        Xb = X.astype(np.float64) if mode == "pass64" else X  # converted before the timer
         timer = interrupt_after(out["seconds"] * 0.3)
         try:
-            acc.update(X.astype(np.float64) if mode == "pass64" else X, y)
+            acc.update(Xb, y)
             out["raised"] = False
         except KeyboardInterrupt:
             out["raised"] = True
