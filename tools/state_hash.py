@@ -1,15 +1,20 @@
-"""SHA-256 of ScatterAccumulator.get_state() over a fixed set of in-memory inputs.
+"""SHA-256 of ScatterAccumulator.get_state() over a fixed set of in-memory inputs, and of
+rank()'s result (order, centroids, eigenvalues).
 
 Run before and after a change to the engine or the Python layer: the digests must match
 (float32/float64 input, unweighted/weighted/tiny-weighted, 1, 2 and 3 threads, one call
-and several calls).
+and several calls). The `rank` lines hash rankings for shrinkage None, "oas" and 0.3 with
+1, 2 and 3 threads, for d > C and C > d; within a line the three thread counts must give
+one digest (the line ends in "same" or "DIFFER").
 
-    python tools/state_hash.py
+    python tools/state_hash.py            # statistics, then rankings
+    python tools/state_hash.py --state    # statistics only (the lines of earlier versions)
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import numpy as np
 
@@ -23,6 +28,34 @@ def digest(acc) -> str:
         h.update(key.encode())
         h.update(np.ascontiguousarray(state[key]).tobytes())
     return h.hexdigest()[:16]
+
+
+def ranking_digest(ranking) -> str:
+    h = hashlib.sha256()
+    for name in ("order", "centroids", "eigenvalues"):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(getattr(ranking, name)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def rankings() -> None:
+    for d, c in ((300, 40), (40, 300), (67, 13)):
+        rng = np.random.default_rng(d * 1000 + c)
+        n = max(4 * d, 20 * c)
+        y = rng.integers(0, c, n)
+        y[:c] = np.arange(c)
+        X = rng.standard_normal((n, d)) * 2.0 + rng.standard_normal((c, d))[y] + 10.0
+        for dtype in (np.float32, np.float64):
+            accs = [lrf.ScatterAccumulator(d, c, n_threads=t).update(X.astype(dtype), y)
+                    for t in (1, 2, 3)]
+            for shrinkage in (None, "oas", 0.3):
+                for k in (1, 3):
+                    digests = [ranking_digest(a.rank(shrinkage=shrinkage, n_components=k))
+                               for a in accs]
+                    verdict = "same" if len(set(digests)) == 1 else "DIFFER"
+                    print(f"rank d={d:3d} C={c:3d} {np.dtype(dtype).name:8s} "
+                          f"shrinkage={str(shrinkage):4s} k={k} threads 1-3: "
+                          f"{' '.join(digests)} {verdict}")
 
 
 def main() -> None:
@@ -46,3 +79,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if "--state" not in sys.argv[1:]:
+        rankings()

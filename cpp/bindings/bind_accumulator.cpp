@@ -4,7 +4,8 @@
 // y a contiguous, aligned int64 vector, weights a contiguous, aligned float64 vector (the
 // Python layer converts anything else once). Arrays are checked and their pointers taken
 // with the GIL held; the work then runs with the GIL released and the accumulator's own
-// lock held.
+// lock held. The lock is only ever taken with the GIL released: an update on the main
+// thread takes the GIL back briefly to look for Ctrl-C while it holds the lock.
 #include <pybind11/eigen.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -19,8 +20,10 @@
 #include "labelranker/accumulator.hpp"
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
+#include "labelranker/memory.hpp"
 #include "labelranker/ranking.hpp"
 #include "labelranker/solver.hpp"
+#include "labelranker/workers.hpp"
 
 namespace py = pybind11;
 using lrf::Index;
@@ -54,6 +57,9 @@ const T* vector_data(const py::array& a, Index n, const char* name, const char* 
   return static_cast<const T*>(a.data());
 }
 
+// Python runs signal handlers on the main thread only, so only there is polling useful.
+unsigned long main_thread_ident = 0;
+
 void update(BoundAccumulator& self, const py::array& x, const py::array& y,
             const std::optional<py::array>& w) {
   if (x.ndim() != 2) throw py::value_error("X must be 2-D (n_samples, n_features)");
@@ -71,12 +77,35 @@ void update(BoundAccumulator& self, const py::array& x, const py::array& y,
   }
   const void* data = x.data();
 
-  py::gil_scoped_release nogil;
-  std::lock_guard<std::mutex> lock(self.mutex);
-  if (single) {
-    self.acc.update(static_cast<const float*>(data), n, labels, weights);
-  } else {
-    self.acc.update(static_cast<const double*>(data), n, labels, weights);
+  // Ctrl-C (or any signal handler that raises) stops the update between blocks; the
+  // engine undoes it, and the handler's exception (KeyboardInterrupt) is raised here.
+  std::optional<py::error_already_set> raised;
+  lrf::InterruptPoll poll;
+  if (PyThread_get_thread_ident() == main_thread_ident) {
+    poll = [&raised] {
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() == 0) return false;
+      raised.emplace();  // takes the exception the handler raised
+      return true;
+    };
+  }
+  bool interrupted = false;
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(self.mutex);
+    try {
+      if (single) {
+        self.acc.update(static_cast<const float*>(data), n, labels, weights, poll);
+      } else {
+        self.acc.update(static_cast<const double*>(data), n, labels, weights, poll);
+      }
+    } catch (const lrf::Interrupted&) {
+      interrupted = true;
+    }
+  }
+  if (interrupted) {
+    if (raised) throw std::move(*raised);
+    throw std::runtime_error("update interrupted");  // not reached: only our poll stops it
   }
 }
 
@@ -121,8 +150,10 @@ py::dict solve(const BoundAccumulator& self, const std::string& kind, double val
     lrf::blas::ThreadScope blas_threads(acc.num_threads());
     acc.require_all_classes();
     const double total = acc.total_weight();
-    const lrf::MatrixXd within = acc.within_scatter() / total;
-    const lrf::MatrixXd between = acc.between_factor() / std::sqrt(total);
+    lrf::MatrixXd within = acc.within_scatter();
+    within /= total;
+    lrf::MatrixXd between = acc.between_factor();
+    between /= std::sqrt(total);
     if (!std::isfinite(total) || !within.allFinite() || !between.allFinite()) {
       throw lrf::InputError("the statistics are not finite (they overflowed float64); "
                             "rescale the features or the weights");
@@ -165,6 +196,7 @@ auto mutating(F f) {
 py::dict get_state(const BoundAccumulator& self) {
   lrf::AccumulatorState s;
   {
+    py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(self.mutex);
     s = self.acc.export_state();
   }
@@ -192,22 +224,36 @@ py::array real_array(const py::dict& d, const char* key) {
   return a;
 }
 
+// A state's array as an Eigen matrix (a copy); running out of memory names its shape.
+template <class M>
+M state_array(const py::dict& d, const char* key) {
+  const py::array a = real_array(d, key);
+  const Index rows = a.ndim() >= 1 ? a.shape(0) : 1;
+  const Index cols = a.ndim() >= 2 ? a.shape(1) : -1;
+  try {
+    return a.cast<M>();
+  } catch (const std::bad_alloc&) {
+    throw lrf::OutOfMemory(rows, cols, sizeof(double), "float64",
+                           (std::string("a copy of the state's ") + key).c_str());
+  }
+}
+
 std::unique_ptr<BoundAccumulator> from_state(const py::dict& d) {
   lrf::AccumulatorState s;
   try {
     s.n_features = d["n_features"].cast<Index>();
     s.num_classes = d["num_classes"].cast<Index>();
     s.n_rows = d["n_rows"].cast<std::int64_t>();
-    s.counts = real_array(d, "counts").cast<lrf::VectorXd>();
-    s.shifts = real_array(d, "shifts").cast<lrf::RowMatrixXd>();
-    s.sums = real_array(d, "sums").cast<lrf::RowMatrixXd>();
-    s.m2 = real_array(d, "m2").cast<lrf::MatrixXd>();
+    s.counts = state_array<lrf::VectorXd>(d, "counts");
+    s.shifts = state_array<lrf::RowMatrixXd>(d, "shifts");
+    s.sums = state_array<lrf::RowMatrixXd>(d, "sums");
+    s.m2 = state_array<lrf::MatrixXd>(d, "m2");
   } catch (const py::error_already_set& e) {
     throw lrf::InputError(std::string("invalid accumulator state: ") + e.what());
   } catch (const py::cast_error& e) {
     throw lrf::InputError(std::string("invalid accumulator state: ") + e.what());
   }
-  return std::make_unique<BoundAccumulator>(lrf::ScatterAccumulator::from_state(s));
+  return std::make_unique<BoundAccumulator>(lrf::ScatterAccumulator::from_state(std::move(s)));
 }
 
 }  // namespace
@@ -215,6 +261,13 @@ std::unique_ptr<BoundAccumulator> from_state(const py::dict& d) {
 void lrf::bindings::bind_accumulator(py::module_& m) {
   // Rows one worker thread takes at a time: streamed chunks are best a multiple of it.
   m.attr("BLOCK_ROWS") = lrf::ScatterAccumulator::kBlockRows;
+  main_thread_ident =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+  m.def("_fail_thread_starts", &lrf::testing::fail_thread_starts, py::arg("k"),
+        py::arg("after") = 0,
+        "Test hook: after `after` successful worker-thread starts, the engine's next k fail "
+        "as under a thread limit (the work then runs on fewer threads). Returns the "
+        "refusals still pending before the call.");
   py::class_<BoundAccumulator>(m, "Accumulator", R"doc(
 Streaming LDA statistics in float64 (engine object; use labelranker_fast.ScatterAccumulator).
 )doc")
@@ -225,10 +278,12 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
       .def_property(
           "num_threads", [](const BoundAccumulator& s) { return s.acc.num_threads(); },
           [](BoundAccumulator& s, int n) {
+            py::gil_scoped_release nogil;
             std::lock_guard<std::mutex> lock(s.mutex);
             s.acc.set_num_threads(n);
           },
-          "Worker threads of update(); results are bit-identical for every count.")
+          "Worker threads of update() and BLAS threads of solve(); statistics and solutions "
+          "are bit-identical for every count.")
       .def("begin_pass", mutating([](lrf::ScatterAccumulator& a) { a.begin_pass(); }),
            "Opens a pass: the following update() calls are committed together.")
       .def("commit_pass", mutating([](lrf::ScatterAccumulator& a) { a.commit_pass(); }),

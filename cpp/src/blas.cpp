@@ -1,10 +1,13 @@
 // Binds the engine's BLAS wrappers to scipy-openblas32's prefixed C interfaces.
 #include "labelranker/blas.hpp"
 
+#include "labelranker/memory.hpp"
+
 #include <cblas.h>
 #include <lapacke.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -47,6 +50,17 @@ int potrf_lower(index_t n, double* a, index_t lda) {
   return scipy_LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', checked_int(n), a, checked_int(lda));
 }
 
+void trsm_right_lower_t(index_t m, index_t n, const double* l, index_t ldl, double* b,
+                        index_t ldb) {
+  scipy_cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
+                    checked_int(m), checked_int(n), 1.0, l, checked_int(ldl), b, checked_int(ldb));
+}
+
+void syrk_lower_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
+  scipy_cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, checked_int(n), checked_int(k), -1.0,
+                    a, checked_int(lda), 1.0, c, checked_int(ldc));
+}
+
 void trsm_lower_left(bool transpose, index_t m, index_t nrhs, const double* l, index_t ldl,
                      double* b, index_t ldb) {
   scipy_cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, transpose ? CblasTrans : CblasNoTrans,
@@ -61,8 +75,10 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
   int found = 0;
   // LAPACK documents W with N entries even when fewer eigenvalues are asked for; Z and
   // ISUPPZ need max(1, M) columns, M = count.
-  std::vector<double> all(static_cast<std::size_t>(ni));
-  std::vector<int> isuppz(2 * static_cast<std::size_t>(std::max<index_t>(count, 1)));
+  std::vector<double> all;
+  std::vector<int> isuppz;
+  allocate_vector(all, ni, "the eigenvalues of dsyevr");
+  allocate_vector(isuppz, 2 * std::max<index_t>(count, 1), "the support of dsyevr's eigenvectors");
   const int info = scipy_LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', ni, a, checked_int(lda),
                                         0.0, 0.0, lo, ni, 0.0, &found, all.data(), z,
                                         checked_int(ldz), isuppz.data());
@@ -77,19 +93,42 @@ void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
 
 namespace {
 std::mutex scope_mutex;
+std::condition_variable serial_done;
 int scopes_active = 0;  // guarded by scope_mutex
 int size_before = 1;    // the pool's size before the first active scope
+bool serial = false;    // a SerialScope holds the pool at one thread
+int serial_restore = 1;  // what the pool returns to when it ends
 }  // namespace
 
 ThreadScope::ThreadScope(int n) {
-  std::lock_guard<std::mutex> lock(scope_mutex);
+  std::unique_lock<std::mutex> lock(scope_mutex);
+  serial_done.wait(lock, [] { return !serial; });
   if (scopes_active++ == 0) size_before = num_threads();
   if (num_threads() != n) set_num_threads(n);
 }
 
 ThreadScope::~ThreadScope() {
   std::lock_guard<std::mutex> lock(scope_mutex);
-  if (--scopes_active == 0 && num_threads() != size_before) set_num_threads(size_before);
+  if (--scopes_active != 0) return;
+  if (serial) serial_restore = size_before;  // restored when the serial scope ends
+  else if (num_threads() != size_before) set_num_threads(size_before);
+}
+
+SerialScope::SerialScope() {
+  std::unique_lock<std::mutex> lock(scope_mutex);
+  serial_done.wait(lock, [] { return !serial; });
+  serial = true;
+  serial_restore = num_threads();
+  if (serial_restore != 1) set_num_threads(1);
+}
+
+SerialScope::~SerialScope() {
+  {
+    std::lock_guard<std::mutex> lock(scope_mutex);
+    serial = false;
+    if (num_threads() != serial_restore) set_num_threads(serial_restore);
+  }
+  serial_done.notify_all();
 }
 
 }  // namespace lrf::blas

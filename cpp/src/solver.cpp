@@ -1,5 +1,8 @@
 #include "labelranker/solver.hpp"
 
+#include <Eigen/Cholesky>
+#include <lapacke.h>
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -7,6 +10,7 @@
 
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
+#include "labelranker/memory.hpp"
 
 namespace lrf {
 
@@ -59,6 +63,44 @@ void require_finite(const MatrixXd& m, const Shrinkage& shrinkage) {
   throw SingularError(msg);
 }
 
+// S = L L^T in place (lower triangle), blocked right-looking: each diagonal block by Eigen
+// (serial), the panel below it by BLAS trsm and the trailing matrix by BLAS syrk. Block
+// size fixed, and trsm/syrk give the same bits for every thread count, so L does too
+// (OpenBLAS's dpotrf changes its blocking with the thread count); as fast as dpotrf.
+// Returns the index of the first non-positive pivot, or -1.
+Index cholesky_lower(MatrixXd* a) {
+  constexpr Index kBlock = 256;
+  const Index n = a->rows();
+  for (Index j = 0; j < n; j += kBlock) {
+    const Index jb = std::min(kBlock, n - j);
+    auto block = a->block(j, j, jb, jb);
+    Eigen::Ref<MatrixXd, 0, Eigen::OuterStride<>> diag(block);
+    const Index bad = Eigen::internal::llt_inplace<double, Eigen::Lower>::blocked(diag);
+    if (bad >= 0) return j + bad;
+    const Index m = n - j - jb;
+    if (m > 0) {
+      blas::trsm_right_lower_t(m, jb, &(*a)(j, j), n, &(*a)(j + jb, j), n);
+      blas::syrk_lower_sub(m, jb, &(*a)(j + jb, j), n, &(*a)(j + jb, j + jb), n);
+    }
+  }
+  return -1;
+}
+
+// dsyevr on one BLAS thread (its dsymv's result depends on the thread count), the
+// `count` largest eigenpairs of the n x n matrix a.
+void top_eigenpairs(MatrixXd* a, Index count, VectorXd* w, MatrixXd* z) {
+  const Index n = a->rows();
+  int info = 0;
+  {
+    blas::SerialScope serial;
+    info = blas::syevr_largest(n, count, a->data(), n, w->data(), z->data(), n);
+  }
+  if (info == LAPACK_WORK_MEMORY_ERROR) {
+    throw OutOfMemory(26 * n, -1, sizeof(double), "float64", "the workspace of dsyevr");
+  }
+  if (info != 0) throw std::runtime_error("dsyevr failed with info " + std::to_string(info));
+}
+
 }  // namespace
 
 Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& between_factor,
@@ -74,7 +116,7 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   }
 
   Discriminant out;
-  MatrixXd s = within_cov;
+  MatrixXd s = copy_of(within_cov, "the within-class covariance");
   switch (shrinkage.kind) {
     case Shrinkage::Kind::kNone: out.shrinkage = 0.0; break;
     case Shrinkage::Kind::kFixed: out.shrinkage = shrinkage.value; break;
@@ -92,9 +134,8 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   // S = L L^T. LAPACK stops at the first non-positive pivot; we also reject pivots that are
   // rounding noise relative to their feature's variance (a numerically singular S).
   const VectorXd variance = s.diagonal();
-  const int info = blas::potrf_lower(d, s.data(), d);
-  if (info > 0) throw_singular(info - 1, shrinkage, n_samples, d);
-  if (info < 0) throw std::runtime_error("dpotrf: invalid argument " + std::to_string(-info));
+  const Index bad_pivot = cholesky_lower(&s);
+  if (bad_pivot >= 0) throw_singular(bad_pivot, shrinkage, n_samples, d);
   for (Index i = 0; i < d; ++i) {
     const double pivot = s(i, i) * s(i, i);
     if (!(variance[i] > 0.0) || !(pivot > kSingularPivot * variance[i]))
@@ -102,37 +143,40 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   }
 
   // A = L^{-1} M (d x C); its top left singular vectors from the smaller Gram matrix.
-  MatrixXd a = between_factor;
+  MatrixXd a = copy_of(between_factor, "the whitened between-class factor");
   blas::trsm_lower_left(false, d, c, s.data(), d, a.data(), d);
   require_finite(a, shrinkage);
-  MatrixXd u(d, k);
+  MatrixXd u;
+  allocate(u, d, k, "the discriminant directions");
   VectorXd lambda(k);
   if (c <= d) {
-    MatrixXd gram(c, c);
+    MatrixXd gram;
+    allocate(gram, c, c, "the between-class Gram matrix");
     blas::syrk_upper_t(c, d, a.data(), d, gram.data(), c);  // A^T A
     gram.triangularView<Eigen::StrictlyLower>().setZero();  // not written by syrk
     require_finite(gram, shrinkage);
     out.eigenvalue_sum = gram.trace();
     VectorXd w(k);
-    MatrixXd v(c, k);
-    const int ev = blas::syevr_largest(c, k, gram.data(), c, w.data(), v.data(), c);
-    if (ev != 0) throw std::runtime_error("dsyevr failed with info " + std::to_string(ev));
+    MatrixXd v;
+    allocate(v, c, k, "the Gram matrix's eigenvectors");
+    top_eigenpairs(&gram, k, &w, &v);
     for (Index j = 0; j < k; ++j) {
       const Index src = k - 1 - j;  // LAPACK returns ascending order
       lambda[j] = w[src];
       u.col(j) = a * v.col(src);
     }
   } else {
-    MatrixXd gram(d, d);
+    MatrixXd gram;
+    allocate(gram, d, d, "the between-class Gram matrix");
     // A A^T (d x d): syrk over A (d x c column-major).
     blas::syrk_upper(d, c, a.data(), d, 0.0, gram.data(), d);
     gram.triangularView<Eigen::StrictlyLower>().setZero();  // not written by syrk
     require_finite(gram, shrinkage);
     out.eigenvalue_sum = gram.trace();
     VectorXd w(k);
-    MatrixXd v(d, k);
-    const int ev = blas::syevr_largest(d, k, gram.data(), d, w.data(), v.data(), d);
-    if (ev != 0) throw std::runtime_error("dsyevr failed with info " + std::to_string(ev));
+    MatrixXd v;
+    allocate(v, d, k, "the Gram matrix's eigenvectors");
+    top_eigenpairs(&gram, k, &w, &v);
     for (Index j = 0; j < k; ++j) {
       lambda[j] = w[k - 1 - j];
       u.col(j) = v.col(k - 1 - j) * std::sqrt(std::max(lambda[j], 0.0));

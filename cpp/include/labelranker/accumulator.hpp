@@ -16,7 +16,9 @@
 
 #include <Eigen/Core>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -28,6 +30,11 @@ using Index = std::int64_t;
 using MatrixXd = Eigen::MatrixXd;  // column-major
 using RowMatrixXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using VectorXd = Eigen::VectorXd;
+
+// Asked by update() on its calling thread between blocks of rows, at most once per
+// kPollInterval; returning true stops the update, which then leaves no trace and throws
+// Interrupted. The bindings poll Python's signal handlers (Ctrl-C) this way.
+using InterruptPoll = std::function<bool()>;
 
 // Everything an accumulator holds, as plain arrays (for export, import and pickling).
 struct AccumulatorState {
@@ -60,9 +67,14 @@ class ScatterAccumulator {
   // Adds n rows of x (row-major n x d), with class indices y in [0, C) and optional
   // non-negative weights (nullptr: all ones). Either every row is added or, if any input
   // is invalid (label out of range, non-finite feature or weight, negative weight), none
-  // is and InputError is thrown.
-  void update(const float* x, Index n, const std::int64_t* y, const double* w);
-  void update(const double* x, Index n, const std::int64_t* y, const double* w);
+  // is and InputError is thrown. If `poll` (optional) returns true, the update stops and
+  // throws Interrupted with the accumulator as before the call; inside an open pass only
+  // this call is undone (the pass's earlier calls stay in it), as if it had not been made.
+  void update(const float* x, Index n, const std::int64_t* y, const double* w,
+              const InterruptPoll& poll = {});
+  void update(const double* x, Index n, const std::int64_t* y, const double* w,
+              const InterruptPoll& poll = {});
+  static constexpr std::chrono::milliseconds kPollInterval{20};
 
   // A pass groups several update() calls into one: their statistics reach the accumulator
   // together at commit_pass(), and an error in any call drops the whole pass (the
@@ -94,21 +106,29 @@ class ScatterAccumulator {
 
   // Worker threads for update() (default: all hardware threads). Each runs the BLAS
   // single-threaded on its own blocks; blocks are reduced in order, so every thread count
-  // gives bit-identical statistics.
+  // gives bit-identical statistics. Workers that cannot be started (thread limits) are
+  // done without: the same blocks run on fewer threads, with the same result.
   int num_threads() const { return threads_; }
   void set_num_threads(int n);
 
   AccumulatorState export_state() const;
-  static ScatterAccumulator from_state(const AccumulatorState& state);
+  // Validates the state and takes its arrays over (no copy).
+  static ScatterAccumulator from_state(AccumulatorState state);
 
   // Throws SingularError naming the classes that have no weight.
   void require_all_classes() const;
 
  private:
+  struct Unallocated {};
+  ScatterAccumulator(Unallocated, Index n_features, Index num_classes);
   template <class T>
-  void update_impl(const T* x, Index n, const std::int64_t* y, const double* w);
+  void update_impl(const T* x, Index n, const std::int64_t* y, const double* w,
+                   const InterruptPoll& poll);
   template <class T>
-  void add_rows(const T* x, Index n, const std::int64_t* y, const double* w);
+  void add_rows(const T* x, Index n, const std::int64_t* y, const double* w,
+                const InterruptPoll& poll, bool undoable);
+  // Undoes the workspace changes of an interrupted call inside an open pass.
+  void undo_call(std::size_t classes_before, bool saw_double_before);
   void validate_rows(Index n, const std::int64_t* y, const double* w) const;
   template <class T>
   [[noreturn]] void throw_non_finite(const T* x, Index n, const double* w) const;
@@ -149,6 +169,14 @@ class ScatterAccumulator {
     bool has_moment = false;         // moment holds data (else it is assigned, not added)
     bool saw_double = false;         // a float64 call was part of this pass
     std::unique_ptr<blas::ThreadScope> serial_blas;  // held while a pass is open
+    // While an update inside an open pass may still be undone: its blocks go to `spare`
+    // (the first as moment + block), which replaces `moment` when the call succeeds, and
+    // the first change of each class's sums and count in the call is saved first.
+    MatrixXd spare;
+    std::vector<char> saved;         // (C) class saved in this call
+    std::vector<Index> saved_classes;
+    std::vector<double> saved_rows;  // d entries per saved class, then its count
+    void clear_saved();
     void release();                  // frees every buffer (no pass open)
     std::vector<std::shared_ptr<Lane>> lanes;
   };

@@ -21,7 +21,15 @@ void syrk_upper(index_t n, index_t k, const double* a, index_t lda, double beta,
 void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc);
 
 // Cholesky A = L L^T in place (lower triangle). Returns LAPACK's info (0 on success).
+// OpenBLAS's blocking here depends on the thread count (the solver uses its own blocked
+// Cholesky instead, whose result does not).
 int potrf_lower(index_t n, double* a, index_t lda);
+
+// B (m x n) <- B L^{-T}, L n x n lower triangular.
+void trsm_right_lower_t(index_t m, index_t n, const double* l, index_t ldl, double* b,
+                        index_t ldb);
+// C (n x n, lower triangle) -= A A^T, A n x k column-major.
+void syrk_lower_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc);
 
 // B (m x nrhs) <- L^{-1} B (transpose = false) or L^{-T} B (transpose = true).
 void trsm_lower_left(bool transpose, index_t m, index_t nrhs, const double* l, index_t ldl,
@@ -29,7 +37,8 @@ void trsm_lower_left(bool transpose, index_t m, index_t nrhs, const double* l, i
 
 // The `count` largest eigenpairs of the symmetric n x n matrix A (upper triangle used,
 // destroyed; it must be finite). Eigenvalues ascending in w[0..count), eigenvectors in the
-// count columns of z. Returns LAPACK's info.
+// count columns of z. Returns LAPACK's info (LAPACK_WORK_MEMORY_ERROR when LAPACKE could not
+// allocate its workspace of about 26 n doubles and 10 n ints).
 int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, double* z,
                   index_t ldz);
 
@@ -46,6 +55,19 @@ class ThreadScope {
   ~ThreadScope();
   ThreadScope(const ThreadScope&) = delete;
   ThreadScope& operator=(const ThreadScope&) = delete;
+};
+
+// Runs the pool on one thread for the lifetime of the object, whatever other threads' scopes
+// ask meanwhile (they wait for it to end before they change the size). For routines whose
+// result depends on the thread count: OpenBLAS's dsymv (inside LAPACK's dsytrd, so dsyevr)
+// adds per-thread partial sums. The others the solver uses (gemm, syrk, trsm) give the same
+// bits for every thread count: each thread writes its own part of the output.
+class SerialScope {
+ public:
+  SerialScope();
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
 };
 
 // Throws std::length_error if n does not fit BLAS's 32-bit integers.

@@ -17,4 +17,10 @@ struct SingularError : InputError {
   using InputError::InputError;
 };
 
+// An update stopped because its interrupt poll asked it to (Ctrl-C in Python); the update
+// left no trace. The caller that installed the poll knows the reason and reports it.
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
 }  // namespace lrf

@@ -1,0 +1,23 @@
+// Running one job on several threads, robust to threads that cannot be started.
+#pragma once
+
+#include <functional>
+
+namespace lrf {
+
+// Calls body(0) on the calling thread and body(1), ..., body(n - 1) on new threads, and
+// returns when all have returned; body must not throw. A thread that cannot be started
+// (std::thread throws std::system_error under process or container thread limits:
+// RLIMIT_NPROC, a pids cgroup) is not retried, and neither are the ones after it: the job
+// runs on the threads that did start (at least the calling one), so body must share its
+// work dynamically. Returns the number of threads that ran body, the calling one included.
+int run_on_threads(int n, const std::function<void(int)>& body);
+
+namespace testing {
+// Test hook: after the next `after` thread starts of run_on_threads succeed, the k after
+// them fail as if the system refused them (std::system_error, EAGAIN). Returns how many
+// refusals were still pending before the call (k = 0 just reads and clears that count).
+int fail_thread_starts(int k, int after);
+}  // namespace testing
+
+}  // namespace lrf
