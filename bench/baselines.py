@@ -156,7 +156,7 @@ def solver_inputs(state):
 
 def ours_solve_top(acc):
     """Our solver alone on an accumulator: (top eigenvalue, direction with w^T S w = 1)."""
-    r = acc._solve(None, 1)
+    r = acc.solve(None, 1)
     return r["eigenvalues"][0], r["directions"][:, 0]
 
 

@@ -224,7 +224,7 @@ def test_rankings_bit_identical_for_every_thread_count(d, c, dtype):
         acc = lrf.ScatterAccumulator(d, c, n_threads=threads).update(X, y)
         for shrinkage in (None, "oas", 0.3):
             for k in (1, 3):
-                r = acc._solve(shrinkage, k)
+                r = acc.solve(shrinkage, k)
                 results.setdefault((shrinkage, k), []).append(r)
     for key, runs in results.items():
         for name in ("order", "centroids", "eigenvalues", "directions", "eigenvalue_sum"):
@@ -241,7 +241,7 @@ def test_solution_still_solves_the_eigenproblem():
     scipy_linalg = pytest.importorskip("scipy.linalg")
     X, y = _ranking_problem(300, 40, np.float64)
     acc = lrf.ScatterAccumulator(300, 40, n_threads=2).update(X, y)
-    r = acc._solve(0.3, 3)
+    r = acc.solve(0.3, 3)
     n = acc.n_samples
     S = acc.within_scatter() / n
     S = 0.7 * S + 0.3 * np.trace(S) / 300 * np.eye(300)
