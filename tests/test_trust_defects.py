@@ -157,3 +157,17 @@ def test_checkpoint_of_another_width_is_refused(tmp_path):
     assert acc.n_samples == 0 and acc.n_features == 5
     with pytest.raises(ValueError, match="n_features"):
         lrf.rank_labels(rng.standard_normal((200, 5)), y, checkpoint=ckpt)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_large_batches_reusing_their_buffer(kind):
+    """Batches big enough to be passed to the engine without gathering (half the engine
+    chunk or more) were used in place while the producer refilled them."""
+    if kind == "torch":
+        pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    n, batch = 6 * 8192, 8192
+    y = rng.integers(0, C, n)
+    X = rng.standard_normal((C, D))[y] * 3.0 + rng.standard_normal((n, D))
+    acc = lrf.ScatterAccumulator(D, C, n_threads=2).update(reusing(X, y, batch, kind))
+    check_statistics(acc, X, y)
