@@ -297,3 +297,40 @@ def test_finetune_rejects_a_ranking_of_other_labels(split):
     with pytest.raises(ValueError, match="class indices"):
         finetune(mlp(), loader_of(xtr, ytr), num_classes=10, ranking=names, epochs=1,
                  device="cpu", progress=False)
+
+
+def test_a_checkpoint_of_another_run_is_refused_and_nothing_changes(split, tmp_path):
+    """Resuming with another ranking (or recipe) would train the head on another label
+    order without a word; truncated or foreign files are ValueErrors."""
+    (xtr, ytr), _ = split
+    xtr, ytr = xtr[:256], ytr[:256]
+    ckpt = tmp_path / "ckpt.pt"
+    kw = dict(num_classes=10, epochs=2, warmup_epochs=0, device="cpu", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(mlp(), StopsAfter(loader_of(xtr, ytr), 2), checkpoint_path=ckpt, **kw)
+    before = ckpt.read_bytes()
+    reversed_order = lrf.LabelRanking(np.arange(10), np.arange(10)[::-1], np.arange(10.0), [1.0])
+    with pytest.raises(ValueError, match="another fine-tuning run.*positions"):
+        finetune(mlp(), loader_of(xtr, ytr), checkpoint_path=ckpt, ranking=reversed_order, **kw)
+    with pytest.raises(ValueError, match="lr"):
+        finetune(mlp(), loader_of(xtr, ytr), checkpoint_path=ckpt, lr=1e-2, **kw)
+    assert ckpt.read_bytes() == before
+    clf = Classifier(mlp(), 64, 10)
+    params = [p.detach().clone() for p in clf.parameters()]
+    with pytest.raises(ValueError, match="does not fit"):
+        load_checkpoint(ckpt, Classifier(mlp(), 64, 7))
+    bad = Classifier(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 64),
+                                         torch.nn.GELU(), torch.nn.Linear(64, 64)), 64, 10)
+    bad_before = [p.detach().clone() for p in bad.parameters()]
+    with pytest.raises(ValueError, match="does not fit"):
+        load_checkpoint(ckpt, bad)
+    for p, q in zip(bad.parameters(), bad_before):  # all or nothing
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    for content in (before[: len(before) // 2], b"", b"not a checkpoint"):
+        (tmp_path / "bad.pt").write_bytes(content)
+        with pytest.raises(ValueError, match="not a readable fine-tuning checkpoint"):
+            load_checkpoint(tmp_path / "bad.pt", clf)
+    for p, q in zip(clf.parameters(), params):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    resumed = finetune(mlp(), loader_of(xtr, ytr), checkpoint_path=ckpt, **kw)  # same run
+    assert [h["epoch"] for h in resumed.history] == [1, 2]

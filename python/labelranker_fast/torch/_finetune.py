@@ -16,9 +16,11 @@ and hits are summed on the device and read once per epoch.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .._inputs import check_int
-from .._io import atomic_write, write_json
+from .._io import as_path, atomic_write, write_json
 from .._stream import progress_bar
 from .._ranking import LabelRanking
 from ._device import autocast_context, is_xla, pick_device, xla_sync
@@ -118,22 +120,75 @@ def _to_cpu(obj):
     return obj
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, epoch, history) -> None:
+def _save_checkpoint(path, model, optimizer, scheduler, epoch, history, identity) -> None:
     state = {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
-             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": json.dumps(history)}
+             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": json.dumps(history),
+             "identity": json.dumps(identity, sort_keys=True)}
     # Atomic: a crash or Ctrl-C leaves the previous checkpoint intact.
     atomic_write(path, lambda fh: torch.save(state, fh), name="checkpoint_path")
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None) -> tuple[int, list]:
+def _read_checkpoint(path) -> dict:
+    path = as_path(path, "checkpoint_path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path!r} is not a readable fine-tuning checkpoint: {exc}") from None
+    missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "history")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path!r} is not a fine-tuning checkpoint: it is missing {missing}")
+    return state
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None, *, expect=None) -> tuple[int, list]:
     """Restores a checkpoint written by ``finetune`` (``weights_only=True``: tensors and
-    plain values only). Returns (epochs completed, history)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
+    plain values only), all or nothing.
+
+    Parameters
+    ----------
+    path : path
+    model, optimizer, scheduler : the objects to restore (optimizer, scheduler optional)
+    expect : dict, optional
+        The run's identity (what ``finetune`` records: class count, ranking positions,
+        recipe, head seed, pooling, steps per epoch); a checkpoint of another run is refused.
+
+    Returns
+    -------
+    (epochs completed, history)
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        Not a readable checkpoint, another run's (naming what differs), or one whose
+        tensors do not fit ``model``; nothing is changed then.
+    """
+    state = _read_checkpoint(path)
+    if expect is not None:
+        if "identity" not in state:
+            raise ValueError(f"checkpoint {path!r} was written by an earlier version, which "
+                             "did not record its run; delete it to start over")
+        saved = json.loads(state["identity"])
+        diffs = [f"{k} (checkpoint: {saved.get(k)!r}, this run: {v!r})"
+                 for k, v in expect.items() if saved.get(k) != v]
+        if diffs:
+            raise ValueError(f"checkpoint {path!r} is of another fine-tuning run: it differs in "
+                             + "; ".join(diffs) + ". Delete it to start over")
+    parts = [(model, state["model"]), (optimizer, state["optimizer"]),
+             (scheduler, state["scheduler"])]
+    before = [(obj, copy.deepcopy(obj.state_dict())) for obj, _ in parts if obj is not None]
+    try:
+        for obj, saved_state in parts:
+            if obj is not None:
+                obj.load_state_dict(saved_state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        for obj, old in before:  # all or nothing
+            obj.load_state_dict(old)
+        raise ValueError(f"checkpoint {path!r} does not fit this model: {exc}") from None
     return int(state["epoch"]), json.loads(state["history"])
 
 
@@ -248,8 +303,15 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps))
     start, history = 0, []
-    if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        start, history = load_checkpoint(checkpoint_path, clf, optimizer, scheduler)
+    identity = {"num_classes": num_classes, "epochs": epochs, "lr": float(lr),
+                "weight_decay": float(weight_decay), "warmup_epochs": warmup_epochs,
+                "label_smoothing": float(label_smoothing), "head_seed": int(head_seed),
+                "pooling": pooling if isinstance(pooling, str) else "callable",
+                "steps_per_epoch": steps,
+                "positions": None if ranking is None else ranking.positions.tolist()}
+    if checkpoint_path is not None and os.path.exists(as_path(checkpoint_path, "checkpoint_path")):
+        start, history = load_checkpoint(checkpoint_path, clf, optimizer, scheduler,
+                                         expect=identity)
     if is_xla(dev):
         import torch_xla.core.xla_model as xm
 
@@ -295,7 +357,8 @@ def finetune(
             if history_path is not None:
                 write_json(history_path, history, name="history_path", allow_nan=True)
             if checkpoint_path is not None:
-                _save_checkpoint(checkpoint_path, clf, optimizer, scheduler, epoch + 1, history)
+                _save_checkpoint(checkpoint_path, clf, optimizer, scheduler, epoch + 1, history,
+                                 identity)
     finally:
         if bar is not None:
             bar.close()
