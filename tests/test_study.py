@@ -115,6 +115,16 @@ def test_pretrained_weights_are_cached_and_reused(tmp_path):
     for p, q in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(p, q)
     assert len(list(tmp_path.glob("rotation-*.pt"))) == 1
+    # A damaged cache entry (truncated by a crash of another writer, say) is made again.
+    (cached,) = tmp_path.glob("rotation-*.pt")
+    cached.write_bytes(cached.read_bytes()[:100])
+    messages.clear()
+    third = build_backbone(spec, data.images[train[:200]], cache_dir=tmp_path, log=messages.append)
+    assert any("pretraining again" in m for m in messages)
+    for p, q in zip(first.state_dict().values(), third.state_dict().values()):
+        assert torch.equal(p, q)  # pretraining is seeded: the same weights again
+    assert build_backbone(spec, data.images[train[:200]], cache_dir=tmp_path) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cached.name]
 
 
 def test_split_is_stratified_and_fixed():

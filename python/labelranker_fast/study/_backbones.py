@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import time
 
 import torch
@@ -105,7 +106,15 @@ def build_backbone(spec: BackboneSpec, train_images: torch.Tensor, *, cache_dir=
         model = timm.create_model(spec.kind[5:], pretrained=False, num_classes=0,
                                   img_size=size, in_chans=train_images.shape[1])
         if spec.checkpoint:
-            state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+            except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise
+                raise ValueError(f"checkpoint {spec.checkpoint!r} is not a readable weights "
+                                 f"file: {exc}") from None
+            if not isinstance(state, dict):
+                raise ValueError(f"checkpoint {spec.checkpoint!r} holds no state dict")
             state = state.get("model", state)
             missing, _ = model.load_state_dict(state, strict=False)
             if log and missing:
@@ -121,10 +130,17 @@ def build_backbone(spec: BackboneSpec, train_images: torch.Tensor, *, cache_dir=
                         f"{spec.kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt")
     encoder = TinyViT(**spec.arch)
     if os.path.exists(path):
-        encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        if log:
-            log(f"  {spec.kind}: pretrained weights from the cache ({path})")
-        return encoder
+        try:
+            encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except (RuntimeError, OSError, EOFError, ValueError, KeyError,
+                pickle.UnpicklingError) as exc:  # a damaged cache entry is made again
+            if log:
+                log(f"  {spec.kind}: cached weights unreadable ({exc}); pretraining again")
+            encoder = TinyViT(**spec.arch)
+        else:
+            if log:
+                log(f"  {spec.kind}: pretrained weights from the cache ({path})")
+            return encoder
     encoder = _pretrain(spec, train_images, device, log, input_size)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     weights = copy.deepcopy(encoder.state_dict())
