@@ -1195,6 +1195,36 @@ def test_core_scalar_arguments(d, c, threads, blas):
 # ------------------------------------------------------------ public API
 
 
+
+def _read_object_labels(ya):
+    """(array or None, kinds): an object array of labels as the documented label rule
+    reads it, written independently of the library: all ints (no bools) -> int64; all
+    text -> str; missing values (None, NaN) -> "V"; text mixed with numbers -> "T"."""
+    vals = ya.ravel().tolist()
+    missing = any(v is None or (isinstance(v, float) and v != v) for v in vals)
+    sorts = {"text" if isinstance(v, str) else "bytes" if isinstance(v, bytes) else
+             "num" if isinstance(v, (int, float, np.number)) else "other"
+             for v in vals if v is not None and not (isinstance(v, float) and v != v)}
+    kinds = set()
+    if missing:
+        kinds.add("V")
+    if len(sorts) > 1 or "other" in sorts:
+        kinds.add("T")
+    if kinds or not vals:
+        return None, kinds
+    if sorts == {"num"} and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                for v in vals):
+        lo, hi = min(int(v) for v in vals), max(int(v) for v in vals)
+        if lo >= -(2**63) and hi < 2**63:
+            return np.array(vals, dtype=np.int64).reshape(ya.shape), kinds
+        if lo >= 0 and hi < 2**64:
+            return np.array(vals, dtype=np.uint64).reshape(ya.shape), kinds
+        return None, {"T"}  # no integer dtype holds them all
+    if sorts == {"text"}:
+        return np.array(vals, dtype=str).reshape(ya.shape), kinds
+    return None, {"T"} if sorts != {"num"} else set()
+
+
 def expect_public_update(d, c, X, y, w):
     """The allowed outcome of ScatterAccumulator(d, c).update(X, y, sample_weight=w).
 
@@ -1214,7 +1244,12 @@ def expect_public_update(d, c, X, y, w):
     if Xa.ndim != 2 or Xa.shape[1] != d:
         kinds.add("V")
     ya = _silently(np.asarray, y)
+    if isinstance(y, list) and ya.dtype.kind in "fO":  # lists are read by the label rule
+        ya = _silently(np.array, y, dtype=object)      # (numpy would round big ints)
     n = Xa.shape[0] if Xa.ndim == 2 else None
+    if ya.dtype.kind == "O":  # object arrays of ints are class indices too (label rule)
+        read, _ = _read_object_labels(ya)
+        ya = read if read is not None and read.dtype.kind in "iu" else ya
     if ya.dtype.kind not in "iu":
         kinds.add("T")
     elif ya.dtype.kind == "u" and ya.size and ya.max() > np.iinfo(np.int64).max:
@@ -1470,12 +1505,19 @@ def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chu
             kinds.add("V")  # a value rule, judged like the others (either type if both)
         n = Xa.shape[0] if Xa.ndim == 2 else None
     ya = _silently(np.asarray, y)
+    if isinstance(y, list) and ya.dtype.kind == "U" and not all(isinstance(v, str) for v in y):
+        kinds.add("T")  # text mixed with numbers (numpy would make strings of them)
+    if ya.dtype.kind == "O":
+        read, label_kinds = _read_object_labels(ya)
+        kinds |= label_kinds
+        ya = read if read is not None else ya
     if ya.ndim != 1 or (n is not None and ya.shape[0] != n):
         kinds.add("V")
-    if num_classes is None:
-        if ya.dtype.kind in "Oc":
+    if num_classes is None and ya.dtype.kind in "Oc":
+        if not (kinds & {"T", "V"}):
             kinds.add("T")
-        elif ya.dtype.kind == "f" and not np.isfinite(ya).all():
+    elif num_classes is None:
+        if ya.dtype.kind == "f" and not np.isfinite(ya).all():
             kinds.add("V")
         elif ya.ndim == 1 and np.unique(ya).size < 2:
             kinds.add("V")
