@@ -11,18 +11,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cmath>
 #include <mutex>
 #include <optional>
 #include <string>
 
 #include "bindings.hpp"
 #include "labelranker/accumulator.hpp"
-#include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
 #include "labelranker/memory.hpp"
-#include "labelranker/ranking.hpp"
-#include "labelranker/solver.hpp"
+#include "labelranker/pipeline.hpp"
 #include "labelranker/workers.hpp"
 
 namespace py = pybind11;
@@ -140,37 +137,21 @@ lrf::Shrinkage parse_shrinkage(const std::string& kind, double value) {
 
 py::dict solve(const BoundAccumulator& self, const std::string& kind, double value, Index k) {
   const lrf::Shrinkage shrinkage = parse_shrinkage(kind, value);
-  lrf::Discriminant disc;
-  lrf::Ranking ranking;
-  lrf::VectorXd mean;
+  lrf::Solution sol;
   {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(self.mutex);
-    const lrf::ScatterAccumulator& acc = self.acc;
-    lrf::blas::ThreadScope blas_threads(acc.num_threads());
-    acc.require_all_classes();
-    const double total = acc.total_weight();
-    lrf::MatrixXd within = acc.within_scatter();
-    within /= total;
-    lrf::MatrixXd between = acc.between_factor();
-    between /= std::sqrt(total);
-    if (!std::isfinite(total) || !within.allFinite() || !between.allFinite()) {
-      throw lrf::InputError("the statistics are not finite (they overflowed float64); "
-                            "rescale the features or the weights");
-    }
-    disc = lrf::solve_discriminant(within, between, shrinkage, k, total);
-    ranking = lrf::rank_classes(acc.centered_means(), disc.directions);
-    mean = acc.global_mean();
+    sol = lrf::solve_and_rank(self.acc, shrinkage, k);
   }
   py::dict out;
-  out["directions"] = disc.directions;
-  out["eigenvalues"] = disc.eigenvalues;
-  out["eigenvalue_sum"] = disc.eigenvalue_sum;
-  out["shrinkage"] = disc.shrinkage;
-  out["centroids"] = ranking.centroids;
-  out["order"] = py::array(py::cast(ranking.order));
-  out["positions"] = py::array(py::cast(ranking.positions));
-  out["mean"] = mean;
+  out["directions"] = sol.discriminant.directions;
+  out["eigenvalues"] = sol.discriminant.eigenvalues;
+  out["eigenvalue_sum"] = sol.discriminant.eigenvalue_sum;
+  out["shrinkage"] = sol.discriminant.shrinkage;
+  out["centroids"] = sol.ranking.centroids;
+  out["order"] = py::array(py::cast(sol.ranking.order));
+  out["positions"] = py::array(py::cast(sol.ranking.positions));
+  out["mean"] = sol.mean;
   return out;
 }
 
