@@ -45,7 +45,8 @@ bool contiguous_and_aligned(const py::array& a) {
 template <class T>
 const T* vector_data(const py::array& a, Index n, const char* name, const char* dtype) {
   if (!a.dtype().equal(py::dtype::of<T>()) || !contiguous_and_aligned(a) || a.ndim() != 1) {
-    throw py::type_error(std::string(name) + " must be a contiguous, aligned 1-D " + dtype + " array");
+    throw py::type_error(std::string(name) + " must be a contiguous, aligned 1-D " + dtype +
+                         " array");
   }
   if (a.shape(0) != n) {
     throw py::value_error(std::string(name) + " has " + std::to_string(a.shape(0)) +
@@ -61,7 +62,8 @@ void update(BoundAccumulator& self, const py::array& x, const py::array& y,
             const std::optional<py::array>& w) {
   if (x.ndim() != 2) throw py::value_error("X must be 2-D (n_samples, n_features)");
   if (x.shape(1) != self.acc.n_features()) {
-    throw py::value_error("X has " + std::to_string(x.shape(1)) + " features but the accumulator has " +
+    throw py::value_error("X has " + std::to_string(x.shape(1)) +
+                          " features but the accumulator has " +
                           std::to_string(self.acc.n_features()));
   }
   if (!contiguous_and_aligned(x)) throw py::type_error("X must be C-contiguous and aligned");
@@ -196,11 +198,13 @@ py::dict get_state(const BoundAccumulator& self) {
 // take complex arrays by dropping the imaginary part, and bools or objects as numbers).
 py::array real_array(const py::dict& d, const char* key) {
   py::array a = py::array::ensure(d[key]);
-  if (!a) throw lrf::InputError(std::string("invalid accumulator state: ") + key + " is not an array");
+  if (!a)
+    throw lrf::InputError(std::string("invalid accumulator state: ") + key + " is not an array");
   const char kind = a.dtype().kind();
   if (kind != 'f' && kind != 'i' && kind != 'u') {
     throw lrf::InputError(std::string("invalid accumulator state: ") + key +
-                          " must hold real numbers, got dtype " + py::str(a.dtype()).cast<std::string>());
+                          " must hold real numbers, got dtype " +
+                          py::str(a.dtype()).cast<std::string>());
   }
   return a;
 }
@@ -273,15 +277,22 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
            "Drops the open pass's statistics.")
       .def("release_buffers", mutating([](lrf::ScatterAccumulator& a) { a.release_buffers(); }),
            "Frees the buffers update() keeps between calls.")
-      .def_property_readonly("pass_open", locked([](const lrf::ScatterAccumulator& a) { return a.pass_open(); }))
+      .def_property_readonly("pass_open",
+                             locked([](const lrf::ScatterAccumulator& a) { return a.pass_open(); }))
       .def("merge", &merge, py::arg("other"), "Adds other's statistics (in place).")
-      .def_property_readonly("n_features", [](const BoundAccumulator& s) { return s.acc.n_features(); })
-      .def_property_readonly("num_classes", [](const BoundAccumulator& s) { return s.acc.num_classes(); })
-      .def_property_readonly("n_rows", locked([](const lrf::ScatterAccumulator& a) { return a.n_rows(); }))
-      .def_property_readonly("counts", locked([](const lrf::ScatterAccumulator& a) { return lrf::VectorXd(a.counts()); }))
+      .def_property_readonly("n_features",
+                             [](const BoundAccumulator& s) { return s.acc.n_features(); })
+      .def_property_readonly("num_classes",
+                             [](const BoundAccumulator& s) { return s.acc.num_classes(); })
+      .def_property_readonly("n_rows",
+                             locked([](const lrf::ScatterAccumulator& a) { return a.n_rows(); }))
+      .def_property_readonly("counts", locked([](const lrf::ScatterAccumulator& a) {
+                               return lrf::VectorXd(a.counts());
+                             }))
       .def("class_means", locked([](const lrf::ScatterAccumulator& a) { return a.class_means(); }))
       .def("global_mean", locked([](const lrf::ScatterAccumulator& a) { return a.global_mean(); }))
-      .def("within_scatter", locked([](const lrf::ScatterAccumulator& a) { return a.within_scatter(); }))
+      .def("within_scatter",
+           locked([](const lrf::ScatterAccumulator& a) { return a.within_scatter(); }))
       .def("between_scatter", locked([](const lrf::ScatterAccumulator& a) {
              const lrf::MatrixXd f = a.between_factor();
              return lrf::MatrixXd(f * f.transpose());

@@ -42,7 +42,7 @@ class Poller {
 // The rows of one update() call, as a lane reads them.
 template <class T>
 struct Rows {
-  const T* x;             // (n x d) row-major
+  const T* x;  // (n x d) row-major
   Index n, d;
   const std::int64_t* y;  // (n) class indices
   const double* w;        // (n) weights, or nullptr
@@ -55,7 +55,7 @@ struct Rows {
 // One worker thread's buffers: the centred rows of a block, their moment and the block's
 // per-class sums and counts.
 struct ScatterAccumulator::Lane {
-  std::vector<float> centred_f, moment_f;  // float32 input: centred block and its moment
+  std::vector<float> centred_f, moment_f;   // float32 input: centred block and its moment
   std::vector<double> centred_d, moment_d;  // float64 input
   RowMatrixXd sums;                         // (C x d) the block's shifted sums
   VectorXd counts;                          // (C)
@@ -65,11 +65,13 @@ struct ScatterAccumulator::Lane {
 
   template <class T>
   std::vector<T>& centred() {
-    if constexpr (std::is_same_v<T, float>) return centred_f; else return centred_d;
+    if constexpr (std::is_same_v<T, float>) return centred_f;
+    else return centred_d;
   }
   template <class T>
   std::vector<T>& moment() {
-    if constexpr (std::is_same_v<T, float>) return moment_f; else return moment_d;
+    if constexpr (std::is_same_v<T, float>) return moment_f;
+    else return moment_d;
   }
   void clear() {  // after a failure: no partial block left behind
     sums.setZero();
@@ -103,8 +105,8 @@ struct ScatterAccumulator::Lane {
           classes.push_back(k);
         }
         const double wr = in.w == nullptr ? 1.0 : in.w[i];
-        kernels::center_row(in.x + i * d, in.shifts + k * d, zb + (r - sub) * d, sums.row(k).data(), d,
-                            in.w == nullptr ? nullptr : &wr, scale);
+        kernels::center_row(in.x + i * d, in.shifts + k * d, zb + (r - sub) * d, sums.row(k).data(),
+                            d, in.w == nullptr ? nullptr : &wr, scale);
         counts[k] += wr;
       }
       blas::syrk_upper(d, sub_end - sub, zb, d, sub == 0 ? T(0) : T(1), moment<T>().data(), d);
@@ -144,20 +146,23 @@ const T* ScatterAccumulator::assign_shifts(const T* x, Index n, const std::int64
       if (fresh_open == 0 && ws.classes.size() == static_cast<std::size_t>(c_)) break;
       continue;
     }
-    ws.shifts.row(k) += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(x + i * d_, d_).template cast<double>();
+    ws.shifts.row(k) += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(x + i * d_, d_)
+                            .template cast<double>();
     if (++taken[k] == kShiftRows) --fresh_open;
   }
   for (Index k : fresh) {
     if (taken[k] > 0) ws.shifts.row(k) /= static_cast<double>(taken[k]);
     for (Index j = 0; j < d_; ++j) ws.shifts(k, j) = kernels::round_to<T>(ws.shifts(k, j));
-    if constexpr (std::is_same_v<T, float>) ws.shifts_f.row(k) = ws.shifts.row(k).template cast<float>();
+    if constexpr (std::is_same_v<T, float>)
+      ws.shifts_f.row(k) = ws.shifts.row(k).template cast<float>();
   }
   if constexpr (std::is_same_v<T, float>) return ws.shifts_f.data();
   else return ws.shifts.data();
 }
 
 template <class T>
-void ScatterAccumulator::prepare_lanes(Index n, Index lanes, Index sub_rows, bool undoable, bool to_spare) {
+void ScatterAccumulator::prepare_lanes(Index n, Index lanes, Index sub_rows, bool undoable,
+                                       bool to_spare) {
   Workspace& ws = work_;
   while (static_cast<Index>(ws.lanes.size()) < lanes) ws.lanes.push_back(std::make_shared<Lane>());
   for (Index l = 0; l < lanes; ++l) {

@@ -18,10 +18,13 @@
 
 namespace lrf {
 ScatterAccumulator::ScatterAccumulator(Unallocated, Index n_features, Index num_classes)
-    : d_(n_features), c_(num_classes),
+    : d_(n_features),
+      c_(num_classes),
       num_threads_(std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
-  if (n_features < 1) throw InputError("n_features must be at least 1, got " + std::to_string(n_features));
-  if (num_classes < 2) throw InputError("num_classes must be at least 2, got " + std::to_string(num_classes));
+  if (n_features < 1)
+    throw InputError("n_features must be at least 1, got " + std::to_string(n_features));
+  if (num_classes < 2)
+    throw InputError("num_classes must be at least 2, got " + std::to_string(num_classes));
   blas::checked_int(n_features);
 }
 
@@ -96,8 +99,9 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
   bool finite = new_counts.allFinite() && new_m2.diagonal().allFinite();
   for (Index k : classes) finite = finite && new_sums.row(k).allFinite();
   if (!finite) {
-    throw InputError("the statistics would overflow (weights or squared features too large to "
-                     "add up in float64); rescale the features or the weights");
+    throw InputError(
+        "the statistics would overflow (weights or squared features too large to "
+        "add up in float64); rescale the features or the weights");
   }
   n_rows_ = new_rows;
   counts_.swap(new_counts);
@@ -152,7 +156,8 @@ Eigen::RowVectorXd ScatterAccumulator::weighted_mean(const RowMatrixXd& rows) co
 }
 
 VectorXd ScatterAccumulator::global_mean() const {
-  if (!(total_weight() > 0)) return VectorXd::Constant(d_, std::numeric_limits<double>::quiet_NaN());
+  if (!(total_weight() > 0))
+    return VectorXd::Constant(d_, std::numeric_limits<double>::quiet_NaN());
   Eigen::RowVectorXd ref;
   const RowMatrixXd rel = relative_means(&ref);
   return (ref + weighted_mean(rel)).transpose();
@@ -197,8 +202,9 @@ MatrixXd ScatterAccumulator::between_factor() const {
 
 void ScatterAccumulator::require_all_classes() const {
   if (!(total_weight() > 0)) {
-    throw SingularError("the accumulator is empty (no samples with positive weight): call "
-                        "update() before ranking");
+    throw SingularError(
+        "the accumulator is empty (no samples with positive weight): call "
+        "update() before ranking");
   }
   std::vector<Index> empty;
   for (Index k = 0; k < c_; ++k)

@@ -8,9 +8,10 @@
 
 namespace lrf {
 
-void reduce_blocks_in_order(Index n_blocks, int lanes,
-                            const std::function<bool(int, Index, const std::atomic<bool>&)>& process,
-                            const std::function<void(int, Index)>& reduce) {
+void reduce_blocks_in_order(
+    Index n_blocks, int lanes,
+    const std::function<bool(int, Index, const std::atomic<bool>&)>& process,
+    const std::function<void(int, Index)>& reduce) {
   std::atomic<bool> stop{false};  // a lane failed or the call was interrupted
   if (lanes <= 1) {
     for (Index b = 0; b < n_blocks; ++b) {

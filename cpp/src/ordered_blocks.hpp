@@ -20,8 +20,9 @@ namespace lrf {
 // (thread limits) only mean the same blocks run on fewer threads, reduced in the same
 // order. The first exception from process or reduce stops every lane and is rethrown once
 // all have returned; the lanes' buffers are then in an unspecified state.
-void reduce_blocks_in_order(Index n_blocks, int lanes,
-                            const std::function<bool(int, Index, const std::atomic<bool>&)>& process,
-                            const std::function<void(int, Index)>& reduce);
+void reduce_blocks_in_order(
+    Index n_blocks, int lanes,
+    const std::function<bool(int, Index, const std::atomic<bool>&)>& process,
+    const std::function<void(int, Index)>& reduce);
 
 }  // namespace lrf

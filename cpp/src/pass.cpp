@@ -139,8 +139,9 @@ void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y,
     if (!own_pass) validate_rows(n, y, w);
     if constexpr (std::is_same_v<T, float>) {
       if (work_.saw_double) {
-        throw InputError("X is float32 but an earlier chunk of this pass was float64; pass "
-                         "the remaining chunks as float64");
+        throw InputError(
+            "X is float32 but an earlier chunk of this pass was float64; pass "
+            "the remaining chunks as float64");
       }
     } else {
       work_.saw_double = true;

@@ -16,8 +16,9 @@ Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkag
   MatrixXd between = acc.between_factor();
   between /= std::sqrt(total);
   if (!std::isfinite(total) || !within.allFinite() || !between.allFinite()) {
-    throw InputError("the statistics are not finite (they overflowed float64); "
-                     "rescale the features or the weights");
+    throw InputError(
+        "the statistics are not finite (they overflowed float64); "
+        "rescale the features or the weights");
   }
   Solution out;
   out.discriminant = solve_discriminant(within, between, shrinkage, k, total);

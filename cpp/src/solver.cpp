@@ -1,7 +1,7 @@
 #include "labelranker/solver.hpp"
 
-#include <Eigen/Cholesky>
 #include <lapacke.h>
+#include <Eigen/Cholesky>
 
 #include <algorithm>
 #include <cmath>
@@ -106,8 +106,8 @@ void top_eigenpairs(MatrixXd* a, Index count, VectorXd* w, MatrixXd* z) {
 // Eigenvalues descending in *lambda, eigenvectors in the returned columns (same order);
 // *trace is the sum of all eigenvalues.
 template <class Fill>
-MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lambda,
-                     double* trace, Fill fill) {
+MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lambda, double* trace,
+                     Fill fill) {
   MatrixXd gram;
   allocate(gram, n, n, "the between-class Gram matrix");
   fill(gram.data());
@@ -141,9 +141,15 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   Discriminant out;
   MatrixXd s = copy_of(within_cov, "the within-class covariance");
   switch (shrinkage.kind) {
-    case Shrinkage::Kind::kNone: out.shrinkage = 0.0; break;
-    case Shrinkage::Kind::kFixed: out.shrinkage = shrinkage.value; break;
-    case Shrinkage::Kind::kOas: out.shrinkage = oas_shrinkage(s, total_weight); break;
+    case Shrinkage::Kind::kNone:
+      out.shrinkage = 0.0;
+      break;
+    case Shrinkage::Kind::kFixed:
+      out.shrinkage = shrinkage.value;
+      break;
+    case Shrinkage::Kind::kOas:
+      out.shrinkage = oas_shrinkage(s, total_weight);
+      break;
   }
   if (!(out.shrinkage >= 0.0 && out.shrinkage <= 1.0)) {
     throw InputError("shrinkage must be in [0, 1], got " + std::to_string(out.shrinkage));
@@ -174,9 +180,8 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   VectorXd lambda;
   if (c <= d) {
     // A^T A (C x C): its eigenvectors v give u = A v / sqrt(lambda).
-    MatrixXd v = top_of_gram(c, k, shrinkage, &lambda, &out.eigenvalue_sum, [&](double* gram) {
-      blas::syrk_upper_t(c, d, a.data(), d, gram, c);
-    });
+    MatrixXd v = top_of_gram(c, k, shrinkage, &lambda, &out.eigenvalue_sum,
+                             [&](double* gram) { blas::syrk_upper_t(c, d, a.data(), d, gram, c); });
     for (Index j = 0; j < k; ++j) u.col(j) = a * v.col(j);
   } else {
     // A A^T (d x d): its eigenvectors are u itself (scaled here so that both branches

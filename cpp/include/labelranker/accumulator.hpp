@@ -34,11 +34,11 @@ using InterruptPoll = std::function<bool()>;
 struct AccumulatorState {
   Index n_features = 0;
   Index num_classes = 0;
-  std::int64_t n_rows = 0;      // rows seen, whatever their weight
-  VectorXd counts;              // (C) weighted counts
-  RowMatrixXd shifts;           // (C x d) per-class shifts; meaningful where counts > 0
-  RowMatrixXd sums;             // (C x d) weighted sums of shifted rows
-  MatrixXd m2;                  // (d x d) symmetric pooled shifted second moment
+  std::int64_t n_rows = 0;  // rows seen, whatever their weight
+  VectorXd counts;          // (C) weighted counts
+  RowMatrixXd shifts;       // (C x d) per-class shifts; meaningful where counts > 0
+  RowMatrixXd sums;         // (C x d) weighted sums of shifted rows
+  MatrixXd m2;              // (d x d) symmetric pooled shifted second moment
 };
 
 class ScatterAccumulator {
@@ -141,9 +141,8 @@ class ScatterAccumulator {
   [[noreturn]] void throw_non_finite(const T* x, Index n, const double* w) const;
   // Adds statistics taken around `shifts` (only the listed classes) to this accumulator,
   // re-expressing them around this accumulator's own shifts where the two differ.
-  void absorb(const std::vector<Index>& classes, const VectorXd& counts,
-              const RowMatrixXd& shifts, const RowMatrixXd& sums, const MatrixXd& m2_upper,
-              std::int64_t rows);
+  void absorb(const std::vector<Index>& classes, const VectorXd& counts, const RowMatrixXd& shifts,
+              const RowMatrixXd& sums, const MatrixXd& m2_upper, std::int64_t rows);
   // Class means minus the shift of the first class with weight (`reference`), which keeps
   // differences of means free of cancellation.
   RowMatrixXd relative_means(Eigen::RowVectorXd* reference) const;
@@ -164,26 +163,26 @@ class ScatterAccumulator {
     Workspace() = default;
     Workspace(const Workspace&) {}
     Workspace& operator=(const Workspace&) { return *this; }
-    MatrixXd moment;                 // d x d moment of this pass (upper triangle)
-    RowMatrixXd shifts, sums;        // (C x d) this pass's shifts and shifted sums
+    MatrixXd moment;           // d x d moment of this pass (upper triangle)
+    RowMatrixXd shifts, sums;  // (C x d) this pass's shifts and shifted sums
     RowMatrixXf shifts_f;
-    VectorXd counts;                 // (C) this pass's weights
-    std::vector<char> touched;       // (C) class seen in this pass
-    std::vector<Index> classes;      // classes seen in this pass, in order of appearance
-    bool open = false;               // a pass is open (a copy starts with none)
-    std::int64_t n_rows = 0;         // rows added in this pass
-    bool has_moment = false;         // moment holds data (else it is assigned, not added)
-    bool saw_double = false;         // a float64 call was part of this pass
+    VectorXd counts;             // (C) this pass's weights
+    std::vector<char> touched;   // (C) class seen in this pass
+    std::vector<Index> classes;  // classes seen in this pass, in order of appearance
+    bool open = false;           // a pass is open (a copy starts with none)
+    std::int64_t n_rows = 0;     // rows added in this pass
+    bool has_moment = false;     // moment holds data (else it is assigned, not added)
+    bool saw_double = false;     // a float64 call was part of this pass
     std::unique_ptr<blas::ThreadScope> serial_blas;  // held while a pass is open
     // While an update inside an open pass may still be undone: its blocks go to `spare`
     // (the first as moment + block), which replaces `moment` when the call succeeds, and
     // the first change of each class's sums and count in the call is saved first.
     MatrixXd spare;
-    std::vector<char> saved;         // (C) class saved in this call
+    std::vector<char> saved;  // (C) class saved in this call
     std::vector<Index> saved_classes;
     std::vector<double> saved_rows;  // d entries per saved class, then its count
     void clear_saved();
-    void release();                  // frees every buffer (no pass open)
+    void release();  // frees every buffer (no pass open)
     std::vector<std::shared_ptr<Lane>> lanes;
   };
   Workspace work_;
