@@ -256,17 +256,20 @@ void lrf::bindings::bind_accumulator(py::module_& m) {
   py::class_<BoundAccumulator>(m, "Accumulator", R"doc(
 Streaming LDA statistics in float64 (engine object; use labelranker_fast.ScatterAccumulator).
 )doc")
-      .def(py::init<Index, Index>(), py::arg("n_features"), py::arg("num_classes"))
+      .def(py::init<Index, Index>(), py::arg("n_features"), py::arg("num_classes"),
+           "An empty accumulator for n_features >= 1 features and num_classes >= 2 classes.")
       .def("update", &update, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(),
            "Adds rows X (C-contiguous float32/float64) with int64 class indices y and optional "
            "float64 weights. All or nothing: on error the state is unchanged.")
       .def_property(
           "num_threads", [](const BoundAccumulator& s) { return s.acc.num_threads(); },
-          [](BoundAccumulator& s, int n) {
-            py::gil_scoped_release nogil;
-            std::lock_guard<std::mutex> lock(s.mutex);
-            s.acc.set_num_threads(n);
-          },
+          py::cpp_function(
+              [](BoundAccumulator& s, int n) {
+                py::gil_scoped_release nogil;
+                std::lock_guard<std::mutex> lock(s.mutex);
+                s.acc.set_num_threads(n);
+              },
+              py::arg("self"), py::arg("n")),
           "Worker threads of update() and BLAS threads of solve(); statistics and solutions "
           "are bit-identical for every count.")
       .def("begin_pass", mutating([](lrf::ScatterAccumulator& a) { a.begin_pass(); }),
@@ -278,29 +281,44 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
       .def("release_buffers", mutating([](lrf::ScatterAccumulator& a) { a.release_buffers(); }),
            "Frees the buffers update() keeps between calls.")
       .def_property_readonly("pass_open",
-                             locked([](const lrf::ScatterAccumulator& a) { return a.pass_open(); }))
+                             locked([](const lrf::ScatterAccumulator& a) { return a.pass_open(); }),
+                             "Whether a pass is open (begin_pass() without commit or abort).")
       .def("merge", &merge, py::arg("other"), "Adds other's statistics (in place).")
-      .def_property_readonly("n_features",
-                             [](const BoundAccumulator& s) { return s.acc.n_features(); })
-      .def_property_readonly("num_classes",
-                             [](const BoundAccumulator& s) { return s.acc.num_classes(); })
+      .def_property_readonly(
+          "n_features", [](const BoundAccumulator& s) { return s.acc.n_features(); },
+          "Number of features d.")
+      .def_property_readonly(
+          "num_classes", [](const BoundAccumulator& s) { return s.acc.num_classes(); },
+          "Number of classes C.")
       .def_property_readonly("n_rows",
-                             locked([](const lrf::ScatterAccumulator& a) { return a.n_rows(); }))
+                             locked([](const lrf::ScatterAccumulator& a) { return a.n_rows(); }),
+                             "Rows accumulated, whatever their weights.")
       .def_property_readonly("counts", locked([](const lrf::ScatterAccumulator& a) {
                                return lrf::VectorXd(a.counts());
-                             }))
-      .def("class_means", locked([](const lrf::ScatterAccumulator& a) { return a.class_means(); }))
-      .def("global_mean", locked([](const lrf::ScatterAccumulator& a) { return a.global_mean(); }))
+                             }),
+                             "(C,) float64 weighted class counts n_k (a copy).")
+      .def("class_means", locked([](const lrf::ScatterAccumulator& a) { return a.class_means(); }),
+           "(C, d) float64 class means; rows of classes without weight are NaN.")
+      .def("global_mean", locked([](const lrf::ScatterAccumulator& a) { return a.global_mean(); }),
+           "(d, 1) float64 weighted global mean (NaN while empty).")
       .def("within_scatter",
-           locked([](const lrf::ScatterAccumulator& a) { return a.within_scatter(); }))
+           locked([](const lrf::ScatterAccumulator& a) { return a.within_scatter(); }),
+           "(d, d) float64 within-class scatter S_w = sum_k sum_(x in k) w (x - mu_k)(x - mu_k)^T.")
       .def("between_scatter", locked([](const lrf::ScatterAccumulator& a) {
              const lrf::MatrixXd f = a.between_factor();
              return lrf::MatrixXd(f * f.transpose());
-           }))
+           }),
+           "(d, d) float64 between-class scatter S_b = sum_k n_k (mu_k - mu)(mu_k - mu)^T.")
       .def("solve", &solve, py::arg("shrinkage_kind"), py::arg("shrinkage_value"),
            py::arg("n_components"),
-           "Top n_components discriminant directions and the ranking of the classes.")
-      .def("get_state", &get_state, "The whole state as plain arrays.")
+           "Top n_components discriminant directions and the ranking of the classes.\n\n"
+           "shrinkage_kind is 'none', 'fixed' (shrinkage_value in [0, 1]) or 'oas'. Returns a "
+           "dict: directions (d, k), eigenvalues (k,) descending, eigenvalue_sum, shrinkage "
+           "(the intensity used), centroids (C, k), order (C,) int64 position -> class, "
+           "positions (C,) int64 class -> position, mean (d, 1).")
+      .def("get_state", &get_state,
+           "The whole state as plain arrays: a dict with n_features, num_classes, n_rows "
+           "(ints), counts (C,), shifts (C, d), sums (C, d) and m2 (d, d), all float64.")
       .def_static("from_state", &from_state, py::arg("state"),
                   "Rebuilds an accumulator from get_state()'s arrays (validated).");
 }
