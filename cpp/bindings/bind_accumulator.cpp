@@ -300,7 +300,7 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
       .def("class_means", locked([](const lrf::ScatterAccumulator& a) { return a.class_means(); }),
            "(C, d) float64 class means; rows of classes without weight are NaN.")
       .def("global_mean", locked([](const lrf::ScatterAccumulator& a) { return a.global_mean(); }),
-           "(d, 1) float64 weighted global mean (NaN while empty).")
+           "(d,) float64 weighted global mean (NaN while empty).")
       .def("within_scatter",
            locked([](const lrf::ScatterAccumulator& a) { return a.within_scatter(); }),
            "(d, d) float64 within-class scatter S_w = sum_k sum_(x in k) w (x - mu_k)(x - mu_k)^T.")
@@ -311,11 +311,11 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
            "(d, d) float64 between-class scatter S_b = sum_k n_k (mu_k - mu)(mu_k - mu)^T.")
       .def("solve", &solve, py::arg("shrinkage_kind"), py::arg("shrinkage_value"),
            py::arg("n_components"),
-           "Top n_components discriminant directions and the ranking of the classes.\n\n"
+           "Top n_components discriminant directions and the ranking of the classes. "
            "shrinkage_kind is 'none', 'fixed' (shrinkage_value in [0, 1]) or 'oas'. Returns a "
            "dict: directions (d, k), eigenvalues (k,) descending, eigenvalue_sum, shrinkage "
            "(the intensity used), centroids (C, k), order (C,) int64 position -> class, "
-           "positions (C,) int64 class -> position, mean (d, 1).")
+           "positions (C,) int64 class -> position, mean (d,).")
       .def("get_state", &get_state,
            "The whole state as plain arrays: a dict with n_features, num_classes, n_rows "
            "(ints), counts (C,), shifts (C, d), sums (C, d) and m2 (d, d), all float64.")

@@ -44,7 +44,7 @@ void ScatterAccumulator::set_num_threads(int n) {
 
 void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorXd& counts,
                                 const RowMatrixXd& shifts, const RowMatrixXd& sums,
-                                const MatrixXd& m2_upper, std::int64_t rows) {
+                                const MatrixXd& m2_upper, std::int64_t n_rows) {
   // Moving class k's statistics from shift a to shift b = a - delta (delta = a - b):
   //   sums  T' = T + n delta
   //   m2    M' = M + delta T^T + T delta^T + n delta delta^T
@@ -52,8 +52,8 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
   // The result is built beside the state and checked before it replaces it: statistics
   // that would overflow (weights summing to infinity, n_rows past 2^63) are refused and
   // leave the accumulator as it was.
-  std::int64_t new_rows = 0;
-  if (__builtin_add_overflow(n_rows_, rows, &new_rows)) {
+  std::int64_t new_n_rows = 0;
+  if (__builtin_add_overflow(n_rows_, n_rows, &new_n_rows)) {
     throw InputError("the number of rows would overflow a 64-bit integer");
   }
   MatrixXd new_m2 = copy_of(m2_, "the merged second moment");
@@ -68,7 +68,7 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
       new_shifts.row(k) = shifts.row(k);
       new_sums.row(k) = sums.row(k);
     } else {
-      const Eigen::RowVectorXd delta = shifts.row(k) - shifts_.row(k);
+      const RowVectorXd delta = shifts.row(k) - shifts_.row(k);
       if (!delta.isZero(0.0)) {
         if (D.rows() == 0) {
           allocate_zero(D, c_, d_, "the shift changes of a merge");
@@ -103,7 +103,7 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
         "the statistics would overflow (weights or squared features too large to "
         "add up in float64); rescale the features or the weights");
   }
-  n_rows_ = new_rows;
+  n_rows_ = new_n_rows;
   counts_.swap(new_counts);
   shifts_.swap(new_shifts);
   sums_.swap(new_sums);
@@ -124,10 +124,10 @@ void ScatterAccumulator::merge(const ScatterAccumulator& other) {
   absorb(classes, other.counts_, other.shifts_, other.sums_, other.m2_, other.n_rows_);
 }
 
-RowMatrixXd ScatterAccumulator::relative_means(Eigen::RowVectorXd* reference) const {
+RowMatrixXd ScatterAccumulator::relative_means(RowVectorXd* reference) const {
   Index first = 0;
   while (first < c_ && counts_[first] <= 0) ++first;
-  *reference = first < c_ ? Eigen::RowVectorXd(shifts_.row(first)) : Eigen::RowVectorXd::Zero(d_);
+  *reference = first < c_ ? RowVectorXd(shifts_.row(first)) : RowVectorXd::Zero(d_);
   RowMatrixXd rel;
   allocate(rel, c_, d_, "the class means");
   for (Index k = 0; k < c_; ++k) {
@@ -141,14 +141,14 @@ RowMatrixXd ScatterAccumulator::relative_means(Eigen::RowVectorXd* reference) co
 }
 
 RowMatrixXd ScatterAccumulator::class_means() const {
-  Eigen::RowVectorXd ref;
+  RowVectorXd ref;
   RowMatrixXd means = relative_means(&ref);
   means.rowwise() += ref;
   return means;
 }
 
-Eigen::RowVectorXd ScatterAccumulator::weighted_mean(const RowMatrixXd& rows) const {
-  Eigen::RowVectorXd mu = Eigen::RowVectorXd::Zero(d_);
+RowVectorXd ScatterAccumulator::weighted_mean(const RowMatrixXd& rows) const {
+  RowVectorXd mu = RowVectorXd::Zero(d_);
   const double total = total_weight();
   for (Index k = 0; k < c_; ++k)
     if (counts_[k] > 0) mu += (counts_[k] / total) * rows.row(k);
@@ -158,15 +158,15 @@ Eigen::RowVectorXd ScatterAccumulator::weighted_mean(const RowMatrixXd& rows) co
 VectorXd ScatterAccumulator::global_mean() const {
   if (!(total_weight() > 0))
     return VectorXd::Constant(d_, std::numeric_limits<double>::quiet_NaN());
-  Eigen::RowVectorXd ref;
+  RowVectorXd ref;
   const RowMatrixXd rel = relative_means(&ref);
   return (ref + weighted_mean(rel)).transpose();
 }
 
 RowMatrixXd ScatterAccumulator::centered_means() const {
-  Eigen::RowVectorXd ref;
+  RowVectorXd ref;
   RowMatrixXd rel = relative_means(&ref);
-  const Eigen::RowVectorXd mu = weighted_mean(rel);
+  const RowVectorXd mu = weighted_mean(rel);
   rel.rowwise() -= mu;
   return rel;
 }

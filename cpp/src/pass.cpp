@@ -95,7 +95,7 @@ void ScatterAccumulator::undo_call(std::size_t classes_before, bool saw_double_b
   Workspace& ws = work_;
   const double* saved = ws.saved_rows.data();
   for (Index k : ws.saved_classes) {
-    ws.sums.row(k) = Eigen::Map<const Eigen::RowVectorXd>(saved, d_);
+    ws.sums.row(k) = Eigen::Map<const RowVectorXd>(saved, d_);
     ws.counts[k] = saved[d_];
     saved += d_ + 1;
   }

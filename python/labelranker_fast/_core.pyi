@@ -45,7 +45,7 @@ class Accumulator:
         """
     def global_mean(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
         """
-        (d, 1) float64 weighted global mean (NaN while empty).
+        (d,) float64 weighted global mean (NaN while empty).
         """
     def merge(self, other: Accumulator) -> None:
         """
@@ -57,9 +57,7 @@ class Accumulator:
         """
     def solve(self, shrinkage_kind: str, shrinkage_value: typing.SupportsFloat | typing.SupportsIndex, n_components: typing.SupportsInt | typing.SupportsIndex) -> dict:
         """
-        Top n_components discriminant directions and the ranking of the classes.
-        
-        shrinkage_kind is 'none', 'fixed' (shrinkage_value in [0, 1]) or 'oas'. Returns a dict: directions (d, k), eigenvalues (k,) descending, eigenvalue_sum, shrinkage (the intensity used), centroids (C, k), order (C,) int64 position -> class, positions (C,) int64 class -> position, mean (d, 1).
+        Top n_components discriminant directions and the ranking of the classes. shrinkage_kind is 'none', 'fixed' (shrinkage_value in [0, 1]) or 'oas'. Returns a dict: directions (d, k), eigenvalues (k,) descending, eigenvalue_sum, shrinkage (the intensity used), centroids (C, k), order (C,) int64 position -> class, positions (C,) int64 class -> position, mean (d,).
         """
     def update(self, X: numpy.ndarray, y: numpy.ndarray, sample_weight: numpy.ndarray | None = None) -> None:
         """

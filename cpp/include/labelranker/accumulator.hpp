@@ -142,12 +142,12 @@ class ScatterAccumulator {
   // Adds statistics taken around `shifts` (only the listed classes) to this accumulator,
   // re-expressing them around this accumulator's own shifts where the two differ.
   void absorb(const std::vector<Index>& classes, const VectorXd& counts, const RowMatrixXd& shifts,
-              const RowMatrixXd& sums, const MatrixXd& m2_upper, std::int64_t rows);
+              const RowMatrixXd& sums, const MatrixXd& m2_upper, std::int64_t n_rows);
   // Class means minus the shift of the first class with weight (`reference`), which keeps
   // differences of means free of cancellation.
-  RowMatrixXd relative_means(Eigen::RowVectorXd* reference) const;
+  RowMatrixXd relative_means(RowVectorXd* reference) const;
   // sum_k n_k rows_k / N over the classes with weight.
-  Eigen::RowVectorXd weighted_mean(const RowMatrixXd& rows) const;
+  RowVectorXd weighted_mean(const RowMatrixXd& rows) const;
 
   Index d_, c_;
   int num_threads_;
@@ -163,9 +163,9 @@ class ScatterAccumulator {
     Workspace() = default;
     Workspace(const Workspace&) {}
     Workspace& operator=(const Workspace&) { return *this; }
-    MatrixXd moment;           // d x d moment of this pass (upper triangle)
-    RowMatrixXd shifts, sums;  // (C x d) this pass's shifts and shifted sums
-    RowMatrixXf shifts_f;
+    MatrixXd moment;             // d x d moment of this pass (upper triangle)
+    RowMatrixXd shifts, sums;    // (C x d) this pass's shifts and shifted sums
+    RowMatrixXf shifts_f;        // (C x d) the shifts in float32, for float32 rows
     VectorXd counts;             // (C) this pass's weights
     std::vector<char> touched;   // (C) class seen in this pass
     std::vector<Index> classes;  // classes seen in this pass, in order of appearance
