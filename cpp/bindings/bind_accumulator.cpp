@@ -11,18 +11,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cmath>
 #include <mutex>
 #include <optional>
 #include <string>
 
 #include "bindings.hpp"
 #include "labelranker/accumulator.hpp"
-#include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
 #include "labelranker/memory.hpp"
-#include "labelranker/ranking.hpp"
-#include "labelranker/solver.hpp"
+#include "labelranker/pipeline.hpp"
 #include "labelranker/workers.hpp"
 
 namespace py = pybind11;
@@ -48,7 +45,8 @@ bool contiguous_and_aligned(const py::array& a) {
 template <class T>
 const T* vector_data(const py::array& a, Index n, const char* name, const char* dtype) {
   if (!a.dtype().equal(py::dtype::of<T>()) || !contiguous_and_aligned(a) || a.ndim() != 1) {
-    throw py::type_error(std::string(name) + " must be a contiguous, aligned 1-D " + dtype + " array");
+    throw py::type_error(std::string(name) + " must be a contiguous, aligned 1-D " + dtype +
+                         " array");
   }
   if (a.shape(0) != n) {
     throw py::value_error(std::string(name) + " has " + std::to_string(a.shape(0)) +
@@ -64,7 +62,8 @@ void update(BoundAccumulator& self, const py::array& x, const py::array& y,
             const std::optional<py::array>& w) {
   if (x.ndim() != 2) throw py::value_error("X must be 2-D (n_samples, n_features)");
   if (x.shape(1) != self.acc.n_features()) {
-    throw py::value_error("X has " + std::to_string(x.shape(1)) + " features but the accumulator has " +
+    throw py::value_error("X has " + std::to_string(x.shape(1)) +
+                          " features but the accumulator has " +
                           std::to_string(self.acc.n_features()));
   }
   if (!contiguous_and_aligned(x)) throw py::type_error("X must be C-contiguous and aligned");
@@ -140,37 +139,21 @@ lrf::Shrinkage parse_shrinkage(const std::string& kind, double value) {
 
 py::dict solve(const BoundAccumulator& self, const std::string& kind, double value, Index k) {
   const lrf::Shrinkage shrinkage = parse_shrinkage(kind, value);
-  lrf::Discriminant disc;
-  lrf::Ranking ranking;
-  lrf::VectorXd mean;
+  lrf::Solution sol;
   {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(self.mutex);
-    const lrf::ScatterAccumulator& acc = self.acc;
-    lrf::blas::ThreadScope blas_threads(acc.num_threads());
-    acc.require_all_classes();
-    const double total = acc.total_weight();
-    lrf::MatrixXd within = acc.within_scatter();
-    within /= total;
-    lrf::MatrixXd between = acc.between_factor();
-    between /= std::sqrt(total);
-    if (!std::isfinite(total) || !within.allFinite() || !between.allFinite()) {
-      throw lrf::InputError("the statistics are not finite (they overflowed float64); "
-                            "rescale the features or the weights");
-    }
-    disc = lrf::solve_discriminant(within, between, shrinkage, k, total);
-    ranking = lrf::rank_classes(acc.centered_means(), disc.directions);
-    mean = acc.global_mean();
+    sol = lrf::solve_and_rank(self.acc, shrinkage, k);
   }
   py::dict out;
-  out["directions"] = disc.directions;
-  out["eigenvalues"] = disc.eigenvalues;
-  out["eigenvalue_sum"] = disc.eigenvalue_sum;
-  out["shrinkage"] = disc.shrinkage;
-  out["centroids"] = ranking.centroids;
-  out["order"] = py::array(py::cast(ranking.order));
-  out["positions"] = py::array(py::cast(ranking.positions));
-  out["mean"] = mean;
+  out["directions"] = sol.discriminant.directions;
+  out["eigenvalues"] = sol.discriminant.eigenvalues;
+  out["eigenvalue_sum"] = sol.discriminant.eigenvalue_sum;
+  out["shrinkage"] = sol.discriminant.shrinkage;
+  out["centroids"] = sol.ranking.centroids;
+  out["order"] = py::array(py::cast(sol.ranking.order));
+  out["positions"] = py::array(py::cast(sol.ranking.positions));
+  out["mean"] = sol.mean;
   return out;
 }
 
@@ -215,11 +198,13 @@ py::dict get_state(const BoundAccumulator& self) {
 // take complex arrays by dropping the imaginary part, and bools or objects as numbers).
 py::array real_array(const py::dict& d, const char* key) {
   py::array a = py::array::ensure(d[key]);
-  if (!a) throw lrf::InputError(std::string("invalid accumulator state: ") + key + " is not an array");
+  if (!a)
+    throw lrf::InputError(std::string("invalid accumulator state: ") + key + " is not an array");
   const char kind = a.dtype().kind();
   if (kind != 'f' && kind != 'i' && kind != 'u') {
     throw lrf::InputError(std::string("invalid accumulator state: ") + key +
-                          " must hold real numbers, got dtype " + py::str(a.dtype()).cast<std::string>());
+                          " must hold real numbers, got dtype " +
+                          py::str(a.dtype()).cast<std::string>());
   }
   return a;
 }
@@ -271,17 +256,20 @@ void lrf::bindings::bind_accumulator(py::module_& m) {
   py::class_<BoundAccumulator>(m, "Accumulator", R"doc(
 Streaming LDA statistics in float64 (engine object; use labelranker_fast.ScatterAccumulator).
 )doc")
-      .def(py::init<Index, Index>(), py::arg("n_features"), py::arg("num_classes"))
+      .def(py::init<Index, Index>(), py::arg("n_features"), py::arg("num_classes"),
+           "An empty accumulator for n_features >= 1 features and num_classes >= 2 classes.")
       .def("update", &update, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(),
            "Adds rows X (C-contiguous float32/float64) with int64 class indices y and optional "
            "float64 weights. All or nothing: on error the state is unchanged.")
       .def_property(
           "num_threads", [](const BoundAccumulator& s) { return s.acc.num_threads(); },
-          [](BoundAccumulator& s, int n) {
-            py::gil_scoped_release nogil;
-            std::lock_guard<std::mutex> lock(s.mutex);
-            s.acc.set_num_threads(n);
-          },
+          py::cpp_function(
+              [](BoundAccumulator& s, int n) {
+                py::gil_scoped_release nogil;
+                std::lock_guard<std::mutex> lock(s.mutex);
+                s.acc.set_num_threads(n);
+              },
+              py::arg("self"), py::arg("n")),
           "Worker threads of update() and BLAS threads of solve(); statistics and solutions "
           "are bit-identical for every count.")
       .def("begin_pass", mutating([](lrf::ScatterAccumulator& a) { a.begin_pass(); }),
@@ -292,23 +280,45 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
            "Drops the open pass's statistics.")
       .def("release_buffers", mutating([](lrf::ScatterAccumulator& a) { a.release_buffers(); }),
            "Frees the buffers update() keeps between calls.")
-      .def_property_readonly("pass_open", locked([](const lrf::ScatterAccumulator& a) { return a.pass_open(); }))
+      .def_property_readonly("pass_open",
+                             locked([](const lrf::ScatterAccumulator& a) { return a.pass_open(); }),
+                             "Whether a pass is open (begin_pass() without commit or abort).")
       .def("merge", &merge, py::arg("other"), "Adds other's statistics (in place).")
-      .def_property_readonly("n_features", [](const BoundAccumulator& s) { return s.acc.n_features(); })
-      .def_property_readonly("num_classes", [](const BoundAccumulator& s) { return s.acc.num_classes(); })
-      .def_property_readonly("n_rows", locked([](const lrf::ScatterAccumulator& a) { return a.n_rows(); }))
-      .def_property_readonly("counts", locked([](const lrf::ScatterAccumulator& a) { return lrf::VectorXd(a.counts()); }))
-      .def("class_means", locked([](const lrf::ScatterAccumulator& a) { return a.class_means(); }))
-      .def("global_mean", locked([](const lrf::ScatterAccumulator& a) { return a.global_mean(); }))
-      .def("within_scatter", locked([](const lrf::ScatterAccumulator& a) { return a.within_scatter(); }))
+      .def_property_readonly(
+          "n_features", [](const BoundAccumulator& s) { return s.acc.n_features(); },
+          "Number of features d.")
+      .def_property_readonly(
+          "num_classes", [](const BoundAccumulator& s) { return s.acc.num_classes(); },
+          "Number of classes C.")
+      .def_property_readonly("n_rows",
+                             locked([](const lrf::ScatterAccumulator& a) { return a.n_rows(); }),
+                             "Rows accumulated, whatever their weights.")
+      .def_property_readonly("counts", locked([](const lrf::ScatterAccumulator& a) {
+                               return lrf::VectorXd(a.counts());
+                             }),
+                             "(C,) float64 weighted class counts n_k (a copy).")
+      .def("class_means", locked([](const lrf::ScatterAccumulator& a) { return a.class_means(); }),
+           "(C, d) float64 class means; rows of classes without weight are NaN.")
+      .def("global_mean", locked([](const lrf::ScatterAccumulator& a) { return a.global_mean(); }),
+           "(d,) float64 weighted global mean (NaN while empty).")
+      .def("within_scatter",
+           locked([](const lrf::ScatterAccumulator& a) { return a.within_scatter(); }),
+           "(d, d) float64 within-class scatter S_w = sum_k sum_(x in k) w (x - mu_k)(x - mu_k)^T.")
       .def("between_scatter", locked([](const lrf::ScatterAccumulator& a) {
              const lrf::MatrixXd f = a.between_factor();
              return lrf::MatrixXd(f * f.transpose());
-           }))
+           }),
+           "(d, d) float64 between-class scatter S_b = sum_k n_k (mu_k - mu)(mu_k - mu)^T.")
       .def("solve", &solve, py::arg("shrinkage_kind"), py::arg("shrinkage_value"),
            py::arg("n_components"),
-           "Top n_components discriminant directions and the ranking of the classes.")
-      .def("get_state", &get_state, "The whole state as plain arrays.")
+           "Top n_components discriminant directions and the ranking of the classes. "
+           "shrinkage_kind is 'none', 'fixed' (shrinkage_value in [0, 1]) or 'oas'. Returns a "
+           "dict: directions (d, k), eigenvalues (k,) descending, eigenvalue_sum, shrinkage "
+           "(the intensity used), centroids (C, k), order (C,) int64 position -> class, "
+           "positions (C,) int64 class -> position, mean (d,).")
+      .def("get_state", &get_state,
+           "The whole state as plain arrays: a dict with n_features, num_classes, n_rows "
+           "(ints), counts (C,), shifts (C, d), sums (C, d) and m2 (d, d), all float64.")
       .def_static("from_state", &from_state, py::arg("state"),
                   "Rebuilds an accumulator from get_state()'s arrays (validated).");
 }

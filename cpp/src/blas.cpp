@@ -31,19 +31,19 @@ int checked_int(index_t n) {
 
 void syrk_upper(index_t n, index_t k, const float* a, index_t lda, float beta, float* c,
                 index_t ldc) {
-  scipy_cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k),
-                    1.0f, a, checked_int(lda), beta, c, checked_int(ldc));
+  scipy_cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k), 1.0f,
+                    a, checked_int(lda), beta, c, checked_int(ldc));
 }
 
 void syrk_upper(index_t n, index_t k, const double* a, index_t lda, double beta, double* c,
                 index_t ldc) {
-  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k),
-                    1.0, a, checked_int(lda), beta, c, checked_int(ldc));
+  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k), 1.0, a,
+                    checked_int(lda), beta, c, checked_int(ldc));
 }
 
 void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
-  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, checked_int(n), checked_int(k), 1.0,
-                    a, checked_int(lda), 0.0, c, checked_int(ldc));
+  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, checked_int(n), checked_int(k), 1.0, a,
+                    checked_int(lda), 0.0, c, checked_int(ldc));
 }
 
 int potrf_lower(index_t n, double* a, index_t lda) {
@@ -52,8 +52,8 @@ int potrf_lower(index_t n, double* a, index_t lda) {
 
 void trsm_right_lower_t(index_t m, index_t n, const double* l, index_t ldl, double* b,
                         index_t ldb) {
-  scipy_cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
-                    checked_int(m), checked_int(n), 1.0, l, checked_int(ldl), b, checked_int(ldb));
+  scipy_cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, checked_int(m),
+                    checked_int(n), 1.0, l, checked_int(ldl), b, checked_int(ldb));
 }
 
 void syrk_lower_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
@@ -79,9 +79,9 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
   std::vector<int> isuppz;
   allocate_vector(all, ni, "the eigenvalues of dsyevr");
   allocate_vector(isuppz, 2 * std::max<index_t>(count, 1), "the support of dsyevr's eigenvectors");
-  const int info = scipy_LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', ni, a, checked_int(lda),
-                                        0.0, 0.0, lo, ni, 0.0, &found, all.data(), z,
-                                        checked_int(ldz), isuppz.data());
+  const int info =
+      scipy_LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', ni, a, checked_int(lda), 0.0, 0.0, lo,
+                           ni, 0.0, &found, all.data(), z, checked_int(ldz), isuppz.data());
   // M < count (with info 0) is what non-finite input gets, which callers rule out first.
   if (info == 0 && found != count) return -1000 - found;
   std::copy(all.begin(), all.begin() + count, w);
@@ -94,9 +94,9 @@ void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
 namespace {
 std::mutex scope_mutex;
 std::condition_variable serial_done;
-int scopes_active = 0;  // guarded by scope_mutex
-int size_before = 1;    // the pool's size before the first active scope
-bool serial = false;    // a SerialScope holds the pool at one thread
+int scopes_active = 0;   // guarded by scope_mutex
+int size_before = 1;     // the pool's size before the first active scope
+bool serial = false;     // a SerialScope holds the pool at one thread
 int serial_restore = 1;  // what the pool returns to when it ends
 }  // namespace
 

@@ -32,7 +32,8 @@ OutOfMemory::OutOfMemory(std::int64_t rows, std::int64_t cols, std::size_t item_
   if (cols >= 0) bytes *= static_cast<long double>(cols);
   std::ostringstream msg;
   msg << "Unable to allocate " << format_bytes(bytes) << " for an array with shape (" << rows;
-  if (cols >= 0) msg << ", " << cols; else msg << ",";
+  if (cols >= 0) msg << ", " << cols;
+  else msg << ",";
   msg << ") and data type " << dtype << " (" << what << ")";
   message_ = msg.str();
 }

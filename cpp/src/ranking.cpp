@@ -13,9 +13,10 @@ Ranking rank_classes(const RowMatrixXd& centered_means, const MatrixXd& directio
   out.centroids = centered_means * directions;
   // Sorting needs finite keys (NaN breaks the ordering the sort relies on).
   if (!out.centroids.allFinite()) {
-    throw SingularError("the projected class centroids overflow float64 (class means too "
-                        "many within-class standard deviations apart); use shrinkage or "
-                        "rescale the features");
+    throw SingularError(
+        "the projected class centroids overflow float64 (class means too "
+        "many within-class standard deviations apart); use shrinkage or "
+        "rescale the features");
   }
 
   Index anchor = 0;
@@ -29,8 +30,9 @@ Ranking rank_classes(const RowMatrixXd& centered_means, const MatrixXd& directio
                       : (out.centroids.row(i) - out.centroids.row(anchor)).norm();
   }
   if (!distance.allFinite()) {
-    throw SingularError("the distances between projected class centroids overflow float64; "
-                        "use shrinkage or rescale the features");
+    throw SingularError(
+        "the distances between projected class centroids overflow float64; "
+        "use shrinkage or rescale the features");
   }
 
   out.order.resize(static_cast<std::size_t>(c));

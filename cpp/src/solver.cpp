@@ -1,7 +1,7 @@
 #include "labelranker/solver.hpp"
 
-#include <Eigen/Cholesky>
 #include <lapacke.h>
+#include <Eigen/Cholesky>
 
 #include <algorithm>
 #include <cmath>
@@ -14,12 +14,12 @@
 
 namespace lrf {
 
-double oas_shrinkage(const MatrixXd& cov, double n_samples) {
+double oas_shrinkage(const MatrixXd& cov, double total_weight) {
   const double p = static_cast<double>(cov.rows());
   const double mu = cov.trace() / p;
   const double alpha = cov.squaredNorm() / (p * p);
   const double num = alpha + mu * mu;
-  const double den = (n_samples + 1.0) * (alpha - mu * mu / p);
+  const double den = (total_weight + 1.0) * (alpha - mu * mu / p);
   return den == 0.0 ? 1.0 : std::min(num / den, 1.0);
 }
 
@@ -33,12 +33,12 @@ void orient_columns(MatrixXd* directions) {
 
 namespace {
 
-[[noreturn]] void throw_singular(Index feature, const Shrinkage& shrinkage, double n_samples,
+[[noreturn]] void throw_singular(Index feature, const Shrinkage& shrinkage, double total_weight,
                                  Index d) {
   std::ostringstream msg;
   msg << "the within-class scatter is singular: feature " << feature
       << " is constant within every class or a linear combination of other features ("
-      << n_samples << " samples, " << d << " features). ";
+      << total_weight << " samples, " << d << " features). ";
   if (shrinkage.kind == Shrinkage::Kind::kNone) {
     msg << "Pass shrinkage='oas' or a shrinkage in (0, 1] to regularise it.";
   } else {
@@ -101,10 +101,33 @@ void top_eigenpairs(MatrixXd* a, Index count, VectorXd* w, MatrixXd* z) {
   if (info != 0) throw std::runtime_error("dsyevr failed with info " + std::to_string(info));
 }
 
+// The k largest eigenpairs of an n x n Gram matrix of the whitened between-class factor
+// (A^T A or A A^T, the same nonzero eigenvalues), whose upper triangle fill(gram) writes.
+// Eigenvalues descending in *lambda, eigenvectors in the returned columns (same order);
+// *trace is the sum of all eigenvalues.
+template <class Fill>
+MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lambda, double* trace,
+                     Fill fill) {
+  MatrixXd gram;
+  allocate(gram, n, n, "the between-class Gram matrix");
+  fill(gram.data());
+  gram.triangularView<Eigen::StrictlyLower>().setZero();  // not written by syrk
+  require_finite(gram, shrinkage);
+  *trace = gram.trace();
+  VectorXd w(k);
+  MatrixXd v;
+  allocate(v, n, k, "the Gram matrix's eigenvectors");
+  top_eigenpairs(&gram, k, &w, &v);
+  lambda->resize(k);
+  for (Index j = 0; j < k; ++j) (*lambda)[j] = w[k - 1 - j];  // LAPACK returns ascending order
+  for (Index j = 0; j < k / 2; ++j) v.col(j).swap(v.col(k - 1 - j));
+  return v;
+}
+
 }  // namespace
 
 Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& between_factor,
-                                const Shrinkage& shrinkage, Index k, double n_samples) {
+                                const Shrinkage& shrinkage, Index k, double total_weight) {
   const Index d = within_cov.rows();
   const Index c = between_factor.cols();
   const Index max_k = std::min(c - 1, d);
@@ -118,9 +141,15 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   Discriminant out;
   MatrixXd s = copy_of(within_cov, "the within-class covariance");
   switch (shrinkage.kind) {
-    case Shrinkage::Kind::kNone: out.shrinkage = 0.0; break;
-    case Shrinkage::Kind::kFixed: out.shrinkage = shrinkage.value; break;
-    case Shrinkage::Kind::kOas: out.shrinkage = oas_shrinkage(s, n_samples); break;
+    case Shrinkage::Kind::kNone:
+      out.shrinkage = 0.0;
+      break;
+    case Shrinkage::Kind::kFixed:
+      out.shrinkage = shrinkage.value;
+      break;
+    case Shrinkage::Kind::kOas:
+      out.shrinkage = oas_shrinkage(s, total_weight);
+      break;
   }
   if (!(out.shrinkage >= 0.0 && out.shrinkage <= 1.0)) {
     throw InputError("shrinkage must be in [0, 1], got " + std::to_string(out.shrinkage));
@@ -135,11 +164,11 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   // rounding noise relative to their feature's variance (a numerically singular S).
   const VectorXd variance = s.diagonal();
   const Index bad_pivot = cholesky_lower(&s);
-  if (bad_pivot >= 0) throw_singular(bad_pivot, shrinkage, n_samples, d);
+  if (bad_pivot >= 0) throw_singular(bad_pivot, shrinkage, total_weight, d);
   for (Index i = 0; i < d; ++i) {
     const double pivot = s(i, i) * s(i, i);
     if (!(variance[i] > 0.0) || !(pivot > kSingularPivot * variance[i]))
-      throw_singular(i, shrinkage, n_samples, d);
+      throw_singular(i, shrinkage, total_weight, d);
   }
 
   // A = L^{-1} M (d x C); its top left singular vectors from the smaller Gram matrix.
@@ -148,39 +177,19 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   require_finite(a, shrinkage);
   MatrixXd u;
   allocate(u, d, k, "the discriminant directions");
-  VectorXd lambda(k);
+  VectorXd lambda;
   if (c <= d) {
-    MatrixXd gram;
-    allocate(gram, c, c, "the between-class Gram matrix");
-    blas::syrk_upper_t(c, d, a.data(), d, gram.data(), c);  // A^T A
-    gram.triangularView<Eigen::StrictlyLower>().setZero();  // not written by syrk
-    require_finite(gram, shrinkage);
-    out.eigenvalue_sum = gram.trace();
-    VectorXd w(k);
-    MatrixXd v;
-    allocate(v, c, k, "the Gram matrix's eigenvectors");
-    top_eigenpairs(&gram, k, &w, &v);
-    for (Index j = 0; j < k; ++j) {
-      const Index src = k - 1 - j;  // LAPACK returns ascending order
-      lambda[j] = w[src];
-      u.col(j) = a * v.col(src);
-    }
+    // A^T A (C x C): its eigenvectors v give u = A v / sqrt(lambda).
+    MatrixXd v = top_of_gram(c, k, shrinkage, &lambda, &out.eigenvalue_sum,
+                             [&](double* gram) { blas::syrk_upper_t(c, d, a.data(), d, gram, c); });
+    for (Index j = 0; j < k; ++j) u.col(j) = a * v.col(j);
   } else {
-    MatrixXd gram;
-    allocate(gram, d, d, "the between-class Gram matrix");
-    // A A^T (d x d): syrk over A (d x c column-major).
-    blas::syrk_upper(d, c, a.data(), d, 0.0, gram.data(), d);
-    gram.triangularView<Eigen::StrictlyLower>().setZero();  // not written by syrk
-    require_finite(gram, shrinkage);
-    out.eigenvalue_sum = gram.trace();
-    VectorXd w(k);
-    MatrixXd v;
-    allocate(v, d, k, "the Gram matrix's eigenvectors");
-    top_eigenpairs(&gram, k, &w, &v);
-    for (Index j = 0; j < k; ++j) {
-      lambda[j] = w[k - 1 - j];
-      u.col(j) = v.col(k - 1 - j) * std::sqrt(std::max(lambda[j], 0.0));
-    }
+    // A A^T (d x d): its eigenvectors are u itself (scaled here so that both branches
+    // divide by sqrt(lambda) below).
+    MatrixXd v = top_of_gram(d, k, shrinkage, &lambda, &out.eigenvalue_sum, [&](double* gram) {
+      blas::syrk_upper(d, c, a.data(), d, 0.0, gram, d);
+    });
+    for (Index j = 0; j < k; ++j) u.col(j) = v.col(j) * std::sqrt(std::max(lambda[j], 0.0));
   }
 
   // Directions with zero between-class variance carry no order.

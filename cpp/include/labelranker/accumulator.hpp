@@ -14,8 +14,6 @@
 // float32 within a block of at most kBlockRows rows and added to the float64 moment.
 #pragma once
 
-#include <Eigen/Core>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -23,13 +21,9 @@
 #include <vector>
 
 #include "labelranker/blas.hpp"
+#include "labelranker/types.hpp"
 
 namespace lrf {
-
-using Index = std::int64_t;
-using MatrixXd = Eigen::MatrixXd;  // column-major
-using RowMatrixXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using VectorXd = Eigen::VectorXd;
 
 // Asked by update() on its calling thread between blocks of rows, at most once per
 // kPollInterval; returning true stops the update, which then leaves no trace and throws
@@ -40,11 +34,11 @@ using InterruptPoll = std::function<bool()>;
 struct AccumulatorState {
   Index n_features = 0;
   Index num_classes = 0;
-  std::int64_t n_rows = 0;      // rows seen, whatever their weight
-  VectorXd counts;              // (C) weighted counts
-  RowMatrixXd shifts;           // (C x d) per-class shifts; meaningful where counts > 0
-  RowMatrixXd sums;             // (C x d) weighted sums of shifted rows
-  MatrixXd m2;                  // (d x d) symmetric pooled shifted second moment
+  std::int64_t n_rows = 0;  // rows seen, whatever their weight
+  VectorXd counts;          // (C) weighted counts
+  RowMatrixXd shifts;       // (C x d) per-class shifts; meaningful where counts > 0
+  RowMatrixXd sums;         // (C x d) weighted sums of shifted rows
+  MatrixXd m2;              // (d x d) symmetric pooled shifted second moment
 };
 
 class ScatterAccumulator {
@@ -108,7 +102,7 @@ class ScatterAccumulator {
   // single-threaded on its own blocks; blocks are reduced in order, so every thread count
   // gives bit-identical statistics. Workers that cannot be started (thread limits) are
   // done without: the same blocks run on fewer threads, with the same result.
-  int num_threads() const { return threads_; }
+  int num_threads() const { return num_threads_; }
   void set_num_threads(int n);
 
   AccumulatorState export_state() const;
@@ -124,9 +118,22 @@ class ScatterAccumulator {
   template <class T>
   void update_impl(const T* x, Index n, const std::int64_t* y, const double* w,
                    const InterruptPoll& poll);
+  // The rows' path (accumulate.cpp): add_rows runs the steps below.
   template <class T>
   void add_rows(const T* x, Index n, const std::int64_t* y, const double* w,
                 const InterruptPoll& poll, bool undoable);
+  // Sets the shifts of the classes first seen in this pass; returns the pass's shifts at
+  // input precision (C x d).
+  template <class T>
+  const T* assign_shifts(const T* x, Index n, const std::int64_t* y);
+  // Sizes the first `lanes` workers' buffers (and the undo buffers) for this call.
+  template <class T>
+  void prepare_lanes(Index n, Index lanes, Index sub_rows, bool undoable, bool to_spare);
+  struct Lane;  // one worker thread's buffers (defined in accumulate.cpp)
+  // Adds a lane's block b to the pass (to `spare` if to_spare), saving what an undoable
+  // call changes first.
+  template <class T>
+  void reduce_block(Lane& lane, Index b, bool to_spare, bool undoable);
   // Undoes the workspace changes of an interrupted call inside an open pass.
   void undo_call(std::size_t classes_before, bool saw_double_before);
   void validate_rows(Index n, const std::int64_t* y, const double* w) const;
@@ -134,17 +141,16 @@ class ScatterAccumulator {
   [[noreturn]] void throw_non_finite(const T* x, Index n, const double* w) const;
   // Adds statistics taken around `shifts` (only the listed classes) to this accumulator,
   // re-expressing them around this accumulator's own shifts where the two differ.
-  void absorb(const std::vector<Index>& classes, const VectorXd& counts,
-              const RowMatrixXd& shifts, const RowMatrixXd& sums, const MatrixXd& m2_upper,
-              std::int64_t rows);
+  void absorb(const std::vector<Index>& classes, const VectorXd& counts, const RowMatrixXd& shifts,
+              const RowMatrixXd& sums, const MatrixXd& m2_upper, std::int64_t n_rows);
   // Class means minus the shift of the first class with weight (`reference`), which keeps
   // differences of means free of cancellation.
-  RowMatrixXd relative_means(Eigen::RowVectorXd* reference) const;
+  RowMatrixXd relative_means(RowVectorXd* reference) const;
   // sum_k n_k rows_k / N over the classes with weight.
-  Eigen::RowVectorXd weighted_mean(const RowMatrixXd& rows) const;
+  RowVectorXd weighted_mean(const RowMatrixXd& rows) const;
 
   Index d_, c_;
-  int threads_;
+  int num_threads_;
   std::int64_t n_rows_ = 0;
   VectorXd counts_;
   RowMatrixXd shifts_;
@@ -153,31 +159,30 @@ class ScatterAccumulator {
 
   // Buffers reused across update() calls; not part of the state, and a copy of the
   // accumulator starts with empty ones.
-  struct Lane;  // one worker thread's buffers (defined in accumulator.cpp)
   struct Workspace {
     Workspace() = default;
     Workspace(const Workspace&) {}
     Workspace& operator=(const Workspace&) { return *this; }
-    MatrixXd moment;                 // d x d moment of this pass (upper triangle)
-    RowMatrixXd shifts, sums;        // (C x d) this pass's shifts and shifted sums
-    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> shifts_f;
-    VectorXd counts;                 // (C) this pass's weights
-    std::vector<char> touched;       // (C) class seen in this pass
-    std::vector<Index> classes;      // classes seen in this pass, in order of appearance
-    bool open = false;               // a pass is open (a copy starts with none)
-    std::int64_t rows = 0;           // rows added in this pass
-    bool has_moment = false;         // moment holds data (else it is assigned, not added)
-    bool saw_double = false;         // a float64 call was part of this pass
+    MatrixXd moment;             // d x d moment of this pass (upper triangle)
+    RowMatrixXd shifts, sums;    // (C x d) this pass's shifts and shifted sums
+    RowMatrixXf shifts_f;        // (C x d) the shifts in float32, for float32 rows
+    VectorXd counts;             // (C) this pass's weights
+    std::vector<char> touched;   // (C) class seen in this pass
+    std::vector<Index> classes;  // classes seen in this pass, in order of appearance
+    bool open = false;           // a pass is open (a copy starts with none)
+    std::int64_t n_rows = 0;     // rows added in this pass
+    bool has_moment = false;     // moment holds data (else it is assigned, not added)
+    bool saw_double = false;     // a float64 call was part of this pass
     std::unique_ptr<blas::ThreadScope> serial_blas;  // held while a pass is open
     // While an update inside an open pass may still be undone: its blocks go to `spare`
     // (the first as moment + block), which replaces `moment` when the call succeeds, and
     // the first change of each class's sums and count in the call is saved first.
     MatrixXd spare;
-    std::vector<char> saved;         // (C) class saved in this call
+    std::vector<char> saved;  // (C) class saved in this call
     std::vector<Index> saved_classes;
     std::vector<double> saved_rows;  // d entries per saved class, then its count
     void clear_saved();
-    void release();                  // frees every buffer (no pass open)
+    void release();  // frees every buffer (no pass open)
     std::vector<std::shared_ptr<Lane>> lanes;
   };
   Workspace work_;

@@ -26,8 +26,7 @@ void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c,
 int potrf_lower(index_t n, double* a, index_t lda);
 
 // B (m x n) <- B L^{-T}, L n x n lower triangular.
-void trsm_right_lower_t(index_t m, index_t n, const double* l, index_t ldl, double* b,
-                        index_t ldb);
+void trsm_right_lower_t(index_t m, index_t n, const double* l, index_t ldl, double* b, index_t ldb);
 // C (n x n, lower triangle) -= A A^T, A n x k column-major.
 void syrk_lower_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc);
 

@@ -32,7 +32,8 @@ class OutOfMemory : public std::bad_alloc {
 // prints them; the count is a long double, so sizes past 2^64 bytes are still described.
 std::string format_bytes(long double bytes);
 
-template <class T> constexpr const char* dtype_name() {
+template <class T>
+constexpr const char* dtype_name() {
   if constexpr (sizeof(T) == 8 && T(0.5) != T(0)) return "float64";
   else if constexpr (sizeof(T) == 4 && T(0.5) != T(0)) return "float32";
   else if constexpr (sizeof(T) == 8) return "int64";

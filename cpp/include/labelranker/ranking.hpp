@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "labelranker/accumulator.hpp"
+#include "labelranker/types.hpp"
 
 namespace lrf {
 

@@ -6,7 +6,7 @@
 // solve with C right-hand sides, and a min(C, d)-sized symmetric eigenproblem.
 #pragma once
 
-#include "labelranker/accumulator.hpp"
+#include "labelranker/types.hpp"
 
 namespace lrf {
 
@@ -24,17 +24,18 @@ struct Discriminant {
 };
 
 // Oracle Approximating Shrinkage intensity (Chen et al. 2010, eq. 23) of a covariance
-// estimated from n_samples samples.
-double oas_shrinkage(const MatrixXd& cov, double n_samples);
+// estimated from samples of total weight `total_weight` (their number when unweighted).
+double oas_shrinkage(const MatrixXd& cov, double total_weight);
 
 // Relative pivot below which S is treated as singular: a feature whose variance is
 // explained by the previous ones up to this fraction makes the problem ill-posed.
 inline constexpr double kSingularPivot = 1e-10;
 
 // within_cov: S = S_w / N (d x d); between_factor: M with S_b / N = M M^T (d x C);
-// n_samples: N (for OAS). Returns the top k directions.
+// total_weight: N, the accumulator's total weight (for OAS and messages). Returns the top
+// k directions.
 Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& between_factor,
-                                const Shrinkage& shrinkage, Index k, double n_samples);
+                                const Shrinkage& shrinkage, Index k, double total_weight);
 
 // Flips each column so that its largest-magnitude entry (lowest index on ties) is positive.
 void orient_columns(MatrixXd* directions);

@@ -1,0 +1,74 @@
+// The row kernels of the update path: the centring of rows (the only O(n d) loop), the
+// weight exponent of a block and the folds of block moments into upper triangles.
+// Engine-internal.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "labelranker/types.hpp"
+
+namespace lrf::kernels {
+
+// upper(dst) += upper(src), both n x n column-major with leading dimension n.
+template <class T>
+void add_upper(double* dst, const T* src, Index n) {
+  for (Index j = 0; j < n; ++j) {
+    double* __restrict__ d = dst + j * n;
+    const T* __restrict__ s = src + j * n;
+    for (Index i = 0; i <= j; ++i) d[i] += static_cast<double>(s[i]);
+  }
+}
+
+// upper(dst) = [upper(base) +] upper(src) * 2^(2 e): a block moment computed from rows
+// scaled by 2^-e (base == nullptr: assigned; base may be dst). The factor is applied as
+// two exact multiplications by 2^e (2^(2e) itself may not be representable); with e = 0
+// this is the plain sum (or copy), bit for bit.
+template <class T>
+void fold_upper_scaled(double* dst, const double* base, const T* src, Index n, int e) {
+  const double g = std::ldexp(1.0, e);
+  for (Index j = 0; j < n; ++j) {
+    double* d = dst + j * n;
+    const T* __restrict__ s = src + j * n;
+    if (base == nullptr) {
+      for (Index i = 0; i <= j; ++i) d[i] = (static_cast<double>(s[i]) * g) * g;
+    } else {
+      const double* b = base + j * n;
+      for (Index i = 0; i <= j; ++i) d[i] = b[i] + (static_cast<double>(s[i]) * g) * g;
+    }
+  }
+}
+
+// Weighted rows enter the moment as z = (x - s) sqrt(w), computed at input precision. For
+// weights far from 1 (float32: sqrt(w) below 2^-126 or z^2 past 2^128) a block's rows are
+// scaled by 2^-e, e the binary exponent of the block's largest sqrt(w), and its moment by
+// 2^(2e) in float64: exact, and weights that differ by a constant factor give the same
+// statistics up to that factor. Within +-kWeightExpSlack nothing is scaled.
+constexpr int kWeightExpSlack = 32;
+
+inline int block_weight_exponent(const double* w, Index n) {
+  if (w == nullptr) return 0;
+  double wmax = 0.0;
+  for (Index i = 0; i < n; ++i) wmax = std::max(wmax, w[i]);
+  if (!(wmax > 0.0)) return 0;
+  int e = 0;
+  std::frexp(std::sqrt(wmax), &e);
+  return (e > kWeightExpSlack || e < -kWeightExpSlack) ? e : 0;
+}
+
+// The rows of each class are shifted by s_k; this is the value of s_k at input precision,
+// so that (x - s_k) is computed exactly for x close to s_k (Sterbenz).
+template <class T>
+double round_to(double v) {
+  return static_cast<double>(static_cast<T>(v));
+}
+
+// One row of the centring pass: z = (x - s) * sqrt(w) * scale, acc += w (x - s), for d
+// features; weight == nullptr means w = 1 (and no scaling). scale is 2^-e of
+// block_weight_exponent. Cloned for AVX-512 and AVX2 on x86-64 (kernels.cpp).
+void center_row(const float* x, const float* s, float* z, double* acc, Index d,
+                const double* weight, double scale);
+void center_row(const double* x, const double* s, double* z, double* acc, Index d,
+                const double* weight, double scale);
+
+}  // namespace lrf::kernels

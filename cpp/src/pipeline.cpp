@@ -1,0 +1,30 @@
+#include "labelranker/pipeline.hpp"
+
+#include <cmath>
+
+#include "labelranker/blas.hpp"
+#include "labelranker/errors.hpp"
+
+namespace lrf {
+
+Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkage, Index k) {
+  blas::ThreadScope blas_threads(acc.num_threads());
+  acc.require_all_classes();
+  const double total = acc.total_weight();
+  MatrixXd within = acc.within_scatter();
+  within /= total;
+  MatrixXd between = acc.between_factor();
+  between /= std::sqrt(total);
+  if (!std::isfinite(total) || !within.allFinite() || !between.allFinite()) {
+    throw InputError(
+        "the statistics are not finite (they overflowed float64); "
+        "rescale the features or the weights");
+  }
+  Solution out;
+  out.discriminant = solve_discriminant(within, between, shrinkage, k, total);
+  out.ranking = rank_classes(acc.centered_means(), out.discriminant.directions);
+  out.mean = acc.global_mean();
+  return out;
+}
+
+}  // namespace lrf
