@@ -15,9 +15,17 @@
 namespace lrf {
 
 double oas_shrinkage(const MatrixXd& cov, double total_weight) {
+  // The estimate is scale-invariant, but tr(S^2) overflows for entries near 1e154 and
+  // underflows near 1e-154: it is computed on S scaled by a power of two that brings the
+  // largest entry to [0.5, 1). Scaling by a power of two is exact, so ordinary inputs get
+  // bit-identical results.
+  const double largest = cov.cwiseAbs().maxCoeff();
+  int exponent = 0;
+  if (largest > 0.0 && std::isfinite(largest)) std::frexp(largest, &exponent);
+  const double scale = std::ldexp(1.0, -exponent);
   const double p = static_cast<double>(cov.rows());
-  const double mu = cov.trace() / p;
-  const double alpha = cov.squaredNorm() / (p * p);
+  const double mu = (cov * scale).trace() / p;
+  const double alpha = (cov * scale).squaredNorm() / (p * p);
   const double num = alpha + mu * mu;
   const double den = (total_weight + 1.0) * (alpha - mu * mu / p);
   return den == 0.0 ? 1.0 : std::min(num / den, 1.0);
