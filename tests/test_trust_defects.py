@@ -41,8 +41,8 @@ def reusing(X, y, batch, kind="numpy"):
         by = np.empty(batch, dtype=np.int64)
     for a in range(0, len(X), batch):
         k = min(batch, len(X) - a)
-        bx[:k] = X[a:a + k] if kind == "numpy" else __import__("torch").from_numpy(X[a:a + k])
-        by[:k] = y[a:a + k] if kind == "numpy" else __import__("torch").from_numpy(y[a:a + k])
+        bx[:k] = X[a : a + k] if kind == "numpy" else __import__("torch").from_numpy(X[a : a + k])
+        by[:k] = y[a : a + k] if kind == "numpy" else __import__("torch").from_numpy(y[a : a + k])
         yield bx[:k], by[:k]
 
 
@@ -74,8 +74,8 @@ class ReusingSliceable:
 
     def __getitem__(self, key):
         part = self.X[key]
-        self.buf[:len(part)] = part
-        return self.buf[:len(part)]
+        self.buf[: len(part)] = part
+        return self.buf[: len(part)]
 
 
 def test_sliceable_reusing_its_buffer(data):
@@ -135,8 +135,11 @@ def test_concurrent_merges_do_not_deadlock(data):
             p.merge(q)
         done.append(1)
 
-    threads = [threading.Thread(target=cross, args=(a, b)), threading.Thread(target=cross, args=(b, a)),
-               threading.Thread(target=cross, args=(a, a))]
+    threads = [
+        threading.Thread(target=cross, args=(a, b)),
+        threading.Thread(target=cross, args=(b, a)),
+        threading.Thread(target=cross, args=(a, a)),
+    ]
     for t in threads:
         t.start()
     for t in threads:

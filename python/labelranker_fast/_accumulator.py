@@ -91,9 +91,17 @@ class ScatterAccumulator:
         return obj
 
     # ------------------------------------------------------------- updating
-    def update(self, X, y=None, sample_weight=None, *, chunk_size: int | None = None,
-               progress: bool = False, checkpoint=None,
-               checkpoint_every: int | None = None) -> "ScatterAccumulator":
+    def update(
+        self,
+        X,
+        y=None,
+        sample_weight=None,
+        *,
+        chunk_size: int | None = None,
+        progress: bool = False,
+        checkpoint=None,
+        checkpoint_every: int | None = None,
+    ) -> "ScatterAccumulator":
         """Adds rows with their class indices; all of them or, on any error, none.
 
         Parameters
@@ -129,13 +137,25 @@ class ScatterAccumulator:
         KeyboardInterrupt
             Ctrl-C while rows are being added; the accumulator is left unchanged.
         """
-        if (y is None or chunk_size is not None or checkpoint is not None
-                or checkpoint_every is not None or not in_memory(X)):
+        if (
+            y is None
+            or chunk_size is not None
+            or checkpoint is not None
+            or checkpoint_every is not None
+            or not in_memory(X)
+        ):
             if ScatterAccumulator._streamed_update is None:  # pragma: no cover
                 raise RuntimeError("labelranker_fast._stream is not loaded")
             part = ScatterAccumulator._streamed_update(
-                self, X, y, sample_weight, chunk_size=chunk_size, progress=progress,
-                checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+                self,
+                X,
+                y,
+                sample_weight,
+                chunk_size=chunk_size,
+                progress=progress,
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+            )
             if part is not None:
                 self._absorb(part)
             return self
@@ -328,8 +348,12 @@ class ScatterAccumulator:
         dropped = np.setdiff1d(np.arange(self.num_classes), order)
         if np.any(state["counts"][dropped] != 0):
             raise ValueError("cannot drop classes that have samples")
-        state.update(num_classes=order.size, counts=state["counts"][order],
-                     shifts=state["shifts"][order], sums=state["sums"][order])
+        state.update(
+            num_classes=order.size,
+            counts=state["counts"][order],
+            shifts=state["shifts"][order],
+            sums=state["sums"][order],
+        )
         out = type(self).from_state(state)
         out.n_threads = self.n_threads
         return out
@@ -367,9 +391,11 @@ class ScatterAccumulator:
             if arr.dtype.kind not in "fiu":
                 raise ValueError(f"accumulator state {k!r} must be numeric, got dtype {arr.dtype}")
             if arr.shape != shapes[k]:
-                raise ValueError(f"accumulator state {k!r} has shape {arr.shape}, expected "
-                                 f"{shapes[k]} for n_features={plain['n_features']}, "
-                                 f"num_classes={plain['num_classes']}")
+                raise ValueError(
+                    f"accumulator state {k!r} has shape {arr.shape}, expected "
+                    f"{shapes[k]} for n_features={plain['n_features']}, "
+                    f"num_classes={plain['num_classes']}"
+                )
             plain[k] = np.ascontiguousarray(arr, dtype=np.float64)
         return cls._wrap(_core.Accumulator.from_state(plain))
 
@@ -382,7 +408,7 @@ class ScatterAccumulator:
         if state["version"] != _STATE_VERSION:
             raise reader._bad(f"unsupported accumulator state version {state['version']}")
         if state["n_features"] < 1 or state["num_classes"] < 2 or state["n_rows"] < 0:
-            raise reader._bad(f"invalid sizes {({k: state[k] for k in _SCALARS})}")
+            raise reader._bad(f"invalid sizes { ({k: state[k] for k in _SCALARS}) }")
         shapes = _state_shapes(state["n_features"], state["num_classes"])
         for k in _ARRAYS:
             state[k] = reader.read(prefix + k, shapes[k])

@@ -88,7 +88,15 @@ def rank_labels(
     """
     parse_shrinkage(shrinkage)  # checked before the pass, not after it
     check_n_components(n_components)
-    acc, classes = accumulate(X, y, sample_weight, num_classes=num_classes,
-                              n_threads=n_threads, chunk_size=chunk_size, progress=progress,
-                              checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    acc, classes = accumulate(
+        X,
+        y,
+        sample_weight,
+        num_classes=num_classes,
+        n_threads=n_threads,
+        chunk_size=chunk_size,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+    )
     return acc.rank(shrinkage=shrinkage, n_components=n_components, classes=classes)

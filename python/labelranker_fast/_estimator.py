@@ -154,7 +154,9 @@ class LabelRanker(TransformerMixin, BaseEstimator):
             parse_shrinkage(self.shrinkage)
             check_n_components(self.n_components)
         else:
-            if classes is not None and not np.array_equal(np.unique(to_numpy(classes)), self.classes_):
+            if classes is not None and not np.array_equal(
+                np.unique(to_numpy(classes)), self.classes_
+            ):
                 raise ValueError("classes differ from those given on the first call")
             classes = self.classes_
         labels = to_numpy(y)

@@ -42,7 +42,9 @@ def as_path(path, name: str = "path") -> str:
     if isinstance(path, (str, bytes, os.PathLike)):
         path = os.fsdecode(os.fspath(path))
         if not path or "\0" in path:
-            raise ValueError(f"{name} must be a non-empty path without NUL characters, got {path!r}")
+            raise ValueError(
+                f"{name} must be a non-empty path without NUL characters, got {path!r}"
+            )
         return path
     raise TypeError(f"{name} must be a str or os.PathLike path, got {type(path).__name__}")
 
@@ -188,9 +190,11 @@ class NpzReader:
             raise self._bad(f"member {key!r} has dtype {dtype}, not plain numbers or text")
         nbytes = int(np.prod(shape, dtype=object) if shape else 1) * dtype.itemsize
         if info.file_size != offset + nbytes:
-            raise self._bad(f"member {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) "
-                            f"but its archive entry holds {info.file_size - offset}: truncated "
-                            "or inconsistent")
+            raise self._bad(
+                f"member {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) "
+                f"but its archive entry holds {info.file_size - offset}: truncated "
+                "or inconsistent"
+            )
         return tuple(int(s) for s in shape), dtype
 
     def read(self, key: str, shape: tuple | None = None) -> np.ndarray:
@@ -207,8 +211,9 @@ class NpzReader:
         """A 0-d integer (or bool, with ``kinds="b"``) member as a Python value."""
         shape, dtype = self.header(key)
         if shape != () or dtype.kind not in kinds:
-            raise self._bad(f"{key!r} must be a scalar of kind {kinds!r}, got shape {shape} "
-                            f"dtype {dtype}")
+            raise self._bad(
+                f"{key!r} must be a scalar of kind {kinds!r}, got shape {shape} dtype {dtype}"
+            )
         value = self.read(key)[()]
         return bool(value) if kinds == "b" else int(value)
 

@@ -54,8 +54,10 @@ def all_reduce_(acc: ScatterAccumulator, group=None) -> ScatterAccumulator:
     dist.all_gather(shapes, shape, group=group)
     shapes = [s.cpu().tolist() for s in shapes]
     if any(s[:2] != [d, c] for s in shapes):
-        raise ValueError(f"accumulators differ across ranks (n_features, num_classes): "
-                         f"{[tuple(s[:2]) for s in shapes]}")
+        raise ValueError(
+            f"accumulators differ across ranks (n_features, num_classes): "
+            f"{[tuple(s[:2]) for s in shapes]}"
+        )
     state = acc.get_state()
     flat = np.concatenate([state[k].ravel() for k in ("counts", "shifts", "sums", "m2")])
     mine = torch.from_numpy(flat).to(device)
@@ -66,10 +68,20 @@ def all_reduce_(acc: ScatterAccumulator, group=None) -> ScatterAccumulator:
     for part, (_, _, rows) in zip(parts, shapes):
         values = part.cpu().numpy()
         counts, rest = values[:c], values[c:]
-        shifts, sums, m2 = rest[:c * d], rest[c * d:2 * c * d], rest[2 * c * d:]
-        merged.merge(ScatterAccumulator.from_state({
-            "version": state["version"], "n_features": d, "num_classes": c, "n_rows": rows,
-            "counts": counts, "shifts": shifts.reshape(c, d), "sums": sums.reshape(c, d),
-            "m2": m2.reshape(d, d)}))
+        shifts, sums, m2 = rest[: c * d], rest[c * d : 2 * c * d], rest[2 * c * d :]
+        merged.merge(
+            ScatterAccumulator.from_state(
+                {
+                    "version": state["version"],
+                    "n_features": d,
+                    "num_classes": c,
+                    "n_rows": rows,
+                    "counts": counts,
+                    "shifts": shifts.reshape(c, d),
+                    "sums": sums.reshape(c, d),
+                    "m2": m2.reshape(d, d),
+                }
+            )
+        )
     acc.take_state_of(merged)
     return acc

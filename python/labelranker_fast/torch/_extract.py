@@ -61,8 +61,9 @@ class _Feeder:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._result = None
         self._error = None
-        self._thread = threading.Thread(target=self._run, args=(num_classes, n_threads),
-                                        name="labelranker-feeder", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(num_classes, n_threads), name="labelranker-feeder", daemon=True
+        )
         self._thread.start()
 
     def _batches(self):
@@ -220,14 +221,19 @@ def extract_and_rank(
     if distributed == "auto":
         from torch.utils.data.distributed import DistributedSampler
 
-        distributed = is_distributed() and isinstance(getattr(loader, "sampler", None),
-                                                      DistributedSampler)
+        distributed = is_distributed() and isinstance(
+            getattr(loader, "sampler", None), DistributedSampler
+        )
     if isinstance(model, torch.nn.Module):
         model = model.to(dev)
     dtype = input_dtype(model)
 
-    bar = progress_bar(progress, len(loader) if hasattr(loader, "__len__") else None,
-                       "extract_and_rank", unit="batch")
+    bar = progress_bar(
+        progress,
+        len(loader) if hasattr(loader, "__len__") else None,
+        "extract_and_rank",
+        unit="batch",
+    )
     if is_xla(dev):
         import torch_xla.distributed.parallel_loader as pl
 

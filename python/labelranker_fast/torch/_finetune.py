@@ -40,8 +40,9 @@ __all__ = ["Classifier", "FinetuneResult", "finetune", "evaluate", "predict", "l
 class Classifier(torch.nn.Module):
     """``backbone`` -> pooled features (``pooling``) -> a fresh ``nn.Linear`` head."""
 
-    def __init__(self, backbone, feature_dim: int, num_classes: int, *, pooling="avg",
-                 head_seed: int = 0):
+    def __init__(
+        self, backbone, feature_dim: int, num_classes: int, *, pooling="avg", head_seed: int = 0
+    ):
         super().__init__()
         check_pooling(pooling)
         self.backbone = backbone
@@ -88,7 +89,9 @@ def _position_table(ranking, num_classes: int, device):
         return torch.arange(num_classes, device=device)
     if not isinstance(ranking, LabelRanking):
         raise TypeError(f"ranking must be a LabelRanking, got {type(ranking).__name__}")
-    if ranking.n_classes != num_classes or not np.array_equal(ranking.classes, np.arange(num_classes)):
+    if ranking.n_classes != num_classes or not np.array_equal(
+        ranking.classes, np.arange(num_classes)
+    ):
         raise ValueError(
             "finetune needs a ranking of the class indices 0..num_classes-1 (the loader's "
             "targets); apply RankedTarget to other labels in the dataset instead"
@@ -119,8 +122,13 @@ def _to_cpu(obj):
 
 
 def _save_checkpoint(path, model, optimizer, scheduler, epoch, history) -> None:
-    state = {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
-             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": json.dumps(history)}
+    state = {
+        "model": _to_cpu(model.state_dict()),
+        "optimizer": _to_cpu(optimizer.state_dict()),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "history": json.dumps(history),
+    }
     # Atomic: a crash or Ctrl-C leaves the previous checkpoint intact.
     atomic_write(path, lambda fh: torch.save(state, fh), name="checkpoint_path")
 
@@ -246,7 +254,8 @@ def finetune(
     steps = len(train_loader)
     optimizer = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps))
+        optimizer, _cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps)
+    )
     start, history = 0, []
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         start, history = load_checkpoint(checkpoint_path, clf, optimizer, scheduler)
@@ -255,6 +264,7 @@ def finetune(
 
         step_optimizer = xm.optimizer_step
     else:
+
         def step_optimizer(opt):
             opt.step()
 
@@ -283,12 +293,16 @@ def finetune(
                 xla_sync(dev)
                 if bar is not None:
                     bar.update(1)
-            record = {"epoch": epoch + 1, "lr": lr_now,
-                      "train_loss": float(loss_sum) / max(count, 1),
-                      "train_accuracy": float(hits) / max(count, 1)}
+            record = {
+                "epoch": epoch + 1,
+                "lr": lr_now,
+                "train_loss": float(loss_sum) / max(count, 1),
+                "train_accuracy": float(hits) / max(count, 1),
+            }
             if val_loader is not None:
-                val = evaluate(clf, val_loader, ranking=ranking, num_classes=num_classes,
-                               device=dev, amp=amp)
+                val = evaluate(
+                    clf, val_loader, ranking=ranking, num_classes=num_classes, device=dev, amp=amp
+                )
                 record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
