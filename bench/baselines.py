@@ -16,7 +16,6 @@ import numpy as np
 
 import labelranker_fast as lrf
 
-
 # ------------------------------------------------------------------ sizes
 # Shared by the pytest benchmarks and report.py.
 C = 100

@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     print(f"{'mode':<10} {'time s':>8} {'/ in-memory':>12} {'peak RSS growth MiB':>20}")
     for r in results:
         print(
-            f"{r['mode']:<10} {r['seconds']:8.2f} {r['seconds'] / base:12.2f} {r['peak_growth_mib']:20.1f}"
+            f"{r['mode']:<10} {r['seconds']:8.2f} {r['seconds'] / base:12.2f} "
+            f"{r['peak_growth_mib']:20.1f}"
         )
     orders = {tuple(r["order_head"]) for r in results}
     print(

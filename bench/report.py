@@ -78,7 +78,10 @@ def sweep(ns, ds_for_n, ds, n_for_d, repeat):
     rows = []
     for n, d in points:
         X, y = B.sweep_data(n, d, max_n, max_d)
-        fns = {OURS: lambda: B.ours_rank(X, y), GRAM: lambda: B.numpy_gram(X)}
+        fns = {
+            OURS: lambda X=X, y=y: B.ours_rank(X, y),
+            GRAM: lambda X=X: B.numpy_gram(X),
+        }
         times, _ = B.time_interleaved(fns, repeat)
         rows.append({"N": n, "d": d, "C": B.C, "times": times})
         print(f"  sweep N={n} d={d}: {times}", file=sys.stderr)
@@ -94,8 +97,8 @@ def accumulate(X, y, repeat):
         Xd = np.ascontiguousarray(X, dtype=dtype)
         times, _ = B.time_interleaved(
             {
-                OURS: lambda: lrf.ScatterAccumulator(Xd.shape[1], B.C).update(Xd, y),
-                GRAM: lambda: B.numpy_gram(Xd),
+                OURS: lambda Xd=Xd: lrf.ScatterAccumulator(Xd.shape[1], B.C).update(Xd, y),
+                GRAM: lambda Xd=Xd: B.numpy_gram(Xd),
             },
             repeat,
         )
@@ -128,9 +131,9 @@ def solver(repeat):
         acc, Sb, S = B.solver_inputs(B.make_solver_problem(d, c))
         times, results = B.time_interleaved(
             {
-                OURS: lambda: B.ours_solve_top(acc),
-                full: lambda: B.scipy_eigh_top(Sb, S),
-                top: lambda: B.scipy_eigh_top(Sb, S, subset=True),
+                OURS: lambda acc=acc: B.ours_solve_top(acc),
+                full: lambda Sb=Sb, S=S: B.scipy_eigh_top(Sb, S),
+                top: lambda Sb=Sb, S=S: B.scipy_eigh_top(Sb, S, subset=True),
             },
             repeat,
             once={full, top} if d > 1000 else (),
@@ -175,10 +178,13 @@ def markdown(res):
         "",
         f"- date: {m['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}",
-        f"- versions: labelranker_fast {v['labelranker_fast']}, numpy {v['numpy']}, scipy {v['scipy']}, "
+        f"- versions: labelranker_fast {v['labelranker_fast']}, numpy {v['numpy']}, "
+        f"scipy {v['scipy']}, "
         f"scikit-learn {v['sklearn']}, torch {v['torch']}",
-        f"- times in seconds, the minimum of {res['repeat']} interleaved rounds (the slow baselines, "
-        "sklearn and scipy's eigh at d > 1000, one round); ratio = baseline / ours (> 1: ours is faster)",
+        f"- times in seconds, the minimum of {res['repeat']} interleaved rounds "
+        "(the slow baselines, "
+        "sklearn and scipy's eigh at d > 1000, one round); "
+        "ratio = baseline / ours (> 1: ours is faster)",
         "",
     ]
     sw = res["sweep"]

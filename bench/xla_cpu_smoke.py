@@ -26,13 +26,17 @@ images = torch.nn.functional.interpolate(images, size=32, mode="nearest").repeat
 labels = torch.from_numpy(y)
 perm = torch.from_numpy(np.random.default_rng(0).permutation(len(y)))
 train, test = perm[:1400], perm[1400:]
-loader = lambda idx, shuffle: DataLoader(
-    TensorDataset(images[idx], labels[idx]),
-    batch_size=64,
-    shuffle=shuffle,
-    drop_last=shuffle,
-    generator=torch.Generator().manual_seed(0),
-)
+
+
+def loader(idx, shuffle):
+    return DataLoader(
+        TensorDataset(images[idx], labels[idx]),
+        batch_size=64,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        generator=torch.Generator().manual_seed(0),
+    )
+
 
 torch.manual_seed(0)
 model = timm.create_model(

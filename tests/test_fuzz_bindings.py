@@ -30,7 +30,8 @@ What every generated call is checked for
     expected, or an int outside the C++ parameter's range, which pybind11 reports as a
     failed overload, TypeError, never OverflowError), ``y``/``sample_weight`` that are not
     contiguous, aligned 1-D arrays of exactly int64/float64, ``X`` that is not
-    C-contiguous and aligned or not float32/float64 (dtypes are compared as numpy compares them: a byte-swapped float64 is
+    C-contiguous and aligned or not float32/float64 (dtypes are compared as numpy compares
+    them: a byte-swapped float64 is
     the wrong kind, a metadata-carrying one or np.longlong labels are not). For the public
     API (which converts what it can): dtypes that are not
     real numbers (complex, object, strings, datetimes), labels that are not integers where
@@ -527,7 +528,7 @@ class Magnitude:
     def copy(self):
         return Magnitude(self.mag, self.wsum, self.extra)
 
-    def add(self, other: "Magnitude") -> None:
+    def add(self, other: Magnitude) -> None:
         self.mag = max(self.mag, other.mag)
         self.wsum += other.wsum
         self.extra += other.extra
@@ -542,7 +543,7 @@ class Magnitude:
         return math.isfinite(b) and b < self.LIMIT
 
     @staticmethod
-    def of_state(state) -> "Magnitude":
+    def of_state(state) -> Magnitude:
         counts = np.asarray(state["counts"], dtype=np.float64)
         with np.errstate(all="ignore"):
             mag = max(
@@ -767,7 +768,7 @@ class CoreMachine(RuleBasedStateMachine):
     def _record(self, name, *args):
         self.log.append((name, args))
 
-    def _call(self, expect: "Expect", name: str) -> bool:
+    def _call(self, expect: Expect, name: str) -> bool:
         """Calls ``self.acc.<name>()`` under ``expect``, counts it, records it if it
         succeeded; returns whether it did."""
         ok, _ = check_raises(expect, getattr(self.acc, name), name)
@@ -960,7 +961,9 @@ class CoreMachine(RuleBasedStateMachine):
             out = self.acc.solve(kind, value, k)
         except (TypeError, ValueError) as exc:
             if not isinstance(exc, expect.types()):
-                raise AssertionError(f"solve({kind!r}, {value!r}, {k!r}): {exc!r}; {expect}")
+                raise AssertionError(
+                    f"solve({kind!r}, {value!r}, {k!r}): {exc!r}; {expect}"
+                ) from exc
         else:
             assert not kinds, f"solve({kind!r}, {value!r}, {k!r}) accepted; {kinds}"
             check_solution(out, self.d, self.c, int(k))
@@ -1283,7 +1286,9 @@ def test_core_from_state(state, solve_k):
             expect = expect_solve(got, solve_k, kind)
             expect.overflow = not Magnitude.of_state(got).safe()
             solved, out = check_raises(
-                expect, lambda: acc.solve(kind, 0.0, solve_k), f"solve({kind!r}, k={solve_k})"
+                expect,
+                lambda kind=kind: acc.solve(kind, 0.0, solve_k),
+                f"solve({kind!r}, k={solve_k})",
             )
             if solved:
                 check_solution(out, d, c, solve_k)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import labelranker_fast as lrf
-from labelranker_fast._inputs import as_features
 from conftest import make_blobs, reference_scatter
+from labelranker_fast._inputs import as_features
 
 HIDE = """
 import sys

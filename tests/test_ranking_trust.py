@@ -14,8 +14,8 @@ import pytest
 import labelranker_fast as lrf
 
 torch = pytest.importorskip("torch")
-from labelranker_fast import _ranking
-from labelranker_fast.torch import RankedDataset, RankedTarget, ranked_class_to_idx
+from labelranker_fast import _ranking  # noqa: E402
+from labelranker_fast.torch import RankedDataset, RankedTarget, ranked_class_to_idx  # noqa: E402
 
 
 def ranking_of(classes, order):

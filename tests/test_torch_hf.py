@@ -13,9 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-import labelranker_fast as lrf
-from labelranker_fast.torch import extract_and_rank
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import labelranker_fast as lrf  # noqa: E402
+from labelranker_fast.torch import extract_and_rank  # noqa: E402
 
 N, C = 96, 4
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import labelranker_fast as lrf
-
 from conftest import reference_scatter
 
 N, D, C = 4000, 10, 5
@@ -98,11 +97,11 @@ def test_concurrent_streamed_updates_lose_no_rows(data):
             start = threading.Barrier(3)
             stop = threading.Event()
 
-            def writer():
+            def writer(acc=acc, start=start):  # this trial's, bound explicitly
                 start.wait()
                 acc.update(X, y, chunk_size=100)
 
-            def reader():
+            def reader(acc=acc, start=start, stop=stop):
                 start.wait()
                 while not stop.is_set():
                     acc.within_scatter()

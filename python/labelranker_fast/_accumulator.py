@@ -21,9 +21,9 @@ from ._inputs import (
     as_features,
     as_weights,
     check_int,
-    check_threads,
     check_n_components,
     check_n_features,
+    check_threads,
     in_memory,
     parse_shrinkage,
 )
@@ -85,7 +85,7 @@ class ScatterAccumulator:
         self._lock = threading.RLock()
 
     @classmethod
-    def _wrap(cls, core) -> "ScatterAccumulator":
+    def _wrap(cls, core) -> ScatterAccumulator:
         obj = cls.__new__(cls)
         obj._adopt(core)
         return obj
@@ -101,7 +101,7 @@ class ScatterAccumulator:
         progress: bool = False,
         checkpoint=None,
         checkpoint_every: int | None = None,
-    ) -> "ScatterAccumulator":
+    ) -> ScatterAccumulator:
         """Adds rows with their class indices; all of them or, on any error, none.
 
         Parameters
@@ -167,7 +167,7 @@ class ScatterAccumulator:
             self._core.update(X, y, w)
         return self
 
-    def _absorb(self, part: "ScatterAccumulator") -> None:
+    def _absorb(self, part: ScatterAccumulator) -> None:
         """Adds a privately streamed accumulator: adopted whole into an empty one (so the
         statistics are bit-identical to streaming into it), merged otherwise."""
         with self._lock:
@@ -177,7 +177,7 @@ class ScatterAccumulator:
                 self._core.merge(part._core)
 
     @contextlib.contextmanager
-    def streaming_pass(self) -> Iterator["ScatterAccumulator"]:
+    def streaming_pass(self) -> Iterator[ScatterAccumulator]:
         """A pass: the ``update`` calls inside are committed together when the block
         ends, or all dropped if it raises. The accumulator's lock is held throughout."""
         with self._lock:
@@ -212,7 +212,7 @@ class ScatterAccumulator:
         with self._lock:
             self._core.release_buffers()
 
-    def merge(self, other: "ScatterAccumulator") -> "ScatterAccumulator":
+    def merge(self, other: ScatterAccumulator) -> ScatterAccumulator:
         """Adds ``other``'s statistics to this accumulator (in place) and returns it.
 
         Exact up to rounding (about 1e-13 relative in float64); a fixed merge order is
@@ -225,7 +225,7 @@ class ScatterAccumulator:
             self._core.merge(other._core)
         return self
 
-    def take_state_of(self, other: "ScatterAccumulator") -> None:
+    def take_state_of(self, other: ScatterAccumulator) -> None:
         """Replaces this accumulator's statistics by ``other``'s (which it then shares)."""
         if not isinstance(other, ScatterAccumulator):
             raise TypeError(f"expected a ScatterAccumulator, got {type(other).__name__}")
@@ -237,7 +237,7 @@ class ScatterAccumulator:
             self._core = other._core
             self._core.num_threads = threads
 
-    def copy(self) -> "ScatterAccumulator":
+    def copy(self) -> ScatterAccumulator:
         """An independent accumulator with the same statistics and thread count."""
         with self._lock:
             out = type(self).from_state(self.get_state())
@@ -326,7 +326,7 @@ class ScatterAccumulator:
         return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes)
 
     # --------------------------------------------------------- class slots
-    def _with_capacity(self, num_classes: int) -> "ScatterAccumulator":
+    def _with_capacity(self, num_classes: int) -> ScatterAccumulator:
         """A copy with ``num_classes`` class slots; the new ones are empty."""
         state = self.get_state()
         extra = num_classes - self.num_classes
@@ -340,7 +340,7 @@ class ScatterAccumulator:
         out.n_threads = self.n_threads
         return out
 
-    def _select_classes(self, order) -> "ScatterAccumulator":
+    def _select_classes(self, order) -> ScatterAccumulator:
         """A copy whose class k is this one's class ``order[k]`` (the other classes must
         be empty: their rows would be lost)."""
         state = self.get_state()
@@ -367,7 +367,7 @@ class ScatterAccumulator:
         return state
 
     @classmethod
-    def from_state(cls, state) -> "ScatterAccumulator":
+    def from_state(cls, state) -> ScatterAccumulator:
         """Rebuilds an accumulator from ``get_state()``, validated.
 
         Raises
@@ -400,7 +400,7 @@ class ScatterAccumulator:
         return cls._wrap(_core.Accumulator.from_state(plain))
 
     @classmethod
-    def read_state(cls, reader: NpzReader, prefix: str = "") -> "ScatterAccumulator":
+    def read_state(cls, reader: NpzReader, prefix: str = "") -> ScatterAccumulator:
         """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
         scalars first, then each array after its header's shape has been checked."""
         check_keys(reader, [prefix + k for k in STATE_KEYS])
@@ -423,7 +423,7 @@ class ScatterAccumulator:
         write_npz(path, self.get_state())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ScatterAccumulator":
+    def load(cls, path: str | os.PathLike) -> ScatterAccumulator:
         """Reads a file written by ``save``.
 
         Raises

@@ -67,7 +67,8 @@ def rank_labels(
     chunk_size : int, optional
         Rows per engine call. Default: all at once for arrays in memory (the engine
         blocks internally) unless ``checkpoint`` is given; for streamed or checkpointed
-        inputs one 4096-row block per thread, at most 32 MiB. The result does not depend on it beyond rounding.
+        inputs one 4096-row block per thread, at most 32 MiB. The result does not depend
+        on it beyond rounding.
     n_threads : int, optional
         Threads for the pass and the solver's BLAS (default: all cores). Results are
         identical for every thread count.

@@ -68,7 +68,7 @@ class Identity(dict):
     """What identifies a pass: ints (``_NA`` where not applicable), flags, texts and
     the sorted classes (``classes`` may be None)."""
 
-    def differences(self, saved: "Identity") -> list[str]:
+    def differences(self, saved: Identity) -> list[str]:
         out = []
         for key, value in self.items():
             other = saved.get(key)

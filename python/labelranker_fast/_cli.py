@@ -25,13 +25,16 @@ def _shrinkage(text: str):
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected none, oas or a number in [0, 1], got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected none, oas or a number in [0, 1], got {text!r}"
+        ) from None
 
 
 def _print_ranking(ranking, title: str, seconds: float, out) -> None:
     print(title, file=out)
     print(
-        f"shrinkage={ranking.shrinkage:.4g}  eigenvalue(s)={np.round(ranking.eigenvalues, 4).tolist()}"
+        f"shrinkage={ranking.shrinkage:.4g}  "
+        f"eigenvalue(s)={np.round(ranking.eigenvalues, 4).tolist()}"
         f"  time={seconds * 1e3:.1f} ms",
         file=out,
     )

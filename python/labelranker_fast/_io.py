@@ -161,7 +161,7 @@ class NpzReader:
             raise self._bad(f"not an .npz archive ({exc})") from None
         self.keys = {n[:-4] for n in self._zip.namelist() if n.endswith(".npy")}
 
-    def __enter__(self) -> "NpzReader":
+    def __enter__(self) -> NpzReader:
         return self
 
     def __exit__(self, *exc) -> None:

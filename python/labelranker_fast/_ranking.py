@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ._io import read_json, write_json, write_text
 from ._inputs import is_torch_tensor, label_array, lookup_classes, to_numpy
+from ._io import read_json, write_json, write_text
 
 __all__ = ["LabelRanking"]
 
@@ -256,7 +256,7 @@ class LabelRanking:
         }
 
     @classmethod
-    def from_dict(cls, data) -> "LabelRanking":
+    def from_dict(cls, data) -> LabelRanking:
         """Validates ``data`` (as ``to_dict`` makes it; versions 1 and 2) into a ranking.
 
         Version 1 did not record the classes' dtype: its classes are read by the label rule
@@ -347,7 +347,7 @@ class LabelRanking:
         write_text(path, "\n".join(lines) + "\n")
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "LabelRanking":
+    def from_json(cls, path: str | os.PathLike) -> LabelRanking:
         """Reads and validates a ranking written by ``to_json`` (format 1 or 2).
 
         Raises

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 
@@ -58,7 +57,7 @@ def summarize(results: dict) -> dict:
         runs = [r for r in results["runs"] if r["backbone"] == kind]
         main = [r for r in runs if r["head_seed"] == r["seed"]]
 
-        def acc(state, seed=None):
+        def acc(state, seed=None, main=main):  # main: this backbone's runs
             return [
                 r["accuracy"]
                 for r in main
@@ -118,13 +117,15 @@ def _markdown(results: dict, summary: dict, plot_name: str | None) -> str:
         "# Does label order matter? Study report",
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; device: "
-        f"{results['device']} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        f"{results['device']} ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores)",
         f"- data: {d['name']}, {d['train']} train / {d['test']} test images {tuple(d['shape'])}, "
         f"{d['classes']} classes (fixed stratified split)",
         f"- fine-tuning: {cfg['epochs']} epochs, AdamW lr {cfg['lr']}, weight decay "
         f"{cfg['weight_decay']}, {cfg['warmup_epochs']} warm-up epoch(s) then cosine, batch "
         f"{cfg['batch_size']}; {cfg['seeds']} seed(s) x ({cfg['random_orders']} random orders + "
-        f"sequence + ranker + equivalent control) + {max(0, cfg['head_seeds'] - 1)} extra head seeds",
+        f"sequence + ranker + equivalent control) + {max(0, cfg['head_seeds'] - 1)} "
+        "extra head seeds",
         f"- total time: {results['seconds'] / 60:.1f} min",
         "",
         "## Accuracy (%), the paper's layout",
@@ -161,7 +162,8 @@ def _markdown(results: dict, summary: dict, plot_name: str | None) -> str:
         ranks = ", ".join(f"{k} of {s['n_random'] + 1}" for k in s["ranker_rank"])
         lines.append(
             f"| {kind} | {_pct(c['sequence']['mean'])} | {_pct(r['mean'])} ± {_pct(r['std'])} | "
-            f"{_pct(r['min'])} | {_pct(r['max'])} | {_pct(c['ranker']['mean'])} | {ranks} | {test} |"
+            f"{_pct(r['min'])} | {_pct(r['max'])} | {_pct(c['ranker']['mean'])} | {ranks} | "
+            f"{test} |"
         )
     lines += [
         "",

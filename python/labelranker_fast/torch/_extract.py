@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from .._api import accumulate
-from .._stream import progress_bar
 from .._inputs import check_int, check_n_components, parse_shrinkage
+from .._stream import progress_bar
 from ._device import autocast_context, is_xla, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
 from ._pooling import backbone_features, check_pooling, frozen, input_dtype
@@ -193,7 +193,8 @@ def extract_and_rank(
     shrinkage, n_components :
         As for ``rank_labels``.
     amp : None, bool or torch.dtype
-        Mixed precision for the forward pass (None: bfloat16 on CUDA devices that support it and on TPUs, off on CPU and the XLA CPU device).
+        Mixed precision for the forward pass (None: bfloat16 on CUDA devices that support
+        it and on TPUs, off on CPU and the XLA CPU device).
         Low-precision features are accumulated in float64 all the same.
     progress : bool
         A progress bar over batches (tqdm, on standard error).

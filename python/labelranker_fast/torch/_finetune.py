@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from .._inputs import check_int
 from .._io import atomic_write, write_json
-from .._stream import progress_bar
 from .._ranking import LabelRanking
+from .._stream import progress_bar
 from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
 from ._pooling import backbone_features, check_pooling, every_patch, frozen
