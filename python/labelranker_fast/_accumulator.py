@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class ScatterAccumulator:
     # The streamed ``update`` (out-of-core inputs, iterables, checkpoints) is the passes
     # layer's job; ``_stream`` registers its entry point here when the package is
     # imported, so this layer never imports the one above it.
-    _streamed_update = None
+    _streamed_update: ClassVar[Callable[..., ScatterAccumulator | None] | None] = None
 
     def __init__(self, n_features: int, num_classes: int, *, n_threads: int | None = None):
         n_features = check_int(n_features, "n_features", 1)
@@ -383,7 +384,7 @@ class ScatterAccumulator:
             raise ValueError(f"accumulator state is missing {missing}")
         if _state_int(state["version"], "version") != _STATE_VERSION:
             raise ValueError(f"unsupported accumulator state version {state['version']!r}")
-        plain = {k: _state_int(state[k], k) for k in _SCALARS}
+        plain: dict[str, Any] = {k: _state_int(state[k], k) for k in _SCALARS}
         # Shapes are checked here, before the engine allocates what the scalars claim.
         shapes = _state_shapes(plain["n_features"], plain["num_classes"])
         for k in _ARRAYS:
@@ -404,7 +405,7 @@ class ScatterAccumulator:
         """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
         scalars first, then each array after its header's shape has been checked."""
         check_keys(reader, [prefix + k for k in STATE_KEYS])
-        state = {k: reader.scalar(prefix + k) for k in ("version",) + _SCALARS}
+        state: dict[str, Any] = {k: reader.scalar(prefix + k) for k in ("version",) + _SCALARS}
         if state["version"] != _STATE_VERSION:
             raise reader._bad(f"unsupported accumulator state version {state['version']}")
         if state["n_features"] < 1 or state["num_classes"] < 2 or state["n_rows"] < 0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,9 @@ def source_fingerprint(X, y, w, n_rows: int) -> str:
     """sha256 of an array source's shape, dtype and up to 17 evenly spaced rows (with
     their labels and weights), read as one-row slices (h5py and zarr support those)."""
     digest = hashlib.sha256(f"{n_rows}".encode())
-    rows = np.unique(np.linspace(0, n_rows - 1, _SAMPLED_ROWS).astype(np.int64)) if n_rows else []
+    rows: np.ndarray | list[int] = []
+    if n_rows:
+        rows = np.unique(np.linspace(0, n_rows - 1, _SAMPLED_ROWS).astype(np.int64))
     for i in rows:
         for part in (X, y, w):
             digest.update(b"-" if part is None else _edges(part[int(i) : int(i) + 1]))
@@ -157,7 +160,7 @@ class Checkpoint:
             if len(shape) != 1:
                 raise reader._bad("classes must be 1-D")
             saved["classes"] = reader.read("classes")
-        progress = {key: reader.scalar(key) for key in _PROGRESS_INTS}
+        progress: dict[str, Any] = {key: reader.scalar(key) for key in _PROGRESS_INTS}
         progress.update({key: reader.scalar(key, "b") for key in _PROGRESS_FLAGS})
         if progress["chunks_done"] < 0:
             raise reader._bad(f"chunks_done is {progress['chunks_done']}")

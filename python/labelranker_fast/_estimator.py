@@ -22,10 +22,10 @@ try:  # scikit-learn is optional: with it, LabelRanker is a full BaseEstimator.
     from sklearn.exceptions import NotFittedError
 except ImportError:  # pragma: no cover - exercised by the test that hides scikit-learn
 
-    class NotFittedError(ValueError, AttributeError):
+    class NotFittedError(ValueError, AttributeError):  # type: ignore[no-redef]
         """Raised when a LabelRanker is used before fit."""
 
-    class BaseEstimator:
+    class BaseEstimator:  # type: ignore[no-redef]
         """get_params/set_params as scikit-learn defines them (parameters = __init__ args)."""
 
         @classmethod
@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - exercised by the test that hides sciki
             args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
             return f"{type(self).__name__}({args})"
 
-    class TransformerMixin:
+    class TransformerMixin:  # type: ignore[no-redef]
         def fit_transform(self, X, y=None, **fit_params):
             return self.fit(X, y, **fit_params).transform(X)
 

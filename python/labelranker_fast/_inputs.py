@@ -236,7 +236,7 @@ def label_array(y, name: str = "y") -> np.ndarray:
     return arr
 
 
-def exact_cast(values: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+def exact_cast(values: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray | np.bool_]:
     """``values`` (numeric) cast to int64, uint64 or float64, and where that was exact."""
     dtype, kind = np.dtype(dtype), values.dtype.kind
     if kind == "b" or (kind == "f") == (dtype.kind == "f") and np.can_cast(values.dtype, dtype):
@@ -275,6 +275,7 @@ def common_label_dtype(a: np.ndarray, b: np.ndarray, name: str = "y") -> np.dtyp
             f"{name} has labels of dtype {b.dtype} that cannot be compared with "
             f"labels of dtype {a.dtype}; {_LABEL_RULE}"
         )
+    target: np.dtype
     if "f" in (ka, kb):
         target = np.dtype(np.float64)
     else:
@@ -306,6 +307,7 @@ def lookup_classes(classes, labels, unknown_message: str, name: str = "y") -> np
             f"{name} of dtype {labels.dtype} cannot be compared with classes of "
             f"dtype {classes.dtype}; {_LABEL_RULE}"
         )
+    ok: np.ndarray | np.bool_
     if text_c:
         keys, values, ok = classes, labels, np.ones(labels.shape, dtype=bool)
     else:  # numbers compared exactly in the classes' domain
@@ -349,9 +351,9 @@ def check_int(value, name: str, minimum: int, maximum: int = INT64_MAX) -> int:
     ValueError naming ``name`` outside the range)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
+    if int(value) < minimum:  # int(): exact for every Integral, and typed
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if value > maximum:
+    if int(value) > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 

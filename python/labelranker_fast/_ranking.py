@@ -95,7 +95,8 @@ class LabelRanking:
     def _freeze(self) -> None:
         for a in (self.classes, self.order, self.positions, self.centroids, self.eigenvalues):
             a.flags.writeable = False
-        self._tables = {}  # torch lookup tables by device: copied there once, not per call
+        # torch lookup tables by device: copied there once, not per call
+        self._tables: dict[Any, Any] = {}
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -135,7 +136,7 @@ class LabelRanking:
             and self.shrinkage == other.shrinkage
         )
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking: unhashable, as numpy
 
     # ------------------------------------------------------------ remapping
     def remap(self, y):

@@ -43,7 +43,7 @@ class Chunk(NamedTuple):
     w: object  # their weights, or None
 
 
-def open_npy(path, name: str) -> np.memmap:
+def open_npy(path, name: str) -> np.ndarray:
     """A ``.npy`` file as a read-only memory map (no pickled objects allowed).
 
     A file that is truncated while it is mapped ends the process with SIGBUS when the

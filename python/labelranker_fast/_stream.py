@@ -159,12 +159,13 @@ class _Pass:
     def __init__(self, source, encoder, options: StreamOptions, threads: int):
         self.source, self.encoder, self.threads = source, encoder, threads
         self.iterable = isinstance(source, IterableSource)
-        self.acc = None
+        self.acc: ScatterAccumulator | None = None
         self.done, self.complete, self.wide = 0, False, False
         self.digest = hashlib.sha256()  # an iterable's chunks, as they are read
-        self.saved_fingerprint = self.first_fingerprint = None
+        self.saved_fingerprint: str | None = None
+        self.first_fingerprint: str | None = None
         self.rows = options.chunk_size
-        self.saver = None
+        self.saver: Checkpoint | None = None
         if options.checkpoint is not None:
             self.saver = Checkpoint(options.checkpoint, options.checkpoint_every or 1)
             self.identity = _identity(source, encoder, options)
@@ -178,6 +179,7 @@ class _Pass:
             self.rows = default_chunk_rows(source.n_features, source.itemsize, threads)
 
     def _resume(self) -> None:
+        assert self.saver is not None  # called only with a checkpoint
         acc, saved, progress = self.saver.load(self.identity, self.threads)
         key = "gather_rows" if self.iterable else "rows_per_chunk"
         if self.rows is None and saved[key] != _NA:
@@ -197,6 +199,7 @@ class _Pass:
         self.complete, self.wide = progress["complete"], progress["wide"]
 
     def save(self, complete: bool) -> None:
+        assert self.saver is not None and self.acc is not None  # a checkpointed pass
         if self.iterable:
             self.identity.update(
                 fingerprint=self.digest.hexdigest(),
@@ -237,6 +240,7 @@ class _Pass:
         return index < self.done
 
     def _other_data(self, what: str) -> str:
+        assert self.saver is not None  # only a checkpointed pass compares data
         return (
             f"checkpoint {self.saver.path!r} was written for another pass: {what} differ "
             "from the interrupted pass's (shapes, dtypes or edge rows). Delete it to "
@@ -343,6 +347,7 @@ def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> N
             )
         )
     if gather is not None and gather.filled:
+        assert run.acc is not None  # created with the first chunk, before any gathering
         _add(run.acc, run.encoder, *gather.flush())
 
 

@@ -140,7 +140,7 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
             probe = next(iter(plain_train))[0][:2]
             dim = int(backbone_features(backbone.eval(), probe, cfg.pooling).shape[1])
 
-        conditions = [("sequence", None, False)]
+        conditions: list[tuple[str, LabelRanking | None, bool]] = [("sequence", None, False)]
         conditions += [
             (f"random {k + 1}", _order_ranking(o), False) for k, o in enumerate(random_orders)
         ]

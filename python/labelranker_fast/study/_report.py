@@ -245,13 +245,14 @@ def write_report(results: dict, out_dir: str) -> dict:
     the summary."""
     os.makedirs(out_dir, exist_ok=True)
     summary = summarize(results)
-    paths = {
+    plot_path = os.path.join(out_dir, "accuracy.png")
+    paths: dict[str, str | None] = {
         "json": os.path.join(out_dir, "results.json"),
         "markdown": os.path.join(out_dir, "report.md"),
-        "plot": os.path.join(out_dir, "accuracy.png"),
+        "plot": plot_path,
     }
     write_json(paths["json"], {**results, "summary": summary}, allow_nan=True)
-    if not _plot(results, paths["plot"]):
+    if not _plot(results, plot_path):
         paths["plot"] = None
     text = _markdown(results, summary, "accuracy.png" if paths["plot"] else None)
     write_text(paths["markdown"], text)

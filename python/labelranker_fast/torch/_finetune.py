@@ -21,6 +21,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -256,7 +257,8 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps)
     )
-    start, history = 0, []
+    start = 0
+    history: list[dict[str, Any]] = []
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         start, history = load_checkpoint(checkpoint_path, clf, optimizer, scheduler)
     if is_xla(dev):
