@@ -12,7 +12,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,16 +28,12 @@ from ._inputs import (
     in_memory,
     parse_shrinkage,
 )
-from ._io import NpzReader, check_keys, write_npz
+from ._io import STATE_KEYS, STATE_VERSION, NpzReader, plain_state, read_plain_state, write_npz
 from ._ranking import LabelRanking
 
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
 BLOCK_ROWS: int = _core.BLOCK_ROWS  # rows a worker thread takes at a time
-_STATE_VERSION = 1
-_SCALARS = ("n_features", "num_classes", "n_rows")
-_ARRAYS = ("counts", "shifts", "sums", "m2")
-STATE_KEYS = ("version",) + _SCALARS + _ARRAYS
 
 
 class ScatterAccumulator:
@@ -364,7 +360,7 @@ class ScatterAccumulator:
         """The whole state as plain numpy arrays (see ``from_state``)."""
         with self._lock:
             state = self._core.get_state()
-        state["version"] = _STATE_VERSION
+        state["version"] = STATE_VERSION
         return state
 
     @classmethod
@@ -377,42 +373,13 @@ class ScatterAccumulator:
             A missing key, a wrong version, a non-numeric array, shapes that disagree
             with ``n_features``/``num_classes``, or statistics that cannot be a state.
         """
-        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
-            raise ValueError("state must be a mapping of arrays")
-        missing = [k for k in STATE_KEYS if k not in state]
-        if missing:
-            raise ValueError(f"accumulator state is missing {missing}")
-        if _state_int(state["version"], "version") != _STATE_VERSION:
-            raise ValueError(f"unsupported accumulator state version {state['version']!r}")
-        plain: dict[str, Any] = {k: _state_int(state[k], k) for k in _SCALARS}
-        # Shapes are checked here, before the engine allocates what the scalars claim.
-        shapes = _state_shapes(plain["n_features"], plain["num_classes"])
-        for k in _ARRAYS:
-            arr = np.asarray(state[k])
-            if arr.dtype.kind not in "fiu":
-                raise ValueError(f"accumulator state {k!r} must be numeric, got dtype {arr.dtype}")
-            if arr.shape != shapes[k]:
-                raise ValueError(
-                    f"accumulator state {k!r} has shape {arr.shape}, expected "
-                    f"{shapes[k]} for n_features={plain['n_features']}, "
-                    f"num_classes={plain['num_classes']}"
-                )
-            plain[k] = np.ascontiguousarray(arr, dtype=np.float64)
-        return cls._wrap(_core.Accumulator.from_state(plain))
+        return cls._wrap(_core.Accumulator.from_state(plain_state(state)))
 
     @classmethod
     def read_state(cls, reader: NpzReader, prefix: str = "") -> ScatterAccumulator:
         """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
         scalars first, then each array after its header's shape has been checked."""
-        check_keys(reader, [prefix + k for k in STATE_KEYS])
-        state: dict[str, Any] = {k: reader.scalar(prefix + k) for k in ("version",) + _SCALARS}
-        if state["version"] != _STATE_VERSION:
-            raise reader._bad(f"unsupported accumulator state version {state['version']}")
-        if state["n_features"] < 1 or state["num_classes"] < 2 or state["n_rows"] < 0:
-            raise reader._bad(f"invalid sizes { ({k: state[k] for k in _SCALARS}) }")
-        shapes = _state_shapes(state["n_features"], state["num_classes"])
-        for k in _ARRAYS:
-            state[k] = reader.read(prefix + k, shapes[k])
+        state = read_plain_state(reader, prefix)
         try:
             return cls.from_state(state)
         except ValueError as exc:
@@ -460,14 +427,3 @@ def ranking_of(result: dict, num_classes: int, classes=None) -> LabelRanking:
         eigenvalues=result["eigenvalues"],
         shrinkage=result["shrinkage"],
     )
-
-
-def _state_shapes(d: int, c: int) -> dict:
-    return {"counts": (c,), "shifts": (c, d), "sums": (c, d), "m2": (d, d)}
-
-
-def _state_int(value, name: str) -> int:
-    arr = np.asarray(value)
-    if arr.shape != () or arr.dtype.kind not in "iu":
-        raise ValueError(f"accumulator state {name!r} must be an integer scalar, got {value!r}")
-    return int(arr)

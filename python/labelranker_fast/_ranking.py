@@ -14,22 +14,8 @@ __all__ = ["LabelRanking"]
 
 _FORMAT = "labelranker_fast/ranking"
 _VERSION = 2  # 2 records the classes' dtype; files of version 1 are still read
-_CLASS_DTYPES = (
-    "bool",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "float32",
-    "float64",
-    "str",
-    "bytes",
-)
+_INTS = tuple(f"{u}int{bits}" for u in ("", "u") for bits in (8, 16, 32, 64))
+_CLASS_DTYPES = ("bool", *_INTS, "float16", "float32", "float64", "str", "bytes")
 _ARGMAX_HINT = "for logits or scores take .argmax(-1) first"
 
 
@@ -95,8 +81,7 @@ class LabelRanking:
     def _freeze(self) -> None:
         for a in (self.classes, self.order, self.positions, self.centroids, self.eigenvalues):
             a.flags.writeable = False
-        # torch lookup tables by device: copied there once, not per call
-        self._tables: dict[Any, Any] = {}
+        self._tables: dict[Any, Any] = {}  # torch tables by device: copied once, not per call
 
     def __getstate__(self):
         state = dict(self.__dict__)
