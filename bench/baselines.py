@@ -16,7 +16,6 @@ import numpy as np
 
 import labelranker_fast as lrf
 
-
 # ------------------------------------------------------------------ sizes
 # Shared by the pytest benchmarks and report.py.
 C = 100
@@ -69,8 +68,16 @@ def make_solver_problem(d, C, seed=0):
     Sw *= N / (2 * d)
     Sw[np.diag_indices(d)] += 0.01 * N
     means = rng.standard_normal((C, d))
-    return {"version": 1, "n_features": d, "num_classes": C, "n_rows": int(N),
-            "counts": counts, "shifts": means, "sums": np.zeros((C, d)), "m2": Sw}
+    return {
+        "version": 1,
+        "n_features": d,
+        "num_classes": C,
+        "n_rows": int(N),
+        "counts": counts,
+        "shifts": means,
+        "sums": np.zeros((C, d)),
+        "m2": Sw,
+    }
 
 
 # ------------------------------------------------------------- our code
@@ -171,7 +178,8 @@ def assert_same_order(order, ref_order, ref_cent, rtol=1e-4):
     differ = np.flatnonzero(order != ref_order)
     far = differ[np.abs(ref_cent[order[differ]] - ref_cent[ref_order[differ]]) > tol]
     assert far.size == 0, (
-        f"orders differ at positions {far.tolist()} by more than {tol:.3g} in centroid")
+        f"orders differ at positions {far.tolist()} by more than {tol:.3g} in centroid"
+    )
 
 
 def assert_same_top(value, w, ref_value, ref_w):

@@ -8,7 +8,7 @@ at the end prints their ratios (baseline time / our time, from the minimum of th
 
 import pytest
 
-from baselines import C, HEADLINE, make_features
+from baselines import HEADLINE, C, make_features
 
 _TIMES = {}
 RESULTS = {}  # (group, role) -> the result, for the agreement checks

@@ -49,8 +49,10 @@ def make_data(directory: str, rows: int, features: int, classes: int) -> tuple[s
     X = np.lib.format.open_memmap(xp, mode="w+", dtype=np.float32, shape=(rows, features))
     step = 65536
     for start in range(0, rows, step):
-        part = y[start:start + step]
-        X[start:start + step] = centers[part] + rng.normal(size=(part.size, features)).astype(np.float32)
+        part = y[start : start + step]
+        X[start : start + step] = centers[part] + rng.normal(size=(part.size, features)).astype(
+            np.float32
+        )
     X.flush()
     del X
     np.save(yp, y)
@@ -96,10 +98,18 @@ def main(argv=None) -> int:
     parser.add_argument("--features", type=int, default=768)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--dir", default="/tmp/lrf_oocore")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="rankings per process; the time reported is the fastest")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="processes per mode, interleaved; the fastest is reported")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="rankings per process; the time reported is the fastest",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="processes per mode, interleaved; the fastest is reported",
+    )
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -113,9 +123,21 @@ def main(argv=None) -> int:
     best: dict = {}
     for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits all
         for mode in modes:
-            out = subprocess.run([sys.executable, __file__, "--dir", args.dir, "--child", mode,
-                                  "--repeats", str(args.repeats)],
-                                 check=True, capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--dir",
+                    args.dir,
+                    "--child",
+                    mode,
+                    "--repeats",
+                    str(args.repeats),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             if mode in best:
                 r["all_seconds"] = best[mode]["all_seconds"] + r["all_seconds"]
@@ -132,20 +154,35 @@ def main(argv=None) -> int:
     workspace = state + c * d * 4
     per_lane = c * d * 8 + d * d * 4
     engine_mib = (state + workspace + lanes * per_lane) / 2**20
-    print(f"{args.rows} x {args.features} float32 ({args.rows * args.features * 4 / 2**30:.2f} GiB), "
-          f"C = {args.classes}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(
+        f"{args.rows} x {args.features} float32 ({args.rows * args.features * 4 / 2**30:.2f} GiB), "
+        f"C = {args.classes}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
     print(f"fastest of {args.rounds} x {args.repeats} runs per mode; peak over all of them")
     print(f"{'mode':<10} {'time s':>8} {'/ in-memory':>12} {'peak RSS growth MiB':>20}")
     for r in results:
-        print(f"{r['mode']:<10} {r['seconds']:8.2f} {r['seconds'] / base:12.2f} {r['peak_growth_mib']:20.1f}")
+        print(
+            f"{r['mode']:<10} {r['seconds']:8.2f} {r['seconds'] / base:12.2f} "
+            f"{r['peak_growth_mib']:20.1f}"
+        )
     orders = {tuple(r["order_head"]) for r in results}
-    print(f"same order in every mode: {len(orders) == 1}; "
-          f"engine buffers (state {state / 2**20:.1f} + pass workspace {workspace / 2**20:.1f} + "
-          f"{lanes} x {per_lane / 2**20:.1f} per thread): {engine_mib:.1f} MiB")
+    print(
+        f"same order in every mode: {len(orders) == 1}; "
+        f"engine buffers (state {state / 2**20:.1f} + pass workspace {workspace / 2**20:.1f} + "
+        f"{lanes} x {per_lane / 2**20:.1f} per thread): {engine_mib:.1f} MiB"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": args.rows, "features": args.features, "classes": args.classes,
-                       "results": results}, f, indent=2)
+            json.dump(
+                {
+                    "rows": args.rows,
+                    "features": args.features,
+                    "classes": args.classes,
+                    "results": results,
+                },
+                f,
+                indent=2,
+            )
     return 0 if len(orders) == 1 else 1
 
 

@@ -49,8 +49,13 @@ def machine_info():
             versions[mod] = importlib.import_module(mod).__version__
         except ImportError:
             versions[mod] = "not installed"
-    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu,
-            "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions}
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
 
 
 def check(fn, *args):
@@ -73,7 +78,10 @@ def sweep(ns, ds_for_n, ds, n_for_d, repeat):
     rows = []
     for n, d in points:
         X, y = B.sweep_data(n, d, max_n, max_d)
-        fns = {OURS: lambda: B.ours_rank(X, y), GRAM: lambda: B.numpy_gram(X)}
+        fns = {
+            OURS: lambda X=X, y=y: B.ours_rank(X, y),
+            GRAM: lambda X=X: B.numpy_gram(X),
+        }
         times, _ = B.time_interleaved(fns, repeat)
         rows.append({"N": n, "d": d, "C": B.C, "times": times})
         print(f"  sweep N={n} d={d}: {times}", file=sys.stderr)
@@ -87,9 +95,13 @@ def accumulate(X, y, repeat):
     rows = []
     for dtype in ("float32", "float64"):
         Xd = np.ascontiguousarray(X, dtype=dtype)
-        times, _ = B.time_interleaved({
-            OURS: lambda: lrf.ScatterAccumulator(Xd.shape[1], B.C).update(Xd, y),
-            GRAM: lambda: B.numpy_gram(Xd)}, repeat)
+        times, _ = B.time_interleaved(
+            {
+                OURS: lambda Xd=Xd: lrf.ScatterAccumulator(Xd.shape[1], B.C).update(Xd, y),
+                GRAM: lambda Xd=Xd: B.numpy_gram(Xd),
+            },
+            repeat,
+        )
         rows.append({"dtype": dtype, "times": times})
         print(f"  accumulate {dtype}: {times}", file=sys.stderr)
     return rows
@@ -103,8 +115,11 @@ def end_to_end(X, y, repeat):
     for name, solver_name in slow.items():
         fns[name] = lambda s=solver_name: B.sklearn_rank(X, y, s)
     times, results = B.time_interleaved(fns, repeat, once=slow)
-    agrees = {name: check(B.assert_same_order, results[OURS][0], *res)
-              for name, res in results.items() if name not in (OURS, GRAM)}
+    agrees = {
+        name: check(B.assert_same_order, results[OURS][0], *res)
+        for name, res in results.items()
+        if name not in (OURS, GRAM)
+    }
     print(f"  end to end: {times} {agrees}", file=sys.stderr)
     return {"N": len(X), "d": X.shape[1], "C": B.C, "times": times, "agrees": agrees}
 
@@ -114,12 +129,18 @@ def solver(repeat):
     full, top = "scipy eigh(Sb, Sw)", "scipy eigh(Sb, Sw) top pair only"
     for d, c in B.SOLVER_SIZES:
         acc, Sb, S = B.solver_inputs(B.make_solver_problem(d, c))
-        times, results = B.time_interleaved({
-            OURS: lambda: B.ours_solve_top(acc),
-            full: lambda: B.scipy_eigh_top(Sb, S),
-            top: lambda: B.scipy_eigh_top(Sb, S, subset=True)},
-            repeat, once={full, top} if d > 1000 else ())  # a full eigh at d=4096: seconds to a minute
-        agrees = {name: check(B.assert_same_top, *results[OURS], *results[name]) for name in (full, top)}
+        times, results = B.time_interleaved(
+            {
+                OURS: lambda acc=acc: B.ours_solve_top(acc),
+                full: lambda Sb=Sb, S=S: B.scipy_eigh_top(Sb, S),
+                top: lambda Sb=Sb, S=S: B.scipy_eigh_top(Sb, S, subset=True),
+            },
+            repeat,
+            once={full, top} if d > 1000 else (),
+        )  # a full eigh at d=4096: seconds to a minute
+        agrees = {
+            name: check(B.assert_same_top, *results[OURS], *results[name]) for name in (full, top)
+        }
         rows.append({"d": d, "C": c, "times": times, "agrees": agrees})
         print(f"  solver d={d} C={c}: {times}", file=sys.stderr)
     return rows
@@ -153,13 +174,17 @@ def _ours_gram(t):
 def markdown(res):
     m, v = res["machine"], res["machine"]["versions"]
     out = [
-        "# labelranker_fast benchmark report", "",
+        "# labelranker_fast benchmark report",
+        "",
         f"- date: {m['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}",
-        f"- versions: labelranker_fast {v['labelranker_fast']}, numpy {v['numpy']}, scipy {v['scipy']}, "
+        f"- versions: labelranker_fast {v['labelranker_fast']}, numpy {v['numpy']}, "
+        f"scipy {v['scipy']}, "
         f"scikit-learn {v['sklearn']}, torch {v['torch']}",
-        f"- times in seconds, the minimum of {res['repeat']} interleaved rounds (the slow baselines, "
-        "sklearn and scipy's eigh at d > 1000, one round); ratio = baseline / ours (> 1: ours is faster)",
+        f"- times in seconds, the minimum of {res['repeat']} interleaved rounds "
+        "(the slow baselines, "
+        "sklearn and scipy's eigh at d > 1000, one round); "
+        "ratio = baseline / ours (> 1: ours is faster)",
         "",
     ]
     sw = res["sweep"]
@@ -175,11 +200,20 @@ def markdown(res):
             rows.append([d, f"{r['N']:,}", *_ours_gram(t), f"{t[OURS] / r['N'] * 1e9:.0f}"])
         a, b, r2 = linear_fit([r["N"] for r in pts], [r["times"][OURS] for r in pts])
         fits.append(f"- d = {d}: t = {a * 1e6:.3f} s per million rows + {b:.4f} s, R^2 = {r2:.4f}")
-    out += [_table(["d", "N", "ours", GRAM, "ratio", "ours ns/row"], rows), "",
-            "Linear fit of our time against N:", "", *fits, ""]
+    out += [
+        _table(["d", "N", "ours", GRAM, "ratio", "ours ns/row"], rows),
+        "",
+        "Linear fit of our time against N:",
+        "",
+        *fits,
+        "",
+    ]
     out += [f"## Time against d (N = {res['sweep_n_for_d']:,}, C = {B.C}, float32)", ""]
-    rows = [[r["d"], *_ours_gram(r["times"])] for r in sorted(sw, key=lambda r: r["d"])
-            if r["N"] == res["sweep_n_for_d"] and r["d"] in res["sweep_ds"]]
+    rows = [
+        [r["d"], *_ours_gram(r["times"])]
+        for r in sorted(sw, key=lambda r: r["d"])
+        if r["N"] == res["sweep_n_for_d"] and r["d"] in res["sweep_ds"]
+    ]
     out += [_table(["d", "ours", GRAM, "ratio"], rows), ""]
 
     if "accumulate" in res:
@@ -191,8 +225,15 @@ def markdown(res):
         e = res["end_to_end"]
         t = e["times"]
         out += [f"## Ranking end to end ({e['N']:,} x {e['d']} float32, C = {e['C']})", ""]
-        rows = [[name, f"{s:.4f}", _ratio(s, t[OURS]) if name != OURS else "", e["agrees"].get(name, "")]
-                for name, s in t.items()]
+        rows = [
+            [
+                name,
+                f"{s:.4f}",
+                _ratio(s, t[OURS]) if name != OURS else "",
+                e["agrees"].get(name, ""),
+            ]
+            for name, s in t.items()
+        ]
         out += [_table(["implementation", "time", "ratio", "same order as ours"], rows), ""]
     if "solver" in res:
         out += ["## Solver alone (synthetic well-conditioned S_w)", ""]
@@ -200,15 +241,23 @@ def markdown(res):
         for r in res["solver"]:
             t = r["times"]
             names = [n for n in t if n != OURS]
-            rows.append([r["d"], r["C"], f"{t[OURS]:.4f}"]
-                        + [f"{t[n]:.3f} ({_ratio(t[n], t[OURS])})" for n in names]
-                        + [", ".join(f"{a}" for a in r["agrees"].values())])
-        out += [_table(["d", "C", "ours", *names, "agree (eigenvalue 1e-8, direction 1e-6)"], rows), ""]
+            rows.append(
+                [r["d"], r["C"], f"{t[OURS]:.4f}"]
+                + [f"{t[n]:.3f} ({_ratio(t[n], t[OURS])})" for n in names]
+                + [", ".join(f"{a}" for a in r["agrees"].values())]
+            )
+        out += [
+            _table(["d", "C", "ours", *names, "agree (eigenvalue 1e-8, direction 1e-6)"], rows),
+            "",
+        ]
         target = next((r for r in res["solver"] if (r["d"], r["C"]) == (4096, 1000)), None)
         if target:
             ratio = target["times"]["scipy eigh(Sb, Sw)"] / target["times"][OURS]
-            out += [f"Target (ours >= 5x faster than scipy eigh(Sb, Sw) at d = 4096, C = 1000): "
-                    f"{ratio:.1f}x, {'met' if ratio >= 5 else 'NOT met'}.", ""]
+            out += [
+                f"Target (ours >= 5x faster than scipy eigh(Sb, Sw) at d = 4096, C = 1000): "
+                f"{ratio:.1f}x, {'met' if ratio >= 5 else 'NOT met'}.",
+                "",
+            ]
     out.append(f"Report took {res['elapsed_s']:.0f} s.")
     return "\n".join(out) + "\n"
 
@@ -221,8 +270,10 @@ def plot(res, path):
 
     fig, (ax_n, ax_d) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, d in enumerate(res["sweep_ds_for_n"]):
-        pts = sorted((r for r in res["sweep"] if r["d"] == d and r["N"] in res["sweep_ns"]),
-                     key=lambda r: r["N"])
+        pts = sorted(
+            (r for r in res["sweep"] if r["d"] == d and r["N"] in res["sweep_ns"]),
+            key=lambda r: r["N"],
+        )
         ns = np.array([r["N"] for r in pts], dtype=float)
         ts = np.array([r["times"][OURS] for r in pts])
         a, b, r2 = linear_fit(ns, ts)
@@ -231,15 +282,25 @@ def plot(res, path):
         ax_n.plot(k, ts, "o", color=color, label=f"ours, d={d} (linear fit, R²={r2:.3f})")
         grid = np.linspace(0, ns.max(), 50)
         ax_n.plot(grid / 1e3, a * grid + b, "-", color=color, lw=1)
-        ax_n.plot(k, [r["times"][GRAM] for r in pts], "x--", color=color, lw=0.8, label=f"X.T @ X, d={d}")
-    ax_n.set(xlabel="N (thousand rows)", ylabel="time (s)", title=f"time against N (C={B.C}, float32)")
+        ax_n.plot(
+            k, [r["times"][GRAM] for r in pts], "x--", color=color, lw=0.8, label=f"X.T @ X, d={d}"
+        )
+    ax_n.set(
+        xlabel="N (thousand rows)", ylabel="time (s)", title=f"time against N (C={B.C}, float32)"
+    )
     ax_n.legend(fontsize=7)
-    pts = sorted((r for r in res["sweep"] if r["N"] == res["sweep_n_for_d"] and r["d"] in res["sweep_ds"]),
-                 key=lambda r: r["d"])
+    pts = sorted(
+        (r for r in res["sweep"] if r["N"] == res["sweep_n_for_d"] and r["d"] in res["sweep_ds"]),
+        key=lambda r: r["d"],
+    )
     ds = [r["d"] for r in pts]
     ax_d.plot(ds, [r["times"][OURS] for r in pts], "o-", label="ours (rank_labels)")
     ax_d.plot(ds, [r["times"][GRAM] for r in pts], "x--", label="numpy X.T @ X")
-    ax_d.set(xlabel="d (features)", ylabel="time (s)", title=f"time against d (N={res['sweep_n_for_d']:,})")
+    ax_d.set(
+        xlabel="d (features)",
+        ylabel="time (s)",
+        title=f"time against d (N={res['sweep_n_for_d']:,})",
+    )
     ax_d.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -249,8 +310,12 @@ def plot(res, path):
 # ---------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="the sweep only, at smaller sizes (about a minute)")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    ap.add_argument(
+        "--quick", action="store_true", help="the sweep only, at smaller sizes (about a minute)"
+    )
+    ap.add_argument(
+        "--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    )
     ap.add_argument("--repeat", type=int, default=None, help="rounds per measurement (default 3)")
     args = ap.parse_args(argv)
     repeat = args.repeat or 3
@@ -262,8 +327,15 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
 
     start = time.perf_counter()
-    res = {"machine": machine_info(), "quick": args.quick, "repeat": repeat, "sweep_ns": list(ns),
-           "sweep_ds_for_n": list(ds_for_n), "sweep_ds": list(ds), "sweep_n_for_d": n_for_d}
+    res = {
+        "machine": machine_info(),
+        "quick": args.quick,
+        "repeat": repeat,
+        "sweep_ns": list(ns),
+        "sweep_ds_for_n": list(ds_for_n),
+        "sweep_ds": list(ds),
+        "sweep_n_for_d": n_for_d,
+    }
     res["sweep"] = sweep(ns, ds_for_n, ds, n_for_d, repeat)
     if not args.quick:
         X, y = B.make_features(*B.HEADLINE, B.C)
@@ -280,7 +352,13 @@ def main(argv=None):
         f.write(md)
     plot(res, os.path.join(args.out, "sweep.png"))
     print(md)
-    failed = [a for sec in ("solver",) for r in res.get(sec, []) for a in r["agrees"].values() if a != "yes"]
+    failed = [
+        a
+        for sec in ("solver",)
+        for r in res.get(sec, [])
+        for a in r["agrees"].values()
+        if a != "yes"
+    ]
     failed += [a for a in res.get("end_to_end", {}).get("agrees", {}).values() if a != "yes"]
     return 1 if failed else 0
 

@@ -18,7 +18,9 @@ def test_accumulate(record, imagenet_like, dtype, impl):
     X, y = imagenet_like
     X = np.ascontiguousarray(X, dtype=dtype)
     if impl == "ours":
-        acc = record(f"accumulate-{dtype}", impl, lambda: lrf.ScatterAccumulator(X.shape[1], C).update(X, y))
+        acc = record(
+            f"accumulate-{dtype}", impl, lambda: lrf.ScatterAccumulator(X.shape[1], C).update(X, y)
+        )
         assert acc.n_samples == len(X)
     else:
         gram = record(f"accumulate-{dtype}", impl, lambda: numpy_gram(X))

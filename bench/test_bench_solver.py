@@ -9,8 +9,14 @@ import functools
 
 import pytest
 
-from baselines import (SOLVER_SIZES, assert_same_top, make_solver_problem, ours_solve_top,
-                       scipy_eigh_top, solver_inputs)
+from baselines import (
+    SOLVER_SIZES,
+    assert_same_top,
+    make_solver_problem,
+    ours_solve_top,
+    scipy_eigh_top,
+    solver_inputs,
+)
 from conftest import RESULTS
 
 IMPLS = ["scipy eigh(Sb, Sw)", "scipy eigh(Sb, Sw) top pair only", "ours"]

@@ -9,7 +9,9 @@ from baselines import SWEEP_D, SWEEP_D_AT_N, SWEEP_N, numpy_gram, ours_rank, swe
 SIZES = sorted({(n, 768) for n in SWEEP_N} | {(SWEEP_D_AT_N, d) for d in SWEEP_D})
 
 
-@pytest.mark.parametrize("N, d, impl", [(n, d, i) for n, d in SIZES for i in ("numpy X.T @ X", "ours")])
+@pytest.mark.parametrize(
+    "N, d, impl", [(n, d, i) for n, d in SIZES for i in ("numpy X.T @ X", "ours")]
+)
 def test_sweep(record, N, d, impl):
     X, y = sweep_data(N, d, max(SWEEP_N), max(SWEEP_D))
     fn = (lambda: ours_rank(X, y)) if impl == "ours" else (lambda: numpy_gram(X))

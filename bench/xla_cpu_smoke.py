@@ -26,25 +26,55 @@ images = torch.nn.functional.interpolate(images, size=32, mode="nearest").repeat
 labels = torch.from_numpy(y)
 perm = torch.from_numpy(np.random.default_rng(0).permutation(len(y)))
 train, test = perm[:1400], perm[1400:]
-loader = lambda idx, shuffle: DataLoader(TensorDataset(images[idx], labels[idx]), batch_size=64,
-                                         shuffle=shuffle, drop_last=shuffle,
-                                         generator=torch.Generator().manual_seed(0))
+
+
+def loader(idx, shuffle):
+    return DataLoader(
+        TensorDataset(images[idx], labels[idx]),
+        batch_size=64,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        generator=torch.Generator().manual_seed(0),
+    )
+
 
 torch.manual_seed(0)
-model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8,
-                          embed_dim=96, depth=4, num_heads=3, num_classes=0)
+model = timm.create_model(
+    "vit_tiny_patch16_224",
+    pretrained=False,
+    img_size=32,
+    patch_size=8,
+    embed_dim=96,
+    depth=4,
+    num_heads=3,
+    num_classes=0,
+)
 t = time.perf_counter()
-ranking = extract_and_rank(model, loader(train, False), num_classes=10, shrinkage="oas",
-                           device="auto", progress=False)
-print(f"extract_and_rank: {time.perf_counter() - t:.1f} s, order {ranking.order.tolist()}, "
-      f"eigenvalue {ranking.eigenvalues[0]:.4f}")
+ranking = extract_and_rank(
+    model, loader(train, False), num_classes=10, shrinkage="oas", device="auto", progress=False
+)
+print(
+    f"extract_and_rank: {time.perf_counter() - t:.1f} s, order {ranking.order.tolist()}, "
+    f"eigenvalue {ranking.eigenvalues[0]:.4f}"
+)
 
 t = time.perf_counter()
-result = finetune(model, loader(train, True), num_classes=10, ranking=ranking,
-                  val_loader=loader(test, False), epochs=2, warmup_epochs=1, lr=1e-3,
-                  device="auto", progress=False)
+result = finetune(
+    model,
+    loader(train, True),
+    num_classes=10,
+    ranking=ranking,
+    val_loader=loader(test, False),
+    epochs=2,
+    warmup_epochs=1,
+    lr=1e-3,
+    device="auto",
+    progress=False,
+)
 print(f"finetune, 2 epochs: {time.perf_counter() - t:.1f} s")
 for h in result.history:
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in h.items()}))
 pred = predict(result.model, loader(test, False), ranking=ranking, device="auto")
-print(f"test accuracy from predictions mapped back to digits: {np.mean(pred == y[test.numpy()]):.3f}")
+print(
+    f"test accuracy from predictions mapped back to digits: {np.mean(pred == y[test.numpy()]):.3f}"
+)

@@ -49,14 +49,17 @@ def interrupted(ckpt, X, y, k=4, **kw):
     assert ckpt.exists()
 
 
-@pytest.mark.parametrize("case, change, match", [
-    ("width", lambda X, y, w: (X[:, :-1], y, None), "n_features"),
-    ("dtype", lambda X, y, w: (X.astype(np.float32), y, None), "feature_dtype"),
-    ("rows", lambda X, y, w: (X[:-1], y[:-1], None), "n_rows"),
-    ("content", lambda X, y, w: (X + 1e-9, y, None), "fingerprint"),
-    ("labels", lambda X, y, w: (X, (y + 1) % C * 10, None), "classes"),
-    ("weights", lambda X, y, w: (X, y, w), "weighted"),
-])
+@pytest.mark.parametrize(
+    "case, change, match",
+    [
+        ("width", lambda X, y, w: (X[:, :-1], y, None), "n_features"),
+        ("dtype", lambda X, y, w: (X.astype(np.float32), y, None), "feature_dtype"),
+        ("rows", lambda X, y, w: (X[:-1], y[:-1], None), "n_rows"),
+        ("content", lambda X, y, w: (X + 1e-9, y, None), "fingerprint"),
+        ("labels", lambda X, y, w: (X, (y + 1) % C * 10, None), "classes"),
+        ("weights", lambda X, y, w: (X, y, w), "weighted"),
+    ],
+)
 def test_another_pass_is_refused_naming_the_difference(tmp_path, data, case, change, match):
     X, y, w = data
     ckpt = tmp_path / "pass.ckpt"
@@ -77,8 +80,9 @@ def test_other_chunk_boundaries_and_label_modes_are_refused(tmp_path, data):
     with pytest.raises(ValueError, match="label_mode"):
         accumulate(X, y, num_classes=C, chunk_size=CHUNK, checkpoint=ckpt)
     with pytest.raises(ValueError, match="iterable"):
-        accumulate(((X[a:a + CHUNK], y[a:a + CHUNK]) for a in range(0, N, CHUNK)),
-                   checkpoint=ckpt)
+        accumulate(
+            ((X[a : a + CHUNK], y[a : a + CHUNK]) for a in range(0, N, CHUNK)), checkpoint=ckpt
+        )
 
 
 def test_resume_after_the_core_count_changed(tmp_path, data):
@@ -103,8 +107,8 @@ def test_resume_of_mixed_float32_and_float64_chunks_is_bit_identical(tmp_path, d
         for i, a in enumerate(range(0, N, CHUNK)):
             if i == kill_at:
                 raise KeyboardInterrupt
-            part = X[a:a + CHUNK]
-            yield (part if i % 3 == 1 else part.astype(np.float32)), y[a:a + CHUNK]
+            part = X[a : a + CHUNK]
+            yield (part if i % 3 == 1 else part.astype(np.float32)), y[a : a + CHUNK]
 
     ckpt = tmp_path / "pass.ckpt"
     with pytest.raises(KeyboardInterrupt):
@@ -122,7 +126,7 @@ def test_an_iterable_with_other_content_is_refused(tmp_path, data):
         for i, a in enumerate(range(0, N, CHUNK)):
             if i == stop:
                 raise KeyboardInterrupt
-            yield X[a:a + CHUNK] * scale, y[a:a + CHUNK]
+            yield X[a : a + CHUNK] * scale, y[a : a + CHUNK]
 
     ckpt = tmp_path / "pass.ckpt"
     with pytest.raises(KeyboardInterrupt):
@@ -130,8 +134,10 @@ def test_an_iterable_with_other_content_is_refused(tmp_path, data):
     with pytest.raises(ValueError, match="another pass"):
         accumulate(chunks(scale=2.0), checkpoint=ckpt)
     with pytest.raises(ValueError, match="fewer"):
-        accumulate(((X[a:a + CHUNK], y[a:a + CHUNK]) for a in range(0, 2 * CHUNK, CHUNK)),
-                   checkpoint=ckpt)
+        accumulate(
+            ((X[a : a + CHUNK], y[a : a + CHUNK]) for a in range(0, 2 * CHUNK, CHUNK)),
+            checkpoint=ckpt,
+        )
     done, _ = accumulate(chunks(), checkpoint=ckpt)  # the same data still resumes
     assert done.n_samples == N
     # A completed checkpoint of an iterable checks the first chunk before it is reused.
@@ -151,20 +157,23 @@ def _rewrite(path, **changes):
         np.savez(fh, **arrays)
 
 
-@pytest.mark.parametrize("field, value, match", [
-    ("chunks_done", None, "missing"),
-    ("format", None, "earlier version"),
-    ("n_rows", None, "missing"),
-    ("fingerprint", None, "missing"),
-    ("chunks_done", np.int64(-3), "chunks_done is -3"),
-    ("rows_per_chunk", np.int64(-7), "rows_per_chunk is -7"),
-    ("n_rows", np.float64(1200), "scalar"),
-    ("complete", np.array([True, False]), "scalar"),
-    ("version", np.int64(99), "version"),
-    ("format", np.str_("something/else"), "format"),
-    ("acc_m2", np.zeros((2, 2)), "shape"),
-    ("acc_counts", np.full(C, -1.0), "negative|invalid|counts"),
-])
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("chunks_done", None, "missing"),
+        ("format", None, "earlier version"),
+        ("n_rows", None, "missing"),
+        ("fingerprint", None, "missing"),
+        ("chunks_done", np.int64(-3), "chunks_done is -3"),
+        ("rows_per_chunk", np.int64(-7), "rows_per_chunk is -7"),
+        ("n_rows", np.float64(1200), "scalar"),
+        ("complete", np.array([True, False]), "scalar"),
+        ("version", np.int64(99), "version"),
+        ("format", np.str_("something/else"), "format"),
+        ("acc_m2", np.zeros((2, 2)), "shape"),
+        ("acc_counts", np.full(C, -1.0), "negative|invalid|counts"),
+    ],
+)
 def test_every_field_is_validated(tmp_path, data, field, value, match):
     X, y, _ = data
     ckpt = tmp_path / "pass.ckpt"
@@ -178,8 +187,14 @@ def test_checkpoints_of_the_previous_format_are_refused(tmp_path, data):
     X, y, _ = data
     ckpt = tmp_path / "old.ckpt"
     state = lrf.ScatterAccumulator(D, C).update(X[:CHUNK], y[:CHUNK]).get_state()
-    np.savez(open(ckpt, "wb"), **{f"acc_{k}": v for k, v in state.items()}, rows_per_chunk=CHUNK,
-             source_rows=N, chunks_done=1, complete=False)
+    np.savez(
+        open(ckpt, "wb"),
+        **{f"acc_{k}": v for k, v in state.items()},
+        rows_per_chunk=CHUNK,
+        source_rows=N,
+        chunks_done=1,
+        complete=False,
+    )
     with pytest.raises(ValueError, match="earlier version"):
         accumulate(X, y, chunk_size=CHUNK, checkpoint=ckpt)
 

@@ -56,9 +56,16 @@ def test_threaded_scheduler(data):
 def test_local_cluster_of_worker_processes(data):
     distributed = pytest.importorskip("distributed")
     X, y, _ = data
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, host="127.0.0.1") as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         dX = da.from_array(X, chunks=(300, D))
         with distributed.get_task_stream(client=client) as stream:
             acc, _ = lrf_dask.accumulate(dX, y, num_classes=C)
@@ -80,8 +87,9 @@ def test_local_cluster_of_worker_processes(data):
 def test_weights_and_errors(data):
     X, y, _ = data
     w = np.random.default_rng(0).uniform(0.1, 2.0, N)
-    acc, _ = lrf_dask.accumulate(da.from_array(X, chunks=500), y, sample_weight=w,
-                                 scheduler="threads")
+    acc, _ = lrf_dask.accumulate(
+        da.from_array(X, chunks=500), y, sample_weight=w, scheduler="threads"
+    )
     whole = lrf.ScatterAccumulator(D, C).update(X, y, w)
     assert rel(acc.within_scatter(), whole.within_scatter()) < 1e-12
     with pytest.raises(ValueError, match="entries"):

@@ -63,9 +63,15 @@ def two_ranks(tmp_path_factory):
         pytest.skip("torch.distributed with gloo is not available")
     folder = tmp_path_factory.mktemp("dist")
     port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(r), port, str(folder / f"{r}.npz")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(r), port, str(folder / f"{r}.npz")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
@@ -84,8 +90,9 @@ def test_all_reduce_gives_every_rank_the_whole_data_set(two_ranks):
     whole = lrf.ScatterAccumulator(64, 10).update(X, y)
     for k in ("counts", "shifts", "sums", "m2", "n_rows"):  # ranks identical, bit for bit
         np.testing.assert_array_equal(two_ranks[0][f"acc_{k}"], two_ranks[1][f"acc_{k}"])
-    got = lrf.ScatterAccumulator.from_state({k[4:]: v for k, v in two_ranks[0].items()
-                                             if k.startswith("acc_")})
+    got = lrf.ScatterAccumulator.from_state(
+        {k[4:]: v for k, v in two_ranks[0].items() if k.startswith("acc_")}
+    )
     assert got.n_samples == 1796
     np.testing.assert_array_equal(got.class_counts, whole.class_counts)
     assert rel(got.within_scatter(), whole.within_scatter()) < 1e-12
@@ -103,14 +110,22 @@ def test_extract_and_rank_with_a_distributed_sampler(two_ranks):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh()).double()
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
-        batch_size=100)
-    want, whole = extract_and_rank(model, loader, num_classes=10, shrinkage="oas", device="cpu",
-                                   progress=False, return_accumulator=True)
+        torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)), batch_size=100
+    )
+    want, whole = extract_and_rank(
+        model,
+        loader,
+        num_classes=10,
+        shrinkage="oas",
+        device="cpu",
+        progress=False,
+        return_accumulator=True,
+    )
     np.testing.assert_array_equal(two_ranks[0]["order"], want.order)
     np.testing.assert_array_equal(two_ranks[1]["order"], want.order)
-    got = lrf.ScatterAccumulator.from_state({k[5:]: v for k, v in two_ranks[1].items()
-                                             if k.startswith("feat_")})
+    got = lrf.ScatterAccumulator.from_state(
+        {k[5:]: v for k, v in two_ranks[1].items() if k.startswith("feat_")}
+    )
     assert got.n_samples == 1796
     assert rel(got.within_scatter(), whole.within_scatter()) < 1e-12
 

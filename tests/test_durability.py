@@ -126,7 +126,7 @@ CHILD = textwrap.dedent("""
 
 def chunks_of(X, labels):
     for start in range(0, len(X), CHUNK):
-        yield X[start:start + CHUNK], labels[start:start + CHUNK]
+        yield X[start : start + CHUNK], labels[start : start + CHUNK]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -135,15 +135,20 @@ def test_killed_pass_resumes_with_bit_identical_statistics(tmp_path, data, seed)
     n_chunks = N // CHUNK
     kill_at = int(np.random.default_rng(seed).integers(3, n_chunks))  # a random chunk
     ckpt = tmp_path / "pass.ckpt"
-    child = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(ckpt), str(kill_at)],
-                           capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(folder), str(ckpt), str(kill_at)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == -9, child.stderr  # SIGKILL: no cleanup code ran
     with np.load(ckpt) as saved:
         assert 0 < int(saved["chunks_done"]) < n_chunks and not bool(saved["complete"])
 
     resumed, classes = accumulate(chunks_of(X, NAMES[y]), checkpoint=ckpt, checkpoint_every=2)
-    whole, whole_classes = accumulate(chunks_of(X, NAMES[y]), checkpoint=tmp_path / "whole.ckpt",
-                                      checkpoint_every=2)
+    whole, whole_classes = accumulate(
+        chunks_of(X, NAMES[y]), checkpoint=tmp_path / "whole.ckpt", checkpoint_every=2
+    )
     same_state(resumed, whole)
     np.testing.assert_array_equal(classes, whole_classes)
     np.testing.assert_array_equal(classes, np.sort(NAMES))
@@ -172,12 +177,27 @@ def test_file_pass_resumes_after_an_interruption(tmp_path, data):
     folder, X, y = data
     ckpt = tmp_path / "file.ckpt"
     with pytest.raises(KeyboardInterrupt):
-        accumulate(Interrupting(np.load(folder / "X.npy", mmap_mode="r"), 7), y,
-                   chunk_size=CHUNK, checkpoint=ckpt, checkpoint_every=3)
-    resumed, _ = accumulate(str(folder / "X.npy"), str(folder / "y.npy"), chunk_size=CHUNK,
-                            checkpoint=ckpt, checkpoint_every=3)
-    whole, _ = accumulate(str(folder / "X.npy"), str(folder / "y.npy"), chunk_size=CHUNK,
-                          checkpoint=tmp_path / "whole.ckpt", checkpoint_every=3)
+        accumulate(
+            Interrupting(np.load(folder / "X.npy", mmap_mode="r"), 7),
+            y,
+            chunk_size=CHUNK,
+            checkpoint=ckpt,
+            checkpoint_every=3,
+        )
+    resumed, _ = accumulate(
+        str(folder / "X.npy"),
+        str(folder / "y.npy"),
+        chunk_size=CHUNK,
+        checkpoint=ckpt,
+        checkpoint_every=3,
+    )
+    whole, _ = accumulate(
+        str(folder / "X.npy"),
+        str(folder / "y.npy"),
+        chunk_size=CHUNK,
+        checkpoint=tmp_path / "whole.ckpt",
+        checkpoint_every=3,
+    )
     same_state(resumed, whole)
     assert resumed.n_samples == N
 

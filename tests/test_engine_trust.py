@@ -30,10 +30,15 @@ UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 def run_script(source: str, *args, timeout=300) -> list:
     """Runs ``source`` in a fresh interpreter; returns the JSON lines it printed."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(source), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, (
-        f"subprocess died with {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        f"subprocess died with {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
@@ -47,17 +52,22 @@ def numpy_memory_message(shape) -> str:
 def same_state(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(
         np.asarray(a[k]).dtype == np.asarray(b[k]).dtype
-        and np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+        and np.array_equal(np.asarray(a[k]), np.asarray(b[k]))
+        for k in a
+    )
 
 
 # ------------------------------------------------------------------ memory
 
 
-@pytest.mark.parametrize("d, c, shape", [
-    (2**21, 2, (2**21, 2**21)),       # the d x d moment: 32 TiB
-    (2**20, 2**40, (2**20, 2**20)),   # the largest array fails first: 8 TiB
-    (1, 2**45, (2**45, 1)),           # the C x d sums: 256 TiB
-])
+@pytest.mark.parametrize(
+    "d, c, shape",
+    [
+        (2**21, 2, (2**21, 2**21)),  # the d x d moment: 32 TiB
+        (2**20, 2**40, (2**20, 2**20)),  # the largest array fails first: 8 TiB
+        (1, 2**45, (2**45, 1)),  # the C x d sums: 256 TiB
+    ],
+)
 def test_memory_error_names_the_size_like_numpy(d, c, shape):
     expected = numpy_memory_message(shape)
     assert "Unable to allocate" in expected
@@ -69,11 +79,14 @@ def test_memory_error_names_the_size_like_numpy(d, c, shape):
     assert str(info.value).startswith(expected), str(info.value)
 
 
-@pytest.mark.parametrize("d, c, size, shape", [
-    (2**31 - 1, 2, "32.0 EiB", "(2147483647, 2147483647)"),  # d^2 * 8 bytes > 2^64
-    (1, 2**62, "32.0 EiB", "(4611686018427387904, 1)"),        # C * 8 bytes > 2^64
-    (1, 2**63 - 1, "64.0 EiB", "(9223372036854775807, 1)"),
-])
+@pytest.mark.parametrize(
+    "d, c, size, shape",
+    [
+        (2**31 - 1, 2, "32.0 EiB", "(2147483647, 2147483647)"),  # d^2 * 8 bytes > 2^64
+        (1, 2**62, "32.0 EiB", "(4611686018427387904, 1)"),  # C * 8 bytes > 2^64
+        (1, 2**63 - 1, "64.0 EiB", "(9223372036854775807, 1)"),
+    ],
+)
 def test_byte_counts_past_64_bits_are_a_clean_memory_error(d, c, size, shape):
     # The reference size: the exact byte count in Python integers, in EiB (2^60 bytes).
     rows, cols = (d, d) if d > 1 else (c, d)
@@ -81,15 +94,22 @@ def test_byte_counts_past_64_bits_are_a_clean_memory_error(d, c, size, shape):
     with pytest.raises(MemoryError) as info:
         _core.Accumulator(d, c)
     assert str(info.value).startswith(
-        f"Unable to allocate {size} for an array with shape {shape} and data type float64")
+        f"Unable to allocate {size} for an array with shape {shape} and data type float64"
+    )
 
 
 def test_from_state_memory_error_names_the_array():
     # Zero-stride views claim 32 TiB for m2 without holding it; copying them cannot succeed.
     d, c = 2**21, 2
-    state = {"n_features": d, "num_classes": c, "n_rows": 4, "counts": np.full(c, 2.0),
-             "shifts": np.broadcast_to(0.0, (c, d)), "sums": np.broadcast_to(0.0, (c, d)),
-             "m2": np.broadcast_to(1.0, (d, d))}
+    state = {
+        "n_features": d,
+        "num_classes": c,
+        "n_rows": 4,
+        "counts": np.full(c, 2.0),
+        "shifts": np.broadcast_to(0.0, (c, d)),
+        "sums": np.broadcast_to(0.0, (c, d)),
+        "m2": np.broadcast_to(1.0, (d, d)),
+    }
     expected = numpy_memory_message((d, d))
     with pytest.raises(MemoryError) as info:
         _core.Accumulator.from_state(state)
@@ -154,8 +174,9 @@ def _blocks_data(n_blocks=5, d=16, c=5, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("threads, after, fail", [
-    (2, 0, 1), (3, 0, 1), (3, 1, 1), (4, 1, 2), (4, 2, 1), (4, 0, 3)])
+@pytest.mark.parametrize(
+    "threads, after, fail", [(2, 0, 1), (3, 0, 1), (3, 1, 1), (4, 1, 2), (4, 2, 1), (4, 0, 3)]
+)
 def test_threads_that_cannot_start_are_done_without(dtype, threads, after, fail):
     """Through the engine's test hook: whichever worker starts fail, the update completes
     on the threads that did start, with statistics bit-identical to one thread."""
@@ -172,16 +193,19 @@ def test_threads_that_cannot_start_are_done_without(dtype, threads, after, fail)
     assert same_state(acc.get_state(), ref)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or UNDER_ASAN,
-                    reason="needs root to run a child as a user of its own under RLIMIT_NPROC "
-                           "(ASan's own threads break the count)")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or UNDER_ASAN,
+    reason="needs root to run a child as a user of its own under RLIMIT_NPROC "
+    "(ASan's own threads break the count)",
+)
 @pytest.mark.parametrize("threads, allow", [(3, 0), (3, 1), (4, 1), (4, 2)])
 def test_real_thread_limit_never_aborts(threads, allow):
     """A child switches to an unused uid and caps RLIMIT_NPROC at its own task count plus
     `allow`: the kernel then refuses the workers past that. The update must complete with
     the 1-thread statistics (the code before this fix aborted with SIGABRT when a start
     failed after another had succeeded)."""
-    results = run_script("""
+    results = run_script(
+        """
         import json, os, resource, sys, numpy as np
         import labelranker_fast as lrf
         threads, allow = int(sys.argv[1]), int(sys.argv[2])
@@ -198,7 +222,10 @@ def test_real_thread_limit_never_aborts(threads, allow):
         got = acc.get_state()
         print(json.dumps({"same": all(np.array_equal(got[k], ref[k]) for k in ref),
                           "n": int(got["n_rows"])}))
-    """, threads, allow)
+    """,
+        threads,
+        allow,
+    )
     assert results == [{"same": True, "n": 5 * 4096 - 7}]
 
 
@@ -337,7 +364,8 @@ def test_other_threads_may_use_the_accumulator_during_a_main_thread_update():
     """The main thread's update takes the GIL back to look for signals while it holds the
     accumulator's lock; a thread that waits for that lock must not hold the GIL meanwhile
     (get_state, the n_threads setter), or both would wait forever."""
-    (out,) = run_script("""
+    (out,) = run_script(
+        """
         import json, threading, numpy as np
         import labelranker_fast as lrf
         rng = np.random.default_rng(2)
@@ -352,6 +380,8 @@ def test_other_threads_may_use_the_accumulator_during_a_main_thread_update():
         t = threading.Thread(target=reader)
         t.start(); acc.update(X, y); t.join()
         print(json.dumps({"rows": acc.n_samples, "seen": sorted(set(seen))}))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert out["rows"] == 60000
     assert set(out["seen"]) <= {0, 60000}  # all or nothing, seen from another thread

@@ -3,7 +3,6 @@ traceback."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -81,12 +80,18 @@ def test_a_failed_partial_fit_keeps_no_rows():
 
 
 def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "labelranker_fast", *args], capture_output=True,
-                          text=True, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "labelranker_fast", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("make", ["missing", "empty", "directory", "mismatch", "singular",
-                                  "strings"])
+@pytest.mark.parametrize(
+    "make", ["missing", "empty", "directory", "mismatch", "singular", "strings"]
+)
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, make):
     X, y = blobs()
     xp, yp = tmp_path / "X.npy", tmp_path / "y.npy"
@@ -117,10 +122,21 @@ def test_cli_ctrl_c_exits_130_without_a_traceback(tmp_path):
     np.save(tmp_path / "y.npy", y)
     # One-row chunks make the pass take seconds; the progress bar's first output on
     # standard error says that the pass has started.
-    proc = subprocess.Popen([sys.executable, "-m", "labelranker_fast", "rank",
-                             str(tmp_path / "X.npy"), str(tmp_path / "y.npy"),
-                             "--chunk-size", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labelranker_fast",
+            "rank",
+            str(tmp_path / "X.npy"),
+            str(tmp_path / "y.npy"),
+            "--chunk-size",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = proc.stderr.read(1)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

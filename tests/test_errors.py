@@ -40,16 +40,31 @@ def with_value(i, j, value, dtype=np.float64):
 CASES = [
     ("nan feature", lambda: (*with_value(7, 2, np.nan), None), ValueError, "NaN or infinity"),
     ("inf feature", lambda: (*with_value(0, 0, np.inf), None), ValueError, "NaN or infinity"),
-    ("-inf float32", lambda: (*with_value(9, 3, -np.inf, np.float32), None), ValueError, "NaN or infinity"),
+    (
+        "-inf float32",
+        lambda: (*with_value(9, 3, -np.inf, np.float32), None),
+        ValueError,
+        "NaN or infinity",
+    ),
     ("label too big", lambda: (good()[0], np.full(10, 3), None), ValueError, "class index"),
-    ("negative label", lambda: (good()[0], np.r_[np.zeros(9, int), -1], None), ValueError, "class index"),
+    (
+        "negative label",
+        lambda: (good()[0], np.r_[np.zeros(9, int), -1], None),
+        ValueError,
+        "class index",
+    ),
     ("float labels", lambda: (good()[0], np.zeros(10), None), TypeError, "integer class indices"),
     ("string labels", lambda: (good()[0], np.array(["a"] * 10), None), TypeError, "integer"),
     ("1-D X", lambda: (np.zeros(4), np.zeros(1, int), None), ValueError, "2-D"),
     ("3-D X", lambda: (np.zeros((2, 2, 4)), np.zeros(2, int), None), ValueError, "2-D"),
     ("2-D y", lambda: (good()[0], np.zeros((10, 1), int), None), ValueError, "1-D"),
     ("length mismatch", lambda: (good()[0], np.zeros(9, int), None), ValueError, "9 entries"),
-    ("wrong feature count", lambda: (np.zeros((5, 3)), np.zeros(5, int), None), ValueError, "features"),
+    (
+        "wrong feature count",
+        lambda: (np.zeros((5, 3)), np.zeros(5, int), None),
+        ValueError,
+        "features",
+    ),
     ("complex X", lambda: (good()[0].astype(complex), good()[1], None), TypeError, "complex"),
     ("object X", lambda: (np.array([[object()] * 4] * 10), good()[1], None), TypeError, "dtype"),
     ("negative weight", lambda: (*good(), np.r_[np.ones(9), -1.0]), ValueError, "sample_weight"),
@@ -93,7 +108,10 @@ def test_rank_errors(acc):
     with pytest.raises(ValueError, match="empty"):
         lrf.ScatterAccumulator(4, 3).rank()
     partial = lrf.ScatterAccumulator(4, 3)
-    partial.update(np.random.default_rng(0).standard_normal((20, 4)), np.r_[np.zeros(10, int), np.ones(10, int)])
+    partial.update(
+        np.random.default_rng(0).standard_normal((20, 4)),
+        np.r_[np.zeros(10, int), np.ones(10, int)],
+    )
     with pytest.raises(ValueError, match=r"no samples \(class indices 2\)"):
         partial.rank()
     for bad in (-0.1, 1.5, float("nan")):

@@ -33,7 +33,9 @@ def test_fit_sets_attributes_consistent_with_rank_labels(seed):
     assert est.scalings_.shape == (7, 2)
     assert est.n_features_in_ == 7
     np.testing.assert_allclose(est.xbar_, X.mean(0), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(est.means_, [X[y == k].mean(0) for k in range(5)], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        est.means_, [X[y == k].mean(0) for k in range(5)], rtol=1e-10, atol=1e-12
+    )
 
 
 def test_transform_matches_sklearn_up_to_sign_and_offset(seed):
@@ -58,7 +60,7 @@ def test_partial_fit_equals_fit(seed):
     with pytest.raises(ValueError, match="classes"):
         est.partial_fit(X[:10], y[:10])
     for s in range(0, 1200, 250):
-        est.partial_fit(X[s:s + 250], y[s:s + 250], classes=np.arange(4))
+        est.partial_fit(X[s : s + 250], y[s : s + 250], classes=np.arange(4))
     np.testing.assert_array_equal(est.order_, full.order_)
     np.testing.assert_allclose(est.scalings_, full.scalings_, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="not in classes"):

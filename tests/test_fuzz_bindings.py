@@ -30,9 +30,9 @@ What every generated call is checked for
     expected, or an int outside the C++ parameter's range, which pybind11 reports as a
     failed overload, TypeError, never OverflowError), ``y``/``sample_weight`` that are not
     contiguous, aligned 1-D arrays of exactly int64/float64, ``X`` that is not
-    C-contiguous and aligned or not float32/float64 (dtypes are compared as numpy compares them: a byte-swapped float64 is
-    the wrong kind, a metadata-carrying one or np.longlong labels are not). For the public
-    API (which converts what it can): dtypes that are not
+    C-contiguous and aligned or not float32/float64 (dtypes are compared as numpy compares
+    them: a byte-swapped float64 is the wrong kind, a metadata-carrying one or np.longlong
+    labels are not). For the public API (which converts what it can): dtypes that are not
     real numbers (complex, object, strings, datetimes), labels that are not integers where
     class indices are required, counts that are not ints.
   * ``ValueError``: the right kind with a wrong value: ndim, feature count, lengths,
@@ -181,14 +181,39 @@ def _watchdog() -> None:
 # ------------------------------------------------------------- value recipes
 
 SPECIAL_FLOATS = (
-    math.nan, math.inf, -math.inf, 0.0, -0.0, 5e-324, 2.2e-308, 1e-300, 3.0e38, -3.4e38,
-    1e19, 1e154, 1e200, 1.7976931348623157e308, -1e308,
+    math.nan,
+    math.inf,
+    -math.inf,
+    0.0,
+    -0.0,
+    5e-324,
+    2.2e-308,
+    1e-300,
+    3.0e38,
+    -3.4e38,
+    1e19,
+    1e154,
+    1e200,
+    1.7976931348623157e308,
+    -1e308,
 )
 SCALES = (1.0, 1.0, 1e-300, 1e-20, 1e3, 1e18, 1e60, 1e150)
 OFFSETS = (0.0, 0.0, 1.0, -1e6, 1e12, 1e100)
 # (1e308 and up: class counts that overflow, which must be refused all or nothing)
-SPECIAL_WEIGHTS = (0.0, -0.0, -1.0, -5e-324, 5e-324, math.nan, math.inf, -math.inf, 1e300, 1e-300,
-                   1e308, 1.7976931348623157e308)
+SPECIAL_WEIGHTS = (
+    0.0,
+    -0.0,
+    -1.0,
+    -5e-324,
+    5e-324,
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e300,
+    1e-300,
+    1e308,
+    1.7976931348623157e308,
+)
 SPECIAL_LABELS = (-1, 2**31, 2**32, -(2**63), 2**63 - 1)
 
 
@@ -249,22 +274,66 @@ def _cast(values: np.ndarray, dtype: np.dtype, rng) -> np.ndarray:
 
 
 FEATURE_DTYPES = (
-    F64, F64, F64, F32, F32, np.dtype(np.float16), np.dtype(np.longdouble), np.dtype(np.int64),
-    np.dtype(np.int8), np.dtype(np.uint64), np.dtype(np.bool_), np.dtype(np.complex128),
-    np.dtype(object), np.dtype("U6"), np.dtype("S4"), np.dtype("datetime64[s]"),
-    np.dtype(">f8"), np.dtype(">f4"),
+    F64,
+    F64,
+    F64,
+    F32,
+    F32,
+    np.dtype(np.float16),
+    np.dtype(np.longdouble),
+    np.dtype(np.int64),
+    np.dtype(np.int8),
+    np.dtype(np.uint64),
+    np.dtype(np.bool_),
+    np.dtype(np.complex128),
+    np.dtype(object),
+    np.dtype("U6"),
+    np.dtype("S4"),
+    np.dtype("datetime64[s]"),
+    np.dtype(">f8"),
+    np.dtype(">f4"),
 )
 LABEL_DTYPES = (
-    I64, I64, I64, np.dtype(np.int32), np.dtype(np.uint8), np.dtype(np.uint64),
-    np.dtype(np.longlong), np.dtype(np.float64), np.dtype(np.bool_), np.dtype(object),
-    np.dtype(">i8"), np.dtype("U3"), np.dtype(np.complex64),
+    I64,
+    I64,
+    I64,
+    np.dtype(np.int32),
+    np.dtype(np.uint8),
+    np.dtype(np.uint64),
+    np.dtype(np.longlong),
+    np.dtype(np.float64),
+    np.dtype(np.bool_),
+    np.dtype(object),
+    np.dtype(">i8"),
+    np.dtype("U3"),
+    np.dtype(np.complex64),
 )
 WEIGHT_DTYPES = (
-    F64, F64, F64, F32, np.dtype(np.float16), np.dtype(np.int64), np.dtype(np.bool_),
-    np.dtype(np.complex128), np.dtype(object), np.dtype(">f8"),
+    F64,
+    F64,
+    F64,
+    F32,
+    np.dtype(np.float16),
+    np.dtype(np.int64),
+    np.dtype(np.bool_),
+    np.dtype(np.complex128),
+    np.dtype(object),
+    np.dtype(">f8"),
 )
-LAYOUTS = ("c", "c", "c", "c", "f", "step0", "step1", "neg0", "neg1", "bcast", "readonly",
-           "subclass")
+LAYOUTS = (
+    "c",
+    "c",
+    "c",
+    "c",
+    "f",
+    "step0",
+    "step1",
+    "neg0",
+    "neg1",
+    "bcast",
+    "readonly",
+    "subclass",
+)
 
 
 def _layout(a: np.ndarray, layout: str) -> np.ndarray:
@@ -302,10 +371,17 @@ def features(draw, n, d, hostile=True):
     if not hostile:
         dtype = draw(st.sampled_from((F64, F32)))
         return np.ascontiguousarray(draw(float_values((n, d), tame=True)).astype(dtype))
-    shape_kind = draw(st.sampled_from(("ok",) * 6 + ("wide", "narrow", "1d", "3d", "0d", "empty_d")))
+    shape_kind = draw(
+        st.sampled_from(("ok",) * 6 + ("wide", "narrow", "1d", "3d", "0d", "empty_d"))
+    )
     shape = {
-        "ok": (n, d), "wide": (n, d + 1), "narrow": (n, max(d - 1, 0)), "1d": (n * d,),
-        "3d": (n, d, 1), "0d": (), "empty_d": (n, 0),
+        "ok": (n, d),
+        "wide": (n, d + 1),
+        "narrow": (n, max(d - 1, 0)),
+        "1d": (n * d,),
+        "3d": (n, d, 1),
+        "0d": (),
+        "empty_d": (n, 0),
     }[shape_kind]
     dtype = draw(st.sampled_from(FEATURE_DTYPES))
     seed = draw(st.integers(0, 2**32 - 1))
@@ -377,15 +453,22 @@ def _exact(a, dtype: np.dtype, ndim: int) -> bool:
     and pybind11's dtype::equal compare: equivalent types, so np.longlong is int64 and
     metadata does not matter, but byte order does), C-contiguous and aligned, with
     ``ndim`` dimensions."""
-    return (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim
-            and a.flags.c_contiguous and a.flags.aligned)
+    return (
+        isinstance(a, np.ndarray)
+        and a.dtype == dtype
+        and a.ndim == ndim
+        and a.flags.c_contiguous
+        and a.flags.aligned
+    )
 
 
 def describe(a) -> str:
     if not isinstance(a, np.ndarray):
         return type(a).__name__
-    return (f"{type(a).__name__}(shape={a.shape}, dtype={a.dtype.str}/{a.dtype.char}, "
-            f"strides={a.strides}, C={a.flags.c_contiguous}, aligned={a.flags.aligned})")
+    return (
+        f"{type(a).__name__}(shape={a.shape}, dtype={a.dtype.str}/{a.dtype.char}, "
+        f"strides={a.strides}, C={a.flags.c_contiguous}, aligned={a.flags.aligned})"
+    )
 
 
 def _rows(X):
@@ -444,7 +527,7 @@ class Magnitude:
     def copy(self):
         return Magnitude(self.mag, self.wsum, self.extra)
 
-    def add(self, other: "Magnitude") -> None:
+    def add(self, other: Magnitude) -> None:
         self.mag = max(self.mag, other.mag)
         self.wsum += other.wsum
         self.extra += other.extra
@@ -459,20 +542,25 @@ class Magnitude:
         return math.isfinite(b) and b < self.LIMIT
 
     @staticmethod
-    def of_state(state) -> "Magnitude":
+    def of_state(state) -> Magnitude:
         counts = np.asarray(state["counts"], dtype=np.float64)
         with np.errstate(all="ignore"):
-            mag = max(_max_abs(np.asarray(state["shifts"], dtype=np.float64)),
-                      _max_abs(np.asarray(state["sums"], dtype=np.float64))
-                      / max(float(counts[counts > 0].min()) if (counts > 0).any() else 1.0, 1e-300))
+            mag = max(
+                _max_abs(np.asarray(state["shifts"], dtype=np.float64)),
+                _max_abs(np.asarray(state["sums"], dtype=np.float64))
+                / max(float(counts[counts > 0].min()) if (counts > 0).any() else 1.0, 1e-300),
+            )
             extra = _max_abs(np.asarray(state["m2"], dtype=np.float64)) * 4.0
         return Magnitude(mag, float(counts.sum()), extra)
 
 
 def expect_core_update(d, c, X, y, w, pass_open=False, saw_double=False, mag=None):
     """The allowed outcome of ``_core.Accumulator(d, c).update(X, y, w)``."""
-    if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray) or not (
-            w is None or isinstance(w, np.ndarray)):
+    if (
+        not isinstance(X, np.ndarray)
+        or not isinstance(y, np.ndarray)
+        or not (w is None or isinstance(w, np.ndarray))
+    ):
         return Expect("T")  # pybind11 finds no matching overload
     kinds = set()
     if X.ndim != 2 or X.shape[1] != d:
@@ -534,9 +622,16 @@ def check_raises(expect: Expect, call, what=""):
             return False, exc
         if expect.reasons and type(exc) is ValueError and re.search(expect.reasons, str(exc)):
             return False, exc
-        if expect.known and isinstance(exc, tuple(expect.known[0]) if isinstance(
-                expect.known[0], (tuple, list, set)) else expect.known[0]) and \
-                expect.known[1] in str(exc):
+        if (
+            expect.known
+            and isinstance(
+                exc,
+                tuple(expect.known[0])
+                if isinstance(expect.known[0], (tuple, list, set))
+                else expect.known[0],
+            )
+            and expect.known[1] in str(exc)
+        ):
             return False, exc
         raise AssertionError(
             f"{what}: raised {type(exc).__name__}: {exc}; allowed: {expect}"
@@ -604,8 +699,12 @@ def test_core_update(data):
             mag.add(Magnitude(1.0, 1.0))
     before = copy_state(acc.get_state())
 
-    X = data.draw(st.one_of(features(n, d), st.sampled_from(NOT_ARRAYS)) if
-                  data.draw(st.integers(0, 19)) == 0 else features(n, d), label="X")
+    X = data.draw(
+        st.one_of(features(n, d), st.sampled_from(NOT_ARRAYS))
+        if data.draw(st.integers(0, 19)) == 0
+        else features(n, d),
+        label="X",
+    )
     y = data.draw(labels(n, c), label="y")
     w = data.draw(weights(n), label="w")
     expect = expect_core_update(d, c, X, y, w, pass_open, saw_double, mag)
@@ -668,7 +767,7 @@ class CoreMachine(RuleBasedStateMachine):
     def _record(self, name, *args):
         self.log.append((name, args))
 
-    def _call(self, expect: "Expect", name: str) -> bool:
+    def _call(self, expect: Expect, name: str) -> bool:
         """Calls ``self.acc.<name>()`` under ``expect``, counts it, records it if it
         succeeded; returns whether it did."""
         ok, _ = check_raises(expect, getattr(self.acc, name), name)
@@ -678,8 +777,11 @@ class CoreMachine(RuleBasedStateMachine):
         return ok
 
     def _replay(self):
-        acc = (_core.Accumulator(self.d, self.c) if self.origin is None
-               else _core.Accumulator.from_state(self.origin))
+        acc = (
+            _core.Accumulator(self.d, self.c)
+            if self.origin is None
+            else _core.Accumulator.from_state(self.origin)
+        )
         for name, args in self.log:
             if name == "update":
                 acc.update(*args)
@@ -710,8 +812,9 @@ class CoreMachine(RuleBasedStateMachine):
         if ok:
             self._record("update", X, y, w)
             if X.shape[0]:
-                self.mag.add(Magnitude(_max_abs(X), float(np.sum(w)) if w is not None
-                                       else float(X.shape[0])))
+                self.mag.add(
+                    Magnitude(_max_abs(X), float(np.sum(w)) if w is not None else float(X.shape[0]))
+                )
                 if self.pass_open and X.dtype == F64:
                     self.saw_double = True
             if self.pass_open:
@@ -752,8 +855,14 @@ class CoreMachine(RuleBasedStateMachine):
     def release_buffers(self):
         self._call(Expect("V") if self.pass_open else Expect(), "release_buffers")
 
-    @rule(threads=st.one_of(st.integers(-3, 6), st.sampled_from(
-        (2**31 - 1, 2**31, -(2**31) - 1, 2**64, 1.5, "2", None, True, np.int32(3)))))
+    @rule(
+        threads=st.one_of(
+            st.integers(-3, 6),
+            st.sampled_from(
+                (2**31 - 1, 2**31, -(2**31) - 1, 2**64, 1.5, "2", None, True, np.int32(3))
+            ),
+        )
+    )
     def num_threads(self, threads):
         old = self.acc.num_threads
         value = _as_cxx_int(threads, 32)
@@ -775,8 +884,9 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def merge(self, data):
-        choice = data.draw(st.sampled_from(("self", "same", "same", "other_shape", "not_acc",
-                                            "public")))
+        choice = data.draw(
+            st.sampled_from(("self", "same", "same", "other_shape", "not_acc", "public"))
+        )
         before = self._snapshot()
         if choice == "self":
             other, expect = self.acc, Expect()
@@ -807,17 +917,24 @@ class CoreMachine(RuleBasedStateMachine):
         ok, _ = check_raises(expect, lambda: self.acc.merge(other), f"merge({choice})")
         _count("test_core_state_machine")
         if ok:
-            self._record("merge_self" if choice == "self" else "merge",
-                         *(() if choice == "self" else (copy_state(snapshot),)))
+            self._record(
+                "merge_self" if choice == "self" else "merge",
+                *(() if choice == "self" else (copy_state(snapshot),)),
+            )
             self.mag.add(other_mag)
         else:
             assert_same_state(self.acc.get_state(), before, "rejected merge")
 
-    @rule(kind=st.sampled_from(("none", "oas", "fixed", "fixed", "OAS", "", "fixed ", 3, None)),
-          value=st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                          st.sampled_from((0.0, 1.0, 0.5, -0.0, 1e-300, "0.5", None, 1, True))),
-          k=st.one_of(st.integers(-2, 8), st.sampled_from((2**63 - 1, 2**63, -(2**63), 1.0, "1",
-                                                           None))))
+    @rule(
+        kind=st.sampled_from(("none", "oas", "fixed", "fixed", "OAS", "", "fixed ", 3, None)),
+        value=st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from((0.0, 1.0, 0.5, -0.0, 1e-300, "0.5", None, 1, True)),
+        ),
+        k=st.one_of(
+            st.integers(-2, 8), st.sampled_from((2**63 - 1, 2**63, -(2**63), 1.0, "1", None))
+        ),
+    )
     def solve(self, kind, value, k):
         """solve(kind, value, k): TypeError for the wrong kinds; ValueError for a bad kind
         name, a fixed value outside [0, 1], k outside [1, min(C - 1, d)] or a problem
@@ -843,7 +960,9 @@ class CoreMachine(RuleBasedStateMachine):
             out = self.acc.solve(kind, value, k)
         except (TypeError, ValueError) as exc:
             if not isinstance(exc, expect.types()):
-                raise AssertionError(f"solve({kind!r}, {value!r}, {k!r}): {exc!r}; {expect}")
+                raise AssertionError(
+                    f"solve({kind!r}, {value!r}, {k!r}): {exc!r}; {expect}"
+                ) from exc
         else:
             assert not kinds, f"solve({kind!r}, {value!r}, {k!r}) accepted; {kinds}"
             check_solution(out, self.d, self.c, int(k))
@@ -867,10 +986,14 @@ class CoreMachine(RuleBasedStateMachine):
         assert isinstance(self.acc.num_threads, int) and self.acc.num_threads >= 1
         assert _core.BLOCK_ROWS == 4096
         _count("test_core_state_machine", 11)
-        for bad in (lambda: self.acc.class_means(1), lambda: self.acc.get_state(None),
-                    lambda: self.acc.update(), lambda: self.acc.solve("oas"),
-                    lambda: self.acc.update(X=np.zeros((1, d)), labels=np.zeros(1, np.int64)),
-                    lambda: _core.Accumulator.from_state()):
+        for bad in (
+            lambda: self.acc.class_means(1),
+            lambda: self.acc.get_state(None),
+            lambda: self.acc.update(),
+            lambda: self.acc.solve("oas"),
+            lambda: self.acc.update(X=np.zeros((1, d)), labels=np.zeros(1, np.int64)),
+            lambda: _core.Accumulator.from_state(),
+        ):
             check_raises(Expect("T"), bad, "wrong arguments")
         for attr in ("n_features", "num_classes", "n_rows", "counts", "pass_open"):
             with pytest.raises(AttributeError):
@@ -915,8 +1038,16 @@ class CoreMachine(RuleBasedStateMachine):
 
 
 def check_solution(out, d, c, k):
-    assert set(out) == {"directions", "eigenvalues", "eigenvalue_sum", "shrinkage",
-                        "centroids", "order", "positions", "mean"}
+    assert set(out) == {
+        "directions",
+        "eigenvalues",
+        "eigenvalue_sum",
+        "shrinkage",
+        "centroids",
+        "order",
+        "positions",
+        "mean",
+    }
     assert out["directions"].shape == (d, k)
     assert out["eigenvalues"].shape == (k,)
     assert out["centroids"].shape == (c, k)
@@ -942,42 +1073,82 @@ def hostile_states(draw):
     acc = _core.Accumulator(d, c)
     m = draw(st.integers(0, 20))
     if m:
-        acc.update(rng.standard_normal((m, d)) * 10 ** draw(st.integers(-5, 5)),
-                   rng.integers(0, c, m))
+        acc.update(
+            rng.standard_normal((m, d)) * 10 ** draw(st.integers(-5, 5)), rng.integers(0, c, m)
+        )
     state = dict(acc.get_state())
-    faults = draw(st.lists(st.sampled_from((
-        "missing", "extra", "nf", "nc", "rows", "counts", "shifts", "sums", "m2",
-        "asym", "diag", "nonfinite", "neg_count", "dtype", "type", "huge_values", "float_int",
-        "bigger_claim",
-    )), max_size=2))
+    faults = draw(
+        st.lists(
+            st.sampled_from(
+                (
+                    "missing",
+                    "extra",
+                    "nf",
+                    "nc",
+                    "rows",
+                    "counts",
+                    "shifts",
+                    "sums",
+                    "m2",
+                    "asym",
+                    "diag",
+                    "nonfinite",
+                    "neg_count",
+                    "dtype",
+                    "type",
+                    "huge_values",
+                    "float_int",
+                    "bigger_claim",
+                )
+            ),
+            max_size=2,
+        )
+    )
     for fault in faults:
-        key = draw(st.sampled_from(("n_features", "num_classes", "n_rows", "counts", "shifts",
-                                    "sums", "m2")))
+        key = draw(
+            st.sampled_from(
+                ("n_features", "num_classes", "n_rows", "counts", "shifts", "sums", "m2")
+            )
+        )
         if fault == "missing":
             state.pop(key, None)
         elif fault == "extra":
             state["extra"] = np.zeros(3)
         elif fault == "nf":
-            state["n_features"] = draw(st.sampled_from((0, -1, d + 1, max(d - 1, 1), 2**31,
-                                                        2**63 - 1, 2**63, -(2**63))))
+            state["n_features"] = draw(
+                st.sampled_from((0, -1, d + 1, max(d - 1, 1), 2**31, 2**63 - 1, 2**63, -(2**63)))
+            )
         elif fault == "nc":
             state["num_classes"] = draw(st.sampled_from((0, 1, -5, c + 1, 2**63 - 1, 2**64)))
         elif fault == "rows":
             # (n_rows near 2**63 overflows on the next update: test_n_rows_overflow)
             state["n_rows"] = draw(st.sampled_from((-1, -(2**63), 0, 2**62, 2**63, 3.5, "7")))
         elif fault == "counts":
-            state["counts"] = draw(st.sampled_from((np.zeros(c + 1), np.zeros((c, 1)),
-                                                    np.zeros(0), np.ones(c) * 5)))
+            state["counts"] = draw(
+                st.sampled_from((np.zeros(c + 1), np.zeros((c, 1)), np.zeros(0), np.ones(c) * 5))
+            )
         elif fault in ("shifts", "sums"):
-            state[fault] = draw(st.sampled_from((np.zeros((c, d + 1)), np.zeros((d, c)),
-                                                 np.zeros(c * d), np.zeros((0, 0)))))
+            state[fault] = draw(
+                st.sampled_from(
+                    (np.zeros((c, d + 1)), np.zeros((d, c)), np.zeros(c * d), np.zeros((0, 0)))
+                )
+            )
         elif fault == "m2":
-            state["m2"] = draw(st.sampled_from((np.zeros((d + 1, d + 1)), np.zeros((d, d, 1)),
-                                                np.eye(d)[:, :max(d - 1, 0)], np.zeros(()))))
+            state["m2"] = draw(
+                st.sampled_from(
+                    (
+                        np.zeros((d + 1, d + 1)),
+                        np.zeros((d, d, 1)),
+                        np.eye(d)[:, : max(d - 1, 0)],
+                        np.zeros(()),
+                    )
+                )
+            )
         elif fault in ("asym", "diag", "nonfinite", "neg_count"):
             # (on top of an earlier fault an array may have another shape or no entries)
-            arr_key = {"asym": "m2", "diag": "m2", "neg_count": "counts"}.get(fault) or \
-                draw(st.sampled_from(("counts", "shifts", "sums", "m2")))
+            arr_key = {"asym": "m2", "diag": "m2", "neg_count": "counts"}.get(fault) or draw(
+                st.sampled_from(("counts", "shifts", "sums", "m2"))
+            )
             src = state.get(arr_key)
             if not isinstance(src, np.ndarray) or src.dtype.kind not in "fiub":
                 continue
@@ -993,8 +1164,11 @@ def hostile_states(draw):
             state[arr_key] = arr
         elif fault == "dtype":
             arr_key = draw(st.sampled_from(("counts", "shifts", "sums", "m2")))
-            dtype = draw(st.sampled_from((np.float32, np.int64, np.bool_, object, np.complex128,
-                                          "U8", ">f8")))
+            dtype = draw(
+                st.sampled_from(
+                    (np.float32, np.int64, np.bool_, object, np.complex128, "U8", ">f8")
+                )
+            )
             if isinstance(state.get(arr_key), np.ndarray):
                 try:
                     state[arr_key] = _silently(state[arr_key].astype, dtype)
@@ -1009,9 +1183,11 @@ def hostile_states(draw):
                 arr[...] = draw(st.sampled_from((1e300, 1e-300, 5e-324, 1e150)))
                 state[arr_key] = arr
         elif fault == "float_int":
-            state[draw(st.sampled_from(("n_features", "num_classes", "n_rows")))] = \
-                draw(st.sampled_from((2.0, np.float64(2.0), True, np.int32(2), np.array(2),
-                                      np.array([2]))))
+            state[draw(st.sampled_from(("n_features", "num_classes", "n_rows")))] = draw(
+                st.sampled_from(
+                    (2.0, np.float64(2.0), True, np.int32(2), np.array(2), np.array([2]))
+                )
+            )
         elif fault == "bigger_claim":
             # Claimed sizes larger than the arrays (kept small: the engine allocates the
             # claimed sizes before it checks the arrays, test_from_state_allocates_first).
@@ -1108,8 +1284,11 @@ def test_core_from_state(state, solve_k):
         for kind in ("none", "oas"):
             expect = expect_solve(got, solve_k, kind)
             expect.overflow = not Magnitude.of_state(got).safe()
-            solved, out = check_raises(expect, lambda: acc.solve(kind, 0.0, solve_k),
-                                       f"solve({kind!r}, k={solve_k})")
+            solved, out = check_raises(
+                expect,
+                lambda kind=kind: acc.solve(kind, 0.0, solve_k),
+                f"solve({kind!r}, k={solve_k})",
+            )
             if solved:
                 check_solution(out, d, c, solve_k)
     before = copy_state(acc.get_state())
@@ -1128,9 +1307,27 @@ def test_core_from_state(state, solve_k):
 
 INT_ARGS = st.one_of(
     st.integers(-3, 50),
-    st.sampled_from((2**31, 2**32 + 3, 2**63, 2**64, -(2**63) - 1, 1.0, 2.5,
-                     "3", None, True, False, np.int64(3), np.int8(4), np.uint64(5),
-                     np.float64(3.0), np.array(3), [3])),
+    st.sampled_from(
+        (
+            2**31,
+            2**32 + 3,
+            2**63,
+            2**64,
+            -(2**63) - 1,
+            1.0,
+            2.5,
+            "3",
+            None,
+            True,
+            False,
+            np.int64(3),
+            np.int8(4),
+            np.uint64(5),
+            np.float64(3.0),
+            np.array(3),
+            [3],
+        )
+    ),
 )
 
 
@@ -1139,8 +1336,9 @@ def _as_cxx_int(v, bits):
     or "T" when it finds no conversion (floats, strings, None, lists) or the value does not
     fit (an out-of-range int fails the overload: TypeError, not OverflowError). ints,
     bools and objects with __index__ (numpy ints, 0-d integer arrays) convert."""
-    if isinstance(v, (int, np.integer)) or (isinstance(v, np.ndarray) and v.ndim == 0
-                                             and v.dtype.kind in "iub"):
+    if isinstance(v, (int, np.integer)) or (
+        isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iub"
+    ):
         v = int(v)
         return v if -(2 ** (bits - 1)) <= v < 2 ** (bits - 1) else "T"
     return "T"
@@ -1183,8 +1381,9 @@ def test_core_scalar_arguments(d, c, threads, blas):
     expect = Expect("T") if bi == "T" else Expect("V") if bi < 1 else Expect()
     old = _core.blas_num_threads()
     try:
-        ok, _ = check_raises(expect, lambda: _core.set_blas_num_threads(blas),
-                             f"set_blas_num_threads({blas!r})")
+        ok, _ = check_raises(
+            expect, lambda: _core.set_blas_num_threads(blas), f"set_blas_num_threads({blas!r})"
+        )
         if not ok:
             assert _core.blas_num_threads() == old
     finally:
@@ -1195,16 +1394,23 @@ def test_core_scalar_arguments(d, c, threads, blas):
 # ------------------------------------------------------------ public API
 
 
-
 def _read_object_labels(ya):
     """(array or None, kinds): an object array of labels as the documented label rule
     reads it, written independently of the library: all ints (no bools) -> int64; all
     text -> str; missing values (None, NaN) -> "V"; text mixed with numbers -> "T"."""
     vals = ya.ravel().tolist()
     missing = any(v is None or (isinstance(v, float) and v != v) for v in vals)
-    sorts = {"text" if isinstance(v, str) else "bytes" if isinstance(v, bytes) else
-             "num" if isinstance(v, (int, float, np.number)) else "other"
-             for v in vals if v is not None and not (isinstance(v, float) and v != v)}
+    sorts = {
+        "text"
+        if isinstance(v, str)
+        else "bytes"
+        if isinstance(v, bytes)
+        else "num"
+        if isinstance(v, (int, float, np.number))
+        else "other"
+        for v in vals
+        if v is not None and not (isinstance(v, float) and v != v)
+    }
     kinds = set()
     if missing:
         kinds.add("V")
@@ -1212,8 +1418,9 @@ def _read_object_labels(ya):
         kinds.add("T")
     if kinds or not vals:
         return None, kinds
-    if sorts == {"num"} and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                for v in vals):
+    if sorts == {"num"} and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals
+    ):
         lo, hi = min(int(v) for v in vals), max(int(v) for v in vals)
         if lo >= -(2**63) and hi < 2**63:
             return np.array(vals, dtype=np.int64).reshape(ya.shape), kinds
@@ -1245,7 +1452,7 @@ def expect_public_update(d, c, X, y, w):
         kinds.add("V")
     ya = _silently(np.asarray, y)
     if isinstance(y, list) and ya.dtype.kind in "fO":  # lists are read by the label rule
-        ya = _silently(np.array, y, dtype=object)      # (numpy would round big ints)
+        ya = _silently(np.array, y, dtype=object)  # (numpy would round big ints)
     n = Xa.shape[0] if Xa.ndim == 2 else None
     if ya.dtype.kind == "O":  # object arrays of ints are class indices too (label rule)
         read, _ = _read_object_labels(ya)
@@ -1322,14 +1529,21 @@ def test_public_update(data):
             kinds |= {"T", "V"}  # not 2-D: the streamed source's checks
         elif rows == 0:
             kinds.add("V")  # may be refused ("X has no rows")
-        expect = Expect(kinds, overflow=expect.overflow or (expect.engine and not kinds),
-                        engine=expect.engine, known=expect.known)
+        expect = Expect(
+            kinds,
+            overflow=expect.overflow or (expect.engine and not kinds),
+            engine=expect.engine,
+            known=expect.known,
+        )
         # ... or taken as a no-op, without looking at the labels' dtype
         expect.maybe_ok = rows == 0 and chunk_ok and length_ok
         note(f"rows={rows}")
     note(f"expect {expect}; {describe(X)}, {describe(y)}, {describe(w)}")
-    ok, _ = check_raises(expect, lambda: acc.update(X, y, sample_weight=w, chunk_size=chunk),
-                         f"update(chunk_size={chunk})")
+    ok, _ = check_raises(
+        expect,
+        lambda: acc.update(X, y, sample_weight=w, chunk_size=chunk),
+        f"update(chunk_size={chunk})",
+    )
     _count("test_public_update")
     state = acc.get_state()
     if not ok:
@@ -1343,8 +1557,20 @@ def test_public_update(data):
     assert not acc._core.pass_open
 
 
-LABEL_VALUES = st.sampled_from(("ints", "neg_ints", "strings", "floats", "nan", "bools",
-                                "objects", "mixed", "big_uint", "one_class"))
+LABEL_VALUES = st.sampled_from(
+    (
+        "ints",
+        "neg_ints",
+        "strings",
+        "floats",
+        "nan",
+        "bools",
+        "objects",
+        "mixed",
+        "big_uint",
+        "one_class",
+    )
+)
 
 
 def _rank_labels_y(kind, n, rng):
@@ -1378,7 +1604,7 @@ DATA_REASONS = r"singular|overflow|identical|discriminant direction"
 
 
 def _param_kind(value, minimum, name_none_ok=True):
-    """"T", "V" or None (valid) for an int parameter checked by check_int."""
+    """ "T", "V" or None (valid) for an int parameter checked by check_int."""
     if value is None and name_none_ok:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -1486,10 +1712,17 @@ def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chu
     precise exception type(s) the arguments call for, and for valid arguments success,
     unless the data themselves make the problem singular or overflow (then the reasons
     in DATA_REASONS are allowed as well)."""
-    kinds = {kind for kind in (
-        _param_kind(num_classes, 2), _shrinkage_kind(shrinkage),
-        _param_kind(n_components, 1, name_none_ok=False), _param_kind(chunk, 1),
-        _param_kind(n_threads, 1)) if kind}
+    kinds = {
+        kind
+        for kind in (
+            _param_kind(num_classes, 2),
+            _shrinkage_kind(shrinkage),
+            _param_kind(n_components, 1, name_none_ok=False),
+            _param_kind(chunk, 1),
+            _param_kind(n_threads, 1),
+        )
+        if kind
+    }
     if isinstance(X, str):  # a path for the Python layer (a 0-d array's tolist())
         Xa, n = None, None
     else:
@@ -1523,8 +1756,13 @@ def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chu
             kinds.add("V")
     elif ya.dtype.kind not in "iu":
         kinds.add("T")
-    elif ya.size and "V" not in kinds and not (  # compared exactly, without casts
-            all(0 <= int(v) < int(num_classes) for v in (ya.min(), ya.max()))):
+    elif (
+        ya.size
+        and "V" not in kinds
+        and not (  # compared exactly, without casts
+            all(0 <= int(v) < int(num_classes) for v in (ya.min(), ya.max()))
+        )
+    ):
         kinds.add("V")
     wa = None if w is None else _silently(np.asarray, w)
     if wa is not None:
@@ -1532,13 +1770,17 @@ def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chu
             kinds.add("T")
         if wa.ndim != 1 or (n is not None and wa.shape[0] != n):
             kinds.add("V")
-        elif wa.dtype.kind in "fiub" and not (np.isfinite(wa.astype(F64)).all()
-                                              and (wa.astype(F64) >= 0).all()):
+        elif wa.dtype.kind in "fiub" and not (
+            np.isfinite(wa.astype(F64)).all() and (wa.astype(F64) >= 0).all()
+        ):
             kinds.add("V")
     if n == 0:
         kinds.add("V")  # no rows: nothing to rank
-    if _param_kind(num_classes, 2) is None and num_classes is not None and (
-            n is None or num_classes > n):
+    if (
+        _param_kind(num_classes, 2) is None
+        and num_classes is not None
+        and (n is None or num_classes > n)
+    ):
         kinds.add("V")  # more classes than rows: some class has no samples
     known = None
     if isinstance(n_components, int) and n_components >= 2**31:
@@ -1567,8 +1809,13 @@ def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chu
     with np.errstate(all="ignore"):
         limit = 1e30 if Xa.dtype == F32 else 1e300
         expect.overflow = not (64.0 * n * wmax * (2 * xmax + 1) ** 2 < limit)
-    tame = (not expect.overflow and xmax < 1e100 and wmax < 1e100
-            and positive.min() > 1e-100 and counts.sum() < 1e100)
+    tame = (
+        not expect.overflow
+        and xmax < 1e100
+        and wmax < 1e100
+        and positive.min() > 1e-100
+        and counts.sum() < 1e100
+    )
     rtol = 1e-3 if Xa.dtype == F32 else 1e-7
     with np.errstate(all="ignore"):
         if not (tame and _comfortably_solvable(X64, idx, C, w64, shrinkage, n_components, rtol)):
@@ -1592,19 +1839,33 @@ def test_public_rank_labels(data):
     y_kind = data.draw(LABEL_VALUES)
     y = _rank_labels_y(y_kind, n, rng)
     num_classes = data.draw(st.sampled_from((None, None, None, 2, 3, 4, 1, 0, 2.0, "3", 2**70)))
-    shrinkage = data.draw(st.sampled_from((None, "oas", "OAS", 0.5, 0.0, 1.0, 1.5, -0.1, math.nan,
-                                           "ledoit", True, 1, [0.5])))
+    shrinkage = data.draw(
+        st.sampled_from(
+            (None, "oas", "OAS", 0.5, 0.0, 1.0, 1.5, -0.1, math.nan, "ledoit", True, 1, [0.5])
+        )
+    )
     n_components = data.draw(st.sampled_from((1, 1, 2, 3, 0, -1, 1.0, 2**70, None)))
     w = data.draw(weights(n, hostile=data.draw(st.booleans())))
     chunk = data.draw(st.sampled_from((None, None, None, 1, 7, 4096, 0, 3.0)))
     n_threads = data.draw(st.sampled_from((None, None, 1, 2, 0, -1, 1.5)))
-    expect = expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chunk,
-                                       n_threads)
+    expect = expect_public_rank_labels(
+        X, y, num_classes, shrinkage, n_components, w, chunk, n_threads
+    )
     note(f"expect {expect}, reasons={expect.reasons}; {describe(X)}, y {y_kind}, {describe(w)}")
     ok, ranking = check_raises(
-        expect, lambda: lrf.rank_labels(X, y, num_classes=num_classes, shrinkage=shrinkage,
-                                        n_components=n_components, sample_weight=w,
-                                        chunk_size=chunk, n_threads=n_threads), "rank_labels")
+        expect,
+        lambda: lrf.rank_labels(
+            X,
+            y,
+            num_classes=num_classes,
+            shrinkage=shrinkage,
+            n_components=n_components,
+            sample_weight=w,
+            chunk_size=chunk,
+            n_threads=n_threads,
+        ),
+        "rank_labels",
+    )
     if ok:
         classes = ranking.classes
         assert classes.ndim == 1 and classes.size >= 2
@@ -1620,8 +1881,9 @@ def public_states(draw):
     state = draw(hostile_states())
     if isinstance(state, dict):
         state = dict(state)
-        version = draw(st.sampled_from((1, 1, 1, None, 2, "1", 1.0, np.array(1), math.inf,
-                                        "x", [1])))
+        version = draw(
+            st.sampled_from((1, 1, 1, None, 2, "1", 1.0, np.array(1), math.inf, "x", [1]))
+        )
         if version is not None:
             state["version"] = version
     return state
@@ -1645,7 +1907,9 @@ def test_public_state_merge_rank(state, data):
         acc = lrf.ScatterAccumulator(d, c)
         m = data.draw(st.integers(0, 30))
         if m:
-            acc.update(data.draw(features(m, d, hostile=False)), data.draw(labels(m, c, hostile=False)))
+            acc.update(
+                data.draw(features(m, d, hostile=False)), data.draw(labels(m, c, hostile=False))
+            )
     d, c = acc.n_features, acc.num_classes
     before = copy_state(acc.get_state())
 
@@ -1674,18 +1938,41 @@ def test_public_state_merge_rank(state, data):
         assert_same_state(acc.get_state(), before, "rejected merge")
     before = copy_state(acc.get_state())
 
-    shrinkage = data.draw(st.sampled_from((None, "oas", 0.3, 1.0, 0.0, 2.0, -1.0, math.nan,
-                                           math.inf, "x", True, b"oas", [0.1], np.float32(0.5))))
+    shrinkage = data.draw(
+        st.sampled_from(
+            (
+                None,
+                "oas",
+                0.3,
+                1.0,
+                0.0,
+                2.0,
+                -1.0,
+                math.nan,
+                math.inf,
+                "x",
+                True,
+                b"oas",
+                [0.1],
+                np.float32(0.5),
+            )
+        )
+    )
     k = data.draw(st.sampled_from((1, 2, 3, 0, -1, 2**70, 1.0, None, np.int64(1), True)))
-    classes = data.draw(st.sampled_from((None, None, "range", "strings", "short", "dupes",
-                                         "objects")))
+    classes = data.draw(
+        st.sampled_from((None, None, "range", "strings", "short", "dupes", "objects"))
+    )
     classes = {
-        None: None, "range": np.arange(c) * 10, "strings": [f"c{i}" for i in range(c)],
-        "short": np.arange(max(c - 1, 1)), "dupes": np.zeros(c, dtype=int),
+        None: None,
+        "range": np.arange(c) * 10,
+        "strings": [f"c{i}" for i in range(c)],
+        "short": np.arange(max(c - 1, 1)),
+        "dupes": np.zeros(c, dtype=int),
         "objects": np.array([object()] * c),
     }[classes]
-    kinds = {kind for kind in (_shrinkage_kind(shrinkage), _param_kind(k, 1, name_none_ok=False))
-             if kind}
+    kinds = {
+        kind for kind in (_shrinkage_kind(shrinkage), _param_kind(k, 1, name_none_ok=False)) if kind
+    }
     if classes is not None:
         names = np.asarray(classes)
         if names.dtype.kind == "O":
@@ -1693,17 +1980,27 @@ def test_public_state_merge_rank(state, data):
         elif names.shape != (c,) or np.unique(names).size != c:
             kinds.add("V")
     if kinds:
-        expect = Expect(kinds, known=TOO_BIG_FOR_CXX if k is not True and isinstance(
-            k, (int, np.integer)) and k >= 2**31 else None)
+        expect = Expect(
+            kinds,
+            known=TOO_BIG_FOR_CXX
+            if k is not True and isinstance(k, (int, np.integer)) and k >= 2**31
+            else None,
+        )
         # the arguments are checked first, but a refusal for the data may come before a
         # refusal for classes (which are only used to label the result)
-        expect.reasons = DATA_REASONS + OAS_NAN + "|empty|no samples|n_components" if kinds <= {"T", "V"} \
-            and _shrinkage_kind(shrinkage) is None and _param_kind(k, 1, False) is None else None
+        expect.reasons = (
+            DATA_REASONS + OAS_NAN + "|empty|no samples|n_components"
+            if kinds <= {"T", "V"}
+            and _shrinkage_kind(shrinkage) is None
+            and _param_kind(k, 1, False) is None
+            else None
+        )
     else:
         expect = expect_solve(before, int(k), "oas" if isinstance(shrinkage, str) else "other")
         expect.overflow = not Magnitude.of_state(before).safe()
     ok, ranking = check_raises(
-        expect, lambda: acc.rank(shrinkage=shrinkage, n_components=k, classes=classes), "rank")
+        expect, lambda: acc.rank(shrinkage=shrinkage, n_components=k, classes=classes), "rank"
+    )
     if ok:
         np.testing.assert_array_equal(np.sort(ranking.order), np.arange(c))
     _count("test_public_state_merge_rank")
@@ -1722,10 +2019,11 @@ def test_public_state_merge_rank(state, data):
     assert acc.n_threads == (int(threads) if ok else old)
     _count("test_public_state_merge_rank")
     # An array without labels, and an iterable of something other than (X, y) chunks.
-    for bad, error in ((lambda: acc.update(np.zeros((2, d)), None), ValueError),
-                       (lambda: acc.update(np.zeros((2, d)), None, sample_weight=np.ones(2)),
-                        ValueError),
-                       (lambda: acc.update(iter([1, 2])), TypeError)):
+    for bad, error in (
+        (lambda: acc.update(np.zeros((2, d)), None), ValueError),
+        (lambda: acc.update(np.zeros((2, d)), None, sample_weight=np.ones(2)), ValueError),
+        (lambda: acc.update(iter([1, 2])), TypeError),
+    ):
         with pytest.raises(error):
             bad()
         _count("test_public_state_merge_rank")
@@ -1742,9 +2040,21 @@ def test_public_torch_inputs(data):
     d, c, n = data.draw(sizes(), label="d, c, n")
     n = min(n, 200)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    dtype = data.draw(st.sampled_from((torch.float32, torch.float64, torch.float16,
-                                       torch.bfloat16, torch.int64, torch.int8, torch.bool,
-                                       torch.complex64, torch.uint8)))
+    dtype = data.draw(
+        st.sampled_from(
+            (
+                torch.float32,
+                torch.float64,
+                torch.float16,
+                torch.bfloat16,
+                torch.int64,
+                torch.int8,
+                torch.bool,
+                torch.complex64,
+                torch.uint8,
+            )
+        )
+    )
     base = torch.from_numpy(rng.standard_normal((n, 2 * d + 1)) * 3)
     if data.draw(st.booleans()) and n:
         base[int(rng.integers(n)), 0] = data.draw(st.sampled_from((math.nan, math.inf, 1e39)))
@@ -1858,7 +2168,7 @@ def test_weights_whose_sum_overflows():
 
 def test_merge_overflow():
     a = _core.Accumulator(1, 2)
-    a.update(np.array([[1e200]]), np.array([0]))          # class 0 shifted by 1e200
+    a.update(np.array([[1e200]]), np.array([0]))  # class 0 shifted by 1e200
     b = _core.Accumulator(1, 2)
     b.update(np.array([[0.0], [1.0]]), np.array([0, 0]))  # class 0 shifted by 0.5
     before = copy_state(b.get_state())
@@ -1905,9 +2215,11 @@ def test_from_state_allocates_first():
         _core.Accumulator.from_state(state)
 
 
-@pytest.mark.parametrize("dtype", [np.dtype("f8", metadata={"unit": "m"}),
-                                   np.dtype(np.float64).newbyteorder("=")],
-                         ids=["metadata", "native-byteorder-copy"])
+@pytest.mark.parametrize(
+    "dtype",
+    [np.dtype("f8", metadata={"unit": "m"}), np.dtype(np.float64).newbyteorder("=")],
+    ids=["metadata", "native-byteorder-copy"],
+)
 def test_equivalent_float64_dtypes(dtype):
     """float64 arrays whose dtype object is not numpy's canonical one (found by this
     fuzzing while the bindings compared dtypes by identity)."""
@@ -2012,8 +2324,12 @@ def test_weight_scale_invariance(dtype, scale):
     acc = _core.Accumulator(5, 3)
     acc.update(np.ascontiguousarray(X, dtype=dtype), y, w * scale)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(acc.within_scatter() / scale, ref.within_scatter(), rtol=rtol,
-                               atol=rtol * np.abs(ref.within_scatter()).max())
+    np.testing.assert_allclose(
+        acc.within_scatter() / scale,
+        ref.within_scatter(),
+        rtol=rtol,
+        atol=rtol * np.abs(ref.within_scatter()).max(),
+    )
     np.testing.assert_allclose(acc.class_means(), ref.class_means(), rtol=rtol, atol=rtol)
     assert_valid_state(acc.get_state(), 5, 3)
 

@@ -73,7 +73,8 @@ def same_state(a, b):
 def test_golden_files_are_the_committed_ones(path):
     assert path.stat().st_size < 100_000
     assert hashlib.sha256(path.read_bytes()).hexdigest() == SHA256[path.name], (
-        f"{path.name} changed: golden files must never be regenerated")
+        f"{path.name} changed: golden files must never be regenerated"
+    )
 
 
 def test_accumulator_v1_loads_to_the_reference_statistics(tmp_path):

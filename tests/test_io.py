@@ -53,9 +53,15 @@ def test_a_planted_symlink_at_a_predictable_name_is_not_followed(tmp_path, acc):
 
 def test_concurrent_writers_leave_one_complete_file(tmp_path):
     target = tmp_path / "ranking.json"
-    rankings = [lrf.LabelRanking(classes=[0, 1, 2], order=np.roll([0, 1, 2], k),
-                                 centroids=np.arange(3.0) * (k + 1), eigenvalues=[1.0 + k])
-                for k in range(3)]
+    rankings = [
+        lrf.LabelRanking(
+            classes=[0, 1, 2],
+            order=np.roll([0, 1, 2], k),
+            centroids=np.arange(3.0) * (k + 1),
+            eigenvalues=[1.0 + k],
+        )
+        for k in range(3)
+    ]
     errors = []
 
     def write(r):
@@ -83,11 +89,21 @@ def test_every_writer_goes_through_the_one_helper(tmp_path, acc, monkeypatch):
     acc.save(tmp_path / "a.npz")
     ranking.to_json(tmp_path / "r.json")
     ranking.to_class_map(tmp_path / "map.txt", names=["a", "b", "c"])
-    acc.update(np.zeros((3, 4)) + np.arange(3)[:, None], np.arange(3), chunk_size=2,
-               checkpoint=tmp_path / "c.ckpt")
+    acc.update(
+        np.zeros((3, 4)) + np.arange(3)[:, None],
+        np.arange(3),
+        chunk_size=2,
+        checkpoint=tmp_path / "c.ckpt",
+    )
     # Two chunks: a checkpoint after each, then the pass's completed one.
-    assert [os.path.basename(os.fspath(p)) for p in calls] == ["a.npz", "r.json", "map.txt",
-                                                                 "c.ckpt", "c.ckpt", "c.ckpt"]
+    assert [os.path.basename(os.fspath(p)) for p in calls] == [
+        "a.npz",
+        "r.json",
+        "map.txt",
+        "c.ckpt",
+        "c.ckpt",
+        "c.ckpt",
+    ]
 
 
 def _npz_with(path, **arrays):
@@ -160,8 +176,10 @@ def test_paths_of_every_kind(tmp_path, acc):
         acc.save(tmp_path / "no" / "such" / "dir.npz")
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00\x01", b"[" * 100000, b"{" * 5000 + b"}" * 5000,
-                                     b'{"format": 1}', b"NaN"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x00\x01", b"[" * 100000, b"{" * 5000 + b"}" * 5000, b'{"format": 1}', b"NaN"],
+)
 def test_hostile_ranking_json(tmp_path, content):
     path = tmp_path / "r.json"
     path.write_bytes(content)

@@ -33,7 +33,7 @@ def reference(C, seed=0):
 def chunks(X, y, sizes=(50, 70, 120)):
     start = 0
     for n in sizes:
-        yield X[start:start + n], y[start:start + n]
+        yield X[start : start + n], y[start : start + n]
         start += n
 
 
@@ -84,8 +84,11 @@ def test_every_kind_round_trips_through_json_and_dict(kind, tmp_path):
     path = tmp_path / "r.json"
     ranking.to_json(path)
     data = json.loads(path.read_text(encoding="utf-8"))  # plain JSON, no Python objects
-    for again in (lrf.LabelRanking.from_json(path), lrf.LabelRanking.from_dict(data),
-                  lrf.LabelRanking.from_dict(ranking.to_dict())):
+    for again in (
+        lrf.LabelRanking.from_json(path),
+        lrf.LabelRanking.from_dict(data),
+        lrf.LabelRanking.from_dict(ranking.to_dict()),
+    ):
         assert_same_classes(again.classes, values)
         assert again == ranking
         np.testing.assert_array_equal(again.positions, ranking.positions)
@@ -147,16 +150,22 @@ def test_numbers_of_different_kinds_are_compared_by_value_in_every_path():
     X, codes, ref = reference(3)
     as_list = [(0, 1.5, 3)[c] for c in codes]  # ints and a float: classes float64
     ints, floats = codes != 1, codes == 1
-    streamed = lrf.rank_labels(iter([(X[ints], np.array([0, 0, 3])[codes[ints]]),
-                                     (X[floats], np.full(floats.sum(), 1.5))]))
-    for ranking in (lrf.rank_labels(X, as_list), streamed,
-                    lrf.rank_labels(X, np.array(as_list, dtype=object))):
+    streamed = lrf.rank_labels(
+        iter([(X[ints], np.array([0, 0, 3])[codes[ints]]), (X[floats], np.full(floats.sum(), 1.5))])
+    )
+    for ranking in (
+        lrf.rank_labels(X, as_list),
+        streamed,
+        lrf.rank_labels(X, np.array(as_list, dtype=object)),
+    ):
         assert_same_classes(ranking.classes, np.array([0.0, 1.5, 3.0]))
         np.testing.assert_array_equal(ranking.order, ref.order)
     # bools and integers: an integer dtype, True is 1
     bool_int = [(False, True, 2)[c] for c in codes]
-    for ranking in (lrf.rank_labels(X, bool_int),
-                    lrf.rank_labels(iter([(X[i:i + 1], [bool_int[i]]) for i in range(N)]))):
+    for ranking in (
+        lrf.rank_labels(X, bool_int),
+        lrf.rank_labels(iter([(X[i : i + 1], [bool_int[i]]) for i in range(N)])),
+    ):
         assert_same_classes(ranking.classes, np.array([0, 1, 2]))
         np.testing.assert_array_equal(ranking.order, ref.order)
 
@@ -229,13 +238,16 @@ def test_nan_and_infinite_float_labels_raise_value_error(bad):
             lrf.rank_labels(chunks(X, np.asarray(labels)))
 
 
-@pytest.mark.parametrize("labels, kind", [
-    (np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[D]"), "datetime64"),
-    (np.array([1 + 1j, 2 + 0j]), "complex"),
-    (np.array([np.timedelta64(1, "s"), np.timedelta64(2, "s")]), "timedelta64"),
-    (np.array([(1, 2.0), (2, 3.0)], dtype=[("a", "i4"), ("b", "f8")]), r"\[\("),
-    (np.array([1, 2], dtype=np.longdouble) + np.longdouble(2) ** -60, "float128|longdouble"),
-])
+@pytest.mark.parametrize(
+    "labels, kind",
+    [
+        (np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[D]"), "datetime64"),
+        (np.array([1 + 1j, 2 + 0j]), "complex"),
+        (np.array([np.timedelta64(1, "s"), np.timedelta64(2, "s")]), "timedelta64"),
+        (np.array([(1, 2.0), (2, 3.0)], dtype=[("a", "i4"), ("b", "f8")]), r"\[\("),
+        (np.array([1, 2], dtype=np.longdouble) + np.longdouble(2) ** -60, "float128|longdouble"),
+    ],
+)
 def test_other_dtypes_are_refused_before_the_pass_naming_y(labels, kind):
     X, codes = features(2)
     with pytest.raises(TypeError, match=f"y has dtype .*({kind})"):
@@ -265,6 +277,7 @@ def test_object_arrays_of_numpy_scalars_and_unsupported_objects():
     assert_same_classes(ranking.classes, np.array([0.25, 1.0, 2.0**63]))
     np.testing.assert_array_equal(ranking.order, ref.order)
     from decimal import Decimal
+
     for bad in (Decimal(1), (1, 2), object()):
         y = np.array([0, 1, 2], dtype=object)[codes]
         y[5] = bad
@@ -282,8 +295,10 @@ PANDAS = {
     "boolean": (lambda v: pd.Series(v, dtype="boolean"), np.array([False, True])),
     "object_bytes": (lambda v: pd.Series(v, dtype=object), np.array([b"a", b"b", b"c"])),
     "default_str": (lambda v: pd.Series(v), np.array(["ant", "bee", "cat"])),
-    "UInt64_above_2_63": (lambda v: pd.Series(v, dtype="UInt64"),
-                          np.array([0, 7, 2**63 + 5], dtype=np.uint64)),
+    "UInt64_above_2_63": (
+        lambda v: pd.Series(v, dtype="UInt64"),
+        np.array([0, 7, 2**63 + 5], dtype=np.uint64),
+    ),
     "category_float": (lambda v: pd.Series(v, dtype="category"), np.array([-0.5, 0.25, 8.0])),
     "index_str": (lambda v: pd.Index(v), np.array(["ant", "bee", "cat"])),
 }
@@ -298,8 +313,12 @@ def test_pandas_series_are_ranked_like_numpy_arrays_of_their_values(kind):
     # A reversed index: labels are taken by position, as np.asarray(series) takes them.
     shuffled = make(y)
     shuffled.index = np.arange(N)[::-1]
-    rankings = [lrf.rank_labels(X, series), lrf.rank_labels(X, shuffled, chunk_size=50),
-                lrf.rank_labels(chunks(X, series)), lrf.LabelRanker().fit(X, series).ranking_]
+    rankings = [
+        lrf.rank_labels(X, series),
+        lrf.rank_labels(X, shuffled, chunk_size=50),
+        lrf.rank_labels(chunks(X, series)),
+        lrf.LabelRanker().fit(X, series).ranking_,
+    ]
     est = lrf.LabelRanker()
     for X_part, y_part in chunks(X, series):
         est.partial_fit(X_part, y_part, classes=make(values.tolist()))
@@ -318,13 +337,16 @@ def test_pandas_categories_that_never_occur_are_not_classes():
     np.testing.assert_array_equal(ranking.order, ref.order)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: pd.Series(["a", None, "b"] * 80, dtype="string"),
-    lambda: pd.Series(["a", None, "b"] * 80, dtype="category"),
-    lambda: pd.Series([1, None, 2] * 80, dtype="Int64"),
-    lambda: pd.Series([True, None, False] * 80, dtype="boolean"),
-    lambda: pd.Series(["a", np.nan, "b"] * 80, dtype=object),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: pd.Series(["a", None, "b"] * 80, dtype="string"),
+        lambda: pd.Series(["a", None, "b"] * 80, dtype="category"),
+        lambda: pd.Series([1, None, 2] * 80, dtype="Int64"),
+        lambda: pd.Series([True, None, False] * 80, dtype="boolean"),
+        lambda: pd.Series(["a", np.nan, "b"] * 80, dtype=object),
+    ],
+)
 def test_pandas_missing_values_raise_value_error(make):
     X, _ = features(2)
     with pytest.raises(ValueError, match="missing|NaN"):
@@ -341,12 +363,20 @@ def test_pandas_missing_values_raise_value_error(make):
 def test_version_1_files_as_written_before_still_load(tmp_path):
     """The version 1 writer put ``classes.tolist()`` and no dtype; those files load, with
     integers above 2**63 read as uint64 (version 1's reader made them float64)."""
-    v1 = {"format": "labelranker_fast/ranking", "version": 1, "order": [1, 0, 2],
-          "centroids": [[0.5], [0.0], [1.0]], "eigenvalues": [2.0], "shrinkage": 0.0}
-    cases = [([3, 7, 11], np.array([3, 7, 11])),
-             ([0, 2**63 + 5, 2**64 - 1], np.array([0, 2**63 + 5, 2**64 - 1], dtype=np.uint64)),
-             ([-0.5, 1.0, 2.5], np.array([-0.5, 1.0, 2.5])),
-             (["ant", "bee", "日本"], np.array(["ant", "bee", "日本"]))]
+    v1 = {
+        "format": "labelranker_fast/ranking",
+        "version": 1,
+        "order": [1, 0, 2],
+        "centroids": [[0.5], [0.0], [1.0]],
+        "eigenvalues": [2.0],
+        "shrinkage": 0.0,
+    }
+    cases = [
+        ([3, 7, 11], np.array([3, 7, 11])),
+        ([0, 2**63 + 5, 2**64 - 1], np.array([0, 2**63 + 5, 2**64 - 1], dtype=np.uint64)),
+        ([-0.5, 1.0, 2.5], np.array([-0.5, 1.0, 2.5])),
+        (["ant", "bee", "日本"], np.array(["ant", "bee", "日本"])),
+    ]
     for classes, want in cases:
         path = tmp_path / "v1.json"
         path.write_text(json.dumps(dict(v1, classes=classes)), encoding="utf-8")
@@ -360,21 +390,24 @@ def test_version_1_files_as_written_before_still_load(tmp_path):
     assert_same_classes(ranking.classes, np.array([1, 2, 3]))
 
 
-@pytest.mark.parametrize("dtype, classes, message", [
-    ("int8", [1, 2, 300], "exactly as int8"),
-    ("uint64", [-1, 2, 3], "exactly as uint64"),
-    ("uint64", [1, 2, 2**64], "exactly as uint64"),
-    ("int64", [1, 2, True], "JSON int"),
-    ("bool", [True, False, 1], "JSON bool"),
-    ("float32", [0.1, 0.2, 0.3], "exactly as float32"),  # float64 values, not float32's
-    ("float64", [0.5, 1.0, float("nan")], "exactly|NaN"),
-    ("float64", [0.5, 1.0, float("inf")], "NaN or infinity"),
-    ("str", ["a", "b", 3], "JSON str"),
-    ("str", ["a", "b", "b\u0000"], "exactly as str"),
-    ("bytes", ["a", "b", "\u0100"], "below 256"),
-    ("datetime64", ["a", "b", "c"], "classes_dtype must be one of"),
-    (["int64"], [1, 2, 3], "classes_dtype must be one of"),
-])
+@pytest.mark.parametrize(
+    "dtype, classes, message",
+    [
+        ("int8", [1, 2, 300], "exactly as int8"),
+        ("uint64", [-1, 2, 3], "exactly as uint64"),
+        ("uint64", [1, 2, 2**64], "exactly as uint64"),
+        ("int64", [1, 2, True], "JSON int"),
+        ("bool", [True, False, 1], "JSON bool"),
+        ("float32", [0.1, 0.2, 0.3], "exactly as float32"),  # float64 values, not float32's
+        ("float64", [0.5, 1.0, float("nan")], "exactly|NaN"),
+        ("float64", [0.5, 1.0, float("inf")], "NaN or infinity"),
+        ("str", ["a", "b", 3], "JSON str"),
+        ("str", ["a", "b", "b\u0000"], "exactly as str"),
+        ("bytes", ["a", "b", "\u0100"], "below 256"),
+        ("datetime64", ["a", "b", "c"], "classes_dtype must be one of"),
+        (["int64"], [1, 2, 3], "classes_dtype must be one of"),
+    ],
+)
 def test_version_2_classes_must_be_exactly_their_dtype(dtype, classes, message):
     X, codes, _ = reference(3)
     data = lrf.rank_labels(X, codes).to_dict()

@@ -13,10 +13,15 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "python" / "labelranker_fast"
 LAYERS = {
     "_core": 0,
-    "_inputs": 1, "_pages": 1, "_io": 1,
-    "_accumulator": 2, "_ranking": 2,
-    "_sources": 3, "_labels": 3,
-    "_stream": 4, "_checkpoint": 4,
+    "_inputs": 1,
+    "_pages": 1,
+    "_io": 1,
+    "_accumulator": 2,
+    "_ranking": 2,
+    "_sources": 3,
+    "_labels": 3,
+    "_stream": 4,
+    "_checkpoint": 4,
 }
 ENTRY = 5  # _api, _estimator, _cli, dask, torch/, lightning, study/, __init__, __main__
 
@@ -39,10 +44,12 @@ def package_imports(name: str, path: pathlib.Path) -> set[str]:
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
-            base = package[:len(package) - node.level + 1]
+            base = package[: len(package) - node.level + 1]
             target = base + (node.module.split(".") if node.module else [])
-            if node.module is None or not (ROOT.joinpath(*target).with_suffix(".py").exists()
-                                           or ROOT.joinpath(*target).is_dir()):
+            if node.module is None or not (
+                ROOT.joinpath(*target).with_suffix(".py").exists()
+                or ROOT.joinpath(*target).is_dir()
+            ):
                 # "from . import x" or "from .mod import name": the module is the target
                 for alias in node.names:
                     cand = target + [alias.name]
@@ -52,9 +59,11 @@ def package_imports(name: str, path: pathlib.Path) -> set[str]:
                     out.add(".".join(target))
             else:
                 out.add(".".join(target))
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labelranker_fast"):
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "labelranker_fast"
+        ):
             out.add(node.module.split(".", 1)[1] if "." in node.module else "__init__")
-    return {m[:-len(".__init__")] if m.endswith(".__init__") else m for m in out} - {name}
+    return {m[: -len(".__init__")] if m.endswith(".__init__") else m for m in out} - {name}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +76,12 @@ def top(name: str) -> str:
 
 
 def test_each_module_imports_only_its_layer_or_below(graph):
-    wrong = [(m, t) for m, targets in graph.items() for t in targets
-             if layer(top(t)) > layer(top(m)) and top(m) not in ("__init__", "__main__")]
+    wrong = [
+        (m, t)
+        for m, targets in graph.items()
+        for t in targets
+        if layer(top(t)) > layer(top(m)) and top(m) not in ("__init__", "__main__")
+    ]
     assert not wrong, f"imports that go up a layer: {wrong}"
 
 
@@ -94,9 +107,12 @@ def test_only_the_accumulator_touches_the_compiled_core():
     users = []
     for name, path in modules().items():
         tree = ast.parse(path.read_text())
-        touches = any(isinstance(n, ast.Attribute) and n.attr == "_core" for n in ast.walk(tree)) \
-            or any(isinstance(n, ast.ImportFrom) and any(a.name == "_core" for a in n.names)
-                   for n in ast.walk(tree))
+        touches = any(
+            isinstance(n, ast.Attribute) and n.attr == "_core" for n in ast.walk(tree)
+        ) or any(
+            isinstance(n, ast.ImportFrom) and any(a.name == "_core" for a in n.names)
+            for n in ast.walk(tree)
+        )
         if touches:
             users.append(name)
     assert users == ["_accumulator"]
@@ -112,6 +128,9 @@ def test_the_checker_sees_imports(graph):
 
 def test_no_source_file_is_over_450_lines():
     src = list(ROOT.rglob("*.py")) + list((ROOT.parents[1] / "cpp").rglob("*.[ch]pp"))
-    long = {str(p.relative_to(ROOT.parents[1])): n for p in src
-            if (n := len(p.read_text().splitlines())) > 450}
+    long = {
+        str(p.relative_to(ROOT.parents[1])): n
+        for p in src
+        if (n := len(p.read_text().splitlines())) > 450
+    }
     assert not long, long

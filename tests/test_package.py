@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import labelranker_fast as lrf
-from labelranker_fast._inputs import as_features
 from conftest import make_blobs, reference_scatter
+from labelranker_fast._inputs import as_features
 
 HIDE = """
 import sys
@@ -27,7 +27,9 @@ def run_python(code):
 
 
 def test_imports_and_ranks_without_torch_or_sklearn():
-    code = HIDE.format(mods={"torch", "sklearn", "scipy"}) + """
+    code = (
+        HIDE.format(mods={"torch", "sklearn", "scipy"})
+        + """
 import numpy as np
 import labelranker_fast as lrf
 rng = np.random.default_rng(0)
@@ -40,6 +42,7 @@ assert 'scipy' not in sys.modules
 print(json.dumps({"order": est.order_.tolist(), "scalings": est.scalings_.tolist(),
                   "means": est.means_.tolist()}))
 """
+    )
     out = run_python(code.replace("import numpy as np", "import json\nimport numpy as np", 1))
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
@@ -113,7 +116,9 @@ def test_concurrent_updates_are_serialised():
 
 
 def test_cli_default_ranks_digits():
-    out = subprocess.run([sys.executable, "-m", "labelranker_fast"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "labelranker_fast"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("order: ")

@@ -137,8 +137,12 @@ def test_class_map_with_folder_names(tmp_path):
     """A ranking of class indices written with folder names: line p is the name of the
     class at position p, read back as timm reads it (name -> line number)."""
     names = ["n015", "n002", "n113", "n040"]
-    ranking = lrf.LabelRanking(np.arange(4), order=[2, 0, 3, 1],
-                               centroids=np.array([1.0, 3.0, 0.0, 2.0]), eigenvalues=[1.0])
+    ranking = lrf.LabelRanking(
+        np.arange(4),
+        order=[2, 0, 3, 1],
+        centroids=np.array([1.0, 3.0, 0.0, 2.0]),
+        eigenvalues=[1.0],
+    )
     path = tmp_path / "class_map.txt"
     ranking.to_class_map(path, names=names)
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -149,8 +153,12 @@ def test_class_map_with_folder_names(tmp_path):
         ranking.to_class_map(path, names=names[:3])
     with pytest.raises(TypeError, match="strings"):
         ranking.to_class_map(path, names=[1, 2, 3, 4])
-    strings = lrf.LabelRanking(np.array(["a", "b", "c", "d"]), order=[2, 0, 3, 1],
-                               centroids=np.array([1.0, 3.0, 0.0, 2.0]), eigenvalues=[1.0])
+    strings = lrf.LabelRanking(
+        np.array(["a", "b", "c", "d"]),
+        order=[2, 0, 3, 1],
+        centroids=np.array([1.0, 3.0, 0.0, 2.0]),
+        eigenvalues=[1.0],
+    )
     with pytest.raises(ValueError, match="class indices"):
         strings.to_class_map(path, names=names)
     assert path.read_text(encoding="utf-8").splitlines() == lines  # untouched by refusals

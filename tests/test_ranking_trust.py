@@ -14,8 +14,8 @@ import pytest
 import labelranker_fast as lrf
 
 torch = pytest.importorskip("torch")
-from labelranker_fast import _ranking
-from labelranker_fast.torch import RankedDataset, RankedTarget, ranked_class_to_idx
+from labelranker_fast import _ranking  # noqa: E402
+from labelranker_fast.torch import RankedDataset, RankedTarget, ranked_class_to_idx  # noqa: E402
 
 
 def ranking_of(classes, order):
@@ -94,7 +94,9 @@ def test_torch_unmap_of_positions_of_any_shape(ranking):
     got = ranking.unmap(top_k)
     want = ranking.classes[ranking.order][top_k.numpy()]
     assert got.shape == (6, 3) and got.tolist() == want.tolist()
-    assert int(ranking.unmap(torch.tensor(1, dtype=torch.uint8))) == int(ranking.classes[ranking.order][1])
+    assert int(ranking.unmap(torch.tensor(1, dtype=torch.uint8))) == int(
+        ranking.classes[ranking.order][1]
+    )
     assert ranking.remap(ranking.unmap(torch.arange(n))).tolist() == list(range(n))
 
 
@@ -164,12 +166,15 @@ def test_cuda_remap_does_not_synchronise_and_bad_labels_fail_at_the_next_sync():
         torch.cuda.set_sync_debug_mode("default")
     assert got.tolist() == positions_by_dict(ranking, [10, -7, 1000])
     assert pos.tolist() == [10, -7, 1000]
-    script = ("import numpy as np, torch, labelranker_fast as lrf\n"
-              "r = lrf.LabelRanking(np.array([-7, 10, 20, 1000]), [2, 3, 0, 1], [2.,3.,0.,1.], [1.])\n"
-              "r.remap(torch.tensor([11], device='cuda'))\n"
-              "torch.cuda.synchronize()\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=False)
+    script = (
+        "import numpy as np, torch, labelranker_fast as lrf\n"
+        "r = lrf.LabelRanking(np.array([-7, 10, 20, 1000]), [2, 3, 0, 1], [2.,3.,0.,1.], [1.])\n"
+        "r.remap(torch.tensor([11], device='cuda'))\n"
+        "torch.cuda.synchronize()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
     assert out.returncode != 0 and "not among the ranked classes" in out.stderr
 
 
@@ -194,8 +199,9 @@ def test_numpy_remap_of_big_integers_is_exact():
     """int64 classes around 2**53 and float labels: a float label equals a class only if
     it is that integer exactly (float64 would make 2**53 + 1 and 2**53 equal)."""
     ranking = ranking_of(np.array([2**53 + 1, 0, 2**62]), [1, 0, 2])
-    assert ranking.remap(np.array([2**53 + 1, 2**62])).tolist() == \
-        positions_by_dict(ranking, [2**53 + 1, 2**62])
+    assert ranking.remap(np.array([2**53 + 1, 2**62])).tolist() == positions_by_dict(
+        ranking, [2**53 + 1, 2**62]
+    )
     with pytest.raises(ValueError, match="not among"):
         ranking.remap(np.array([float(2**53)]))  # 2**53 is no class
     u = ranking_of(np.array([3, 2**63 + 5], dtype=np.uint64), [1, 0])
@@ -219,8 +225,13 @@ def test_numpy_remap_of_text_and_bytes():
 
 def test_numpy_unmap_refuses_floats_bools_and_out_of_range():
     assert DENSE.unmap(np.array([[0, 4]])).tolist() == [[3, 2]]
-    for bad, err in (([1.7], TypeError), ([1.0], TypeError), ([True], TypeError),
-                     ([-1], ValueError), ([5], ValueError)):
+    for bad, err in (
+        ([1.7], TypeError),
+        ([1.0], TypeError),
+        ([True], TypeError),
+        ([-1], ValueError),
+        ([5], ValueError),
+    ):
         with pytest.raises(err, match="positions"):
             DENSE.unmap(np.array(bad))
 
@@ -257,12 +268,15 @@ def test_class_map_refuses_duplicate_names_and_writes_nothing(tmp_path):
     assert path.read_text() == "before\n"
 
 
-@pytest.mark.parametrize("classes, lines", [
-    (np.array([b"cat", b"dog", "\u00e9t\u00e9".encode()]), ["cat", "dog", "\u00e9t\u00e9"]),
-    (np.array([False, True]), ["False", "True"]),
-    (np.array([0.1, 2.5], dtype=np.float32), ["0.1", "2.5"]),
-    (np.array(["日本", "a" * 3000]), ["日本", "a" * 3000]),
-])
+@pytest.mark.parametrize(
+    "classes, lines",
+    [
+        (np.array([b"cat", b"dog", "\u00e9t\u00e9".encode()]), ["cat", "dog", "\u00e9t\u00e9"]),
+        (np.array([False, True]), ["False", "True"]),
+        (np.array([0.1, 2.5], dtype=np.float32), ["0.1", "2.5"]),
+        (np.array(["日本", "a" * 3000]), ["日本", "a" * 3000]),
+    ],
+)
 def test_class_map_of_text_bools_floats_and_bytes_reads_back_in_timm(classes, lines, tmp_path):
     """bytes used to be written as "b'cat'", which matches no folder."""
     timm_class_map = pytest.importorskip("timm.data.readers.class_map")
@@ -317,7 +331,8 @@ def test_ranked_class_to_idx_refuses_shared_indices_and_non_integers():
     with pytest.raises(TypeError, match="keys must be folder names"):
         ranked_class_to_idx({0: 0, 1: 1, 2: 2, 3: 3, 4: 4}, DENSE)
     words = ranking_of(np.array(["ant", "bee", "cat"]), [2, 0, 1])
-    assert ranked_class_to_idx({"cat": 0, "ant": 1, "bee": 2}, words) == \
-        dict(zip(["cat", "ant", "bee"], positions_by_dict(words, ["cat", "ant", "bee"])))
+    assert ranked_class_to_idx({"cat": 0, "ant": 1, "bee": 2}, words) == dict(
+        zip(["cat", "ant", "bee"], positions_by_dict(words, ["cat", "ant", "bee"]))
+    )
     with pytest.raises(ValueError, match="not among"):
         ranked_class_to_idx({"cat": 0, "ant": 1, "yak": 2}, words)

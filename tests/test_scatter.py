@@ -11,7 +11,7 @@ def accumulate(X, y, C, w=None, chunk=None):
     acc = lrf.ScatterAccumulator(X.shape[1], C)
     chunk = chunk or len(X)
     for s in range(0, len(X), chunk):
-        acc.update(X[s:s + chunk], y[s:s + chunk], None if w is None else w[s:s + chunk])
+        acc.update(X[s : s + chunk], y[s : s + chunk], None if w is None else w[s : s + chunk])
     return acc
 
 
@@ -74,7 +74,7 @@ def test_weights_equal_repeated_rows(seed):
 def test_merge_equals_single_pass(seed, dtype):
     X, y = make_blobs(seed, n=3000, d=10, C=6, dtype=dtype)
     whole = accumulate(X, y, 6)
-    parts = [accumulate(X[s:s + 700], y[s:s + 700], 6) for s in range(0, 3000, 700)]
+    parts = [accumulate(X[s : s + 700], y[s : s + 700], 6) for s in range(0, 3000, 700)]
     merged = parts[0]
     for p in parts[1:]:
         merged.merge(p)
@@ -105,7 +105,9 @@ def test_self_merge_doubles_counts():
     acc = accumulate(X, y, 3)
     Sw = acc.within_scatter()
     acc.merge(acc)
-    np.testing.assert_allclose(acc.within_scatter(), 2 * Sw, rtol=1e-12, atol=1e-12 * np.abs(Sw).max())
+    np.testing.assert_allclose(
+        acc.within_scatter(), 2 * Sw, rtol=1e-12, atol=1e-12 * np.abs(Sw).max()
+    )
     np.testing.assert_array_equal(acc.class_counts, 2 * np.bincount(y, minlength=3))
 
 

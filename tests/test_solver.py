@@ -37,7 +37,9 @@ def assert_same_directions(W, V, S):
     np.testing.assert_allclose(W.T @ S @ W, np.eye(W.shape[1]), atol=1e-8)
     for j in range(W.shape[1]):
         sign = np.sign(W[:, j] @ S @ V[:, j])
-        np.testing.assert_allclose(W[:, j], sign * V[:, j], rtol=1e-6, atol=1e-7 * np.abs(V[:, j]).max())
+        np.testing.assert_allclose(
+            W[:, j], sign * V[:, j], rtol=1e-6, atol=1e-7 * np.abs(V[:, j]).max()
+        )
 
 
 def sign_rule(W):
@@ -59,7 +61,9 @@ def test_matches_eigh_and_sklearn_on_bundled_data(name):
 
     sk = LinearDiscriminantAnalysis(solver="eigen").fit(X, y)
     assert_same_directions(est.scalings_, sk.scalings_[:, :k], S)
-    np.testing.assert_allclose(est.explained_variance_ratio_, sk.explained_variance_ratio_[:k], rtol=1e-6)
+    np.testing.assert_allclose(
+        est.explained_variance_ratio_, sk.explained_variance_ratio_[:k], rtol=1e-6
+    )
     # Same order once scikit-learn's direction gets our sign rule.
     w = sign_rule(sk.scalings_[:, :1])[:, 0]
     classes = np.unique(y)

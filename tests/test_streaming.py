@@ -73,7 +73,11 @@ class Sliceable:
 def chunks_of(X, y, w=None, size=257):
     for start in range(0, len(X), size):
         stop = start + size
-        yield (X[start:stop], y[start:stop]) if w is None else (X[start:stop], y[start:stop], w[start:stop])
+        yield (
+            (X[start:stop], y[start:stop])
+            if w is None
+            else (X[start:stop], y[start:stop], w[start:stop])
+        )
 
 
 # ------------------------------------------------------------------ every input kind
@@ -132,8 +136,8 @@ def test_small_batches_are_gathered_and_may_be_reused_by_the_producer(data, refe
     def loader():  # reuses its buffers, as some data loaders do
         for start in range(0, N, 16):
             n = min(16, N - start)
-            buf_X[:n] = X[start:start + n]
-            buf_y[:n] = y[start:start + n]
+            buf_X[:n] = X[start : start + n]
+            buf_y[:n] = y[start : start + n]
             yield buf_X[:n].copy(), buf_y[:n].copy()
 
     got = lrf.rank_labels(loader(), n_components=2)
@@ -159,8 +163,9 @@ def test_estimator_fit_streams(files, data, reference):
 
 def test_accumulator_update_streams_exactly_like_chunked_updates(files, data):
     X, y, w = data
-    streamed = lrf.ScatterAccumulator(D, C).update(str(files["X"]), str(files["y"]),
-                                                   str(files["w"]), chunk_size=4096)
+    streamed = lrf.ScatterAccumulator(D, C).update(
+        str(files["X"]), str(files["y"]), str(files["w"]), chunk_size=4096
+    )
     direct = lrf.ScatterAccumulator(D, C).update(X, y, w)
     # One chunk covering the same rows: the same engine pass, bit for bit.
     np.testing.assert_array_equal(streamed.within_scatter(), direct.within_scatter())
@@ -181,7 +186,9 @@ def test_results_identical_for_every_thread_count(files, data, n_threads):
     np.testing.assert_array_equal(got.centroids, base.centroids)
     np.testing.assert_array_equal(got.order, base.order)
     est = lrf.LabelRanker(n_threads=n_threads).fit(*data[:2])
-    np.testing.assert_array_equal(est.scalings_, lrf.LabelRanker(n_threads=1).fit(*data[:2]).scalings_)
+    np.testing.assert_array_equal(
+        est.scalings_, lrf.LabelRanker(n_threads=1).fit(*data[:2]).scalings_
+    )
 
 
 # ------------------------------------------------------------------ memory behaviour

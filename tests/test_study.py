@@ -16,15 +16,24 @@ from labelranker_fast.study._data import load_data, stratified_split  # noqa: E4
 
 # Fewer orders, seeds and epochs than the defaults, and a learning rate that learns
 # something in 6 epochs: a smoke run of the whole protocol (about a minute).
-REDUCED = dict(backbones=("scratch", "mae"), random_orders=2, seeds=2, head_seeds=2, epochs=6,
-               lr=2e-3, pretrain_epochs=30, device="cpu")
+REDUCED = dict(
+    backbones=("scratch", "mae"),
+    random_orders=2,
+    seeds=2,
+    head_seeds=2,
+    epochs=6,
+    lr=2e-3,
+    pretrain_epochs=30,
+    device="cpu",
+)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    result = run_study(out_dir=str(out), cache_dir=str(out / "cache"), log=lambda *_: None,
-                       **REDUCED)
+    result = run_study(
+        out_dir=str(out), cache_dir=str(out / "cache"), log=lambda *_: None, **REDUCED
+    )
     return out, result
 
 
@@ -37,8 +46,11 @@ def test_reduced_study_writes_a_complete_report(study):
     assert "| Model | Pretraining | Label state | Accuracy | Average |" in md
     for state in ("sequence", "random 1", "random 2", "ranker"):
         assert f"| {state} |" in md
-    for section in ("Spread over label orders", "Control 1: equivalent network",
-                    "Control 2: head-seed spread"):
+    for section in (
+        "Spread over label orders",
+        "Control 1: equivalent network",
+        "Control 2: head-seed spread",
+    ):
         assert section in md
     assert (out / "accuracy.png").stat().st_size > 1000
     saved = json.loads((out / "results.json").read_text())
@@ -84,8 +96,17 @@ def test_equivalent_network_reproduces_the_sequence_run(study):
 
 def test_timm_backbone_at_its_input_size(tmp_path):
     pytest.importorskip("timm")
-    out = run_study(out_dir=str(tmp_path), log=lambda *_: None, backbones=("timm:vit_tiny_patch16_224",),
-                    input_size=16, random_orders=1, seeds=1, head_seeds=1, epochs=1, device="cpu")
+    out = run_study(
+        out_dir=str(tmp_path),
+        log=lambda *_: None,
+        backbones=("timm:vit_tiny_patch16_224",),
+        input_size=16,
+        random_orders=1,
+        seeds=1,
+        head_seeds=1,
+        epochs=1,
+        device="cpu",
+    )
     runs = out["results"]["runs"]
     assert [r["label_state"] for r in runs] == ["sequence", "random 1", "ranker", "equivalent"]
     assert all(r["model"] == "vit_tiny_patch16_224" for r in runs)
@@ -106,8 +127,11 @@ def test_order_effect_test_detects_an_effect_and_not_noise():
 def test_pretrained_weights_are_cached_and_reused(tmp_path):
     data = load_data("digits")
     train, _ = stratified_split(data.labels)
-    spec = BackboneSpec("rotation", arch=dict(img_size=8, channels=1, patch=2, dim=16, depth=1,
-                                              heads=2), pretrain_epochs=1)
+    spec = BackboneSpec(
+        "rotation",
+        arch=dict(img_size=8, channels=1, patch=2, dim=16, depth=1, heads=2),
+        pretrain_epochs=1,
+    )
     messages = []
     first = build_backbone(spec, data.images[train[:200]], cache_dir=tmp_path, log=messages.append)
     second = build_backbone(spec, data.images[train[:200]], cache_dir=tmp_path, log=messages.append)
@@ -143,7 +167,8 @@ def test_image_folder_data(tmp_path):
         (tmp_path / name).mkdir()
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
-                tmp_path / name / f"{i}.png")
+                tmp_path / name / f"{i}.png"
+            )
     data = load_data(str(tmp_path), image_size=16)
     assert data.class_names == ["circle", "square"]
     assert tuple(data.images.shape) == (6, 3, 16, 16)

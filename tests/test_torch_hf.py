@@ -13,9 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-import labelranker_fast as lrf
-from labelranker_fast.torch import extract_and_rank
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import labelranker_fast as lrf  # noqa: E402
+from labelranker_fast.torch import extract_and_rank  # noqa: E402
 
 N, C = 96, 4
 
@@ -25,7 +26,11 @@ def images_and_labels(shape=(3, 32, 32), seed=0):
     labels = np.repeat(np.arange(C), N // C)
     rng.shuffle(labels)
     x = rng.standard_normal((N, *shape)).astype(np.float32)
-    x += 0.5 * labels.reshape(-1, *([1] * len(shape))) * np.linspace(-1, 1, shape[-1], dtype=np.float32)
+    x += (
+        0.5
+        * labels.reshape(-1, *([1] * len(shape)))
+        * np.linspace(-1, 1, shape[-1], dtype=np.float32)
+    )
     return torch.from_numpy(x), torch.from_numpy(labels)
 
 
@@ -60,6 +65,7 @@ def assert_same_state(a, b):
 def no_feeder_threads(grace=5.0):
     """True when no labelranker thread is alive: the feeder (joined before the call
     returns) at once, the stream's prefetch thread (ending on its own) within ``grace``."""
+
     def alive(prefix):
         return [t for t in threading.enumerate() if t.name.startswith(prefix)]
 
@@ -86,8 +92,15 @@ def tiny_vitmae(**kw):
     from transformers import ViTMAEConfig, ViTMAEModel
 
     torch.manual_seed(0)
-    config = ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=64, image_size=32, patch_size=8, **kw)
+    config = ViTMAEConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        **kw,
+    )
     return ViTMAEModel(config).eval()
 
 
@@ -112,11 +125,18 @@ def test_vitmae_features_use_every_patch_in_natural_order(pooling):
     tokens = vitmae_tokens(model, x)
     assert tokens.shape[1] == 1 + 16  # a 32x32 image in 8x8 patches, and the CLS token
     patches = tokens[:, 1:]  # avg, max, avgmax leave the CLS token out
-    want = {"avg": patches.mean(1), "max": patches.max(1),
-            "avgmax": 0.5 * (patches.mean(1) + patches.max(1)), "cls": tokens[:, 0],
-            "first-patch": tokens[:, 1], "last-patch": tokens[:, -1]}[pooling]
-    callables = {"first-patch": lambda out: out.last_hidden_state[:, 1],
-                 "last-patch": lambda out: out.last_hidden_state[:, -1]}
+    want = {
+        "avg": patches.mean(1),
+        "max": patches.max(1),
+        "avgmax": 0.5 * (patches.mean(1) + patches.max(1)),
+        "cls": tokens[:, 0],
+        "first-patch": tokens[:, 1],
+        "last-patch": tokens[:, -1],
+    }[pooling]
+    callables = {
+        "first-patch": lambda out: out.last_hidden_state[:, 1],
+        "last-patch": lambda out: out.last_hidden_state[:, -1],
+    }
     ranking, acc = run(model, loader_of(x, y), pooling=callables.get(pooling, pooling))
     assert_matches_features(ranking, acc, want, y.numpy())
 
@@ -195,10 +215,18 @@ def test_vitmae_masking_that_cannot_be_turned_off_is_refused():
 def test_hiera_masked_autoencoder_is_refused_with_advice():
     from transformers import HieraConfig, HieraModel
 
-    config = HieraConfig(embed_dim=8, image_size=[32, 32], patch_size=[3, 3],
-                         patch_stride=[2, 2], patch_padding=[1, 1], depths=[1, 1],
-                         num_heads=[1, 1], masked_unit_size=[4, 4], num_query_pool=1,
-                         query_stride=[2, 2])
+    config = HieraConfig(
+        embed_dim=8,
+        image_size=[32, 32],
+        patch_size=[3, 3],
+        patch_stride=[2, 2],
+        patch_padding=[1, 1],
+        depths=[1, 1],
+        num_heads=[1, 1],
+        masked_unit_size=[4, 4],
+        num_query_pool=1,
+        query_stride=[2, 2],
+    )
     model = HieraModel(config, is_mae=True).eval()
     x, y = images_and_labels()
     with pytest.raises(ValueError, match="is_mae=False"):
@@ -211,9 +239,16 @@ def tiny_videomae():
     from transformers import VideoMAEConfig, VideoMAEModel
 
     torch.manual_seed(0)
-    config = VideoMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, image_size=32, patch_size=8, num_frames=4,
-                            tubelet_size=2)
+    config = VideoMAEConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        num_frames=4,
+        tubelet_size=2,
+    )
     return VideoMAEModel(config).eval()
 
 
@@ -233,9 +268,17 @@ def test_videomae_has_no_class_token():
 def tiny_timm_vit(**kw):
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
-                             patch_size=8, embed_dim=48, depth=2, num_heads=2, num_classes=0,
-                             **kw).eval()
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=48,
+        depth=2,
+        num_heads=2,
+        num_classes=0,
+        **kw,
+    ).eval()
 
 
 @pytest.mark.parametrize("reg_tokens", [0, 2])
@@ -270,12 +313,24 @@ def test_hf_prefix_tokens_are_counted_from_the_model():
         Dinov2WithRegistersModel,
     )
 
-    common = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-              "intermediate_size": 64, "image_size": 32, "patch_size": 8}
+    common = {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "image_size": 32,
+        "patch_size": 8,
+    }
     torch.manual_seed(0)
-    models = [(DeiTModel(DeiTConfig(**common)).eval(), 2),
-              (Dinov2WithRegistersModel(Dinov2WithRegistersConfig(
-                  num_register_tokens=3, **common)).eval(), 4)]
+    models = [
+        (DeiTModel(DeiTConfig(**common)).eval(), 2),
+        (
+            Dinov2WithRegistersModel(
+                Dinov2WithRegistersConfig(num_register_tokens=3, **common)
+            ).eval(),
+            4,
+        ),
+    ]
     x, y = images_and_labels()
     for model, prefix in models:
         with torch.no_grad():
@@ -293,16 +348,20 @@ class ReusingLoader:
     def __init__(self, x, y, batch_size, numpy_labels=False):
         self.x, self.y, self.bs = x, y, batch_size
         self.xbuf = torch.empty((batch_size, *x.shape[1:]), dtype=x.dtype)
-        self.ybuf = np.empty(batch_size, np.int64) if numpy_labels else torch.empty(batch_size, dtype=torch.int64)
+        self.ybuf = (
+            np.empty(batch_size, np.int64)
+            if numpy_labels
+            else torch.empty(batch_size, dtype=torch.int64)
+        )
 
     def __iter__(self):
         for i in range(0, len(self.y), self.bs):
-            n = len(self.y[i:i + self.bs])
-            self.xbuf[:n] = self.x[i:i + self.bs]
+            n = len(self.y[i : i + self.bs])
+            self.xbuf[:n] = self.x[i : i + self.bs]
             if isinstance(self.ybuf, np.ndarray):
-                self.ybuf[:n] = self.y[i:i + self.bs].numpy()
+                self.ybuf[:n] = self.y[i : i + self.bs].numpy()
             else:
-                self.ybuf[:n] = self.y[i:i + self.bs]
+                self.ybuf[:n] = self.y[i : i + self.bs]
             yield self.xbuf[:n], self.ybuf[:n]
 
 
@@ -429,7 +488,7 @@ def test_inputs_that_are_not_tensors_are_refused():
     x, y = images_and_labels(shape=(3, 4, 4))
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 8))
     model.train()
-    batches = [(x[i:i + 8].numpy(), y[i:i + 8]) for i in range(0, N, 8)]
+    batches = [(x[i : i + 8].numpy(), y[i : i + 8]) for i in range(0, N, 8)]
     with pytest.raises(TypeError, match="inputs must be a torch tensor"):
         run(model, batches)
     assert model.training and model[1].training
@@ -442,9 +501,16 @@ def test_timm_channels_last_maps_are_pooled_over_space(pooling):
     features are the C channels pooled over H x W, not W x C pooled over H."""
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
-    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=32,
-                              window_size=2, embed_dim=16, depths=(1, 1), num_heads=(1, 1),
-                              num_classes=0).eval()
+    model = timm.create_model(
+        "swin_tiny_patch4_window7_224",
+        pretrained=False,
+        img_size=32,
+        window_size=2,
+        embed_dim=16,
+        depths=(1, 1),
+        num_heads=(1, 1),
+        num_classes=0,
+    ).eval()
     x, y = images_and_labels()
     with torch.no_grad():
         maps = model.forward_features(x).double().numpy()

@@ -37,8 +37,9 @@ def digits():
 
 def loader_of(images, labels, batch_size=64, shuffle=False, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(images, labels), batch_size=batch_size, shuffle=shuffle,
-                      generator=gen)
+    return DataLoader(
+        TensorDataset(images, labels), batch_size=batch_size, shuffle=shuffle, generator=gen
+    )
 
 
 class Tokens(torch.nn.Module):
@@ -75,11 +76,22 @@ def test_extract_equals_ranking_features_in_memory(digits, pooling):
         tokens = model(images).double().numpy()
     patches = tokens[:, 1:]  # the model has one prefix token... which pool must be told:
     model.num_prefix_tokens = 1
-    feats = {"cls": tokens[:, 0], "avg": patches.mean(1), "max": patches.max(1),
-             "avgmax": 0.5 * (patches.mean(1) + patches.max(1))}[pooling]
+    feats = {
+        "cls": tokens[:, 0],
+        "avg": patches.mean(1),
+        "max": patches.max(1),
+        "avgmax": 0.5 * (patches.mean(1) + patches.max(1)),
+    }[pooling]
     want = lrf.rank_labels(feats, labels.numpy(), shrinkage="oas")
-    got = extract_and_rank(model, loader_of(images, labels, 50), num_classes=10,
-                           pooling=pooling, shrinkage="oas", device="cpu", progress=False)
+    got = extract_and_rank(
+        model,
+        loader_of(images, labels, 50),
+        num_classes=10,
+        pooling=pooling,
+        shrinkage="oas",
+        device="cpu",
+        progress=False,
+    )
     assert_same(got, want)
 
 
@@ -88,11 +100,20 @@ def test_extract_with_callable_pooling_and_dict_batches(digits):
     model = Tokens()
     with torch.no_grad():
         feats = model(images)[:, 3].numpy()
-    batches = [{"pixel_values": images[i:i + 100], "labels": labels[i:i + 100]}
-               for i in range(0, len(labels), 100)]
-    ranking, acc = extract_and_rank(model, batches, num_classes=10, pooling=lambda t: t[:, 3],
-                                    shrinkage="oas", device="cpu", progress=False,
-                                    return_accumulator=True)
+    batches = [
+        {"pixel_values": images[i : i + 100], "labels": labels[i : i + 100]}
+        for i in range(0, len(labels), 100)
+    ]
+    ranking, acc = extract_and_rank(
+        model,
+        batches,
+        num_classes=10,
+        pooling=lambda t: t[:, 3],
+        shrinkage="oas",
+        device="cpu",
+        progress=False,
+        return_accumulator=True,
+    )
     assert_same(ranking, lrf.rank_labels(feats, labels.numpy(), shrinkage="oas"))
     assert acc.n_samples == len(labels)
 
@@ -102,8 +123,15 @@ def test_bfloat16_features_are_accepted(digits):
     model = Tokens(dtype=torch.bfloat16)
     with torch.no_grad():
         feats = model(images)[:, 0].double().numpy()  # exactly the bfloat16 values
-    got = extract_and_rank(model, loader_of(images, labels), num_classes=10, pooling="cls",
-                           shrinkage="oas", device="cpu", progress=False)
+    got = extract_and_rank(
+        model,
+        loader_of(images, labels),
+        num_classes=10,
+        pooling="cls",
+        shrinkage="oas",
+        device="cpu",
+        progress=False,
+    )
     assert_same(got, lrf.rank_labels(feats, labels.numpy(), shrinkage="oas"))
 
 
@@ -111,10 +139,22 @@ def test_model_is_left_in_its_training_mode(digits):
     images, labels = digits
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(64, 16))
     model.train()
-    a = extract_and_rank(model, loader_of(images, labels), num_classes=10, device="cpu",
-                         shrinkage="oas", progress=False)
-    b = extract_and_rank(model, loader_of(images, labels), num_classes=10, device="cpu",
-                         shrinkage="oas", progress=False)
+    a = extract_and_rank(
+        model,
+        loader_of(images, labels),
+        num_classes=10,
+        device="cpu",
+        shrinkage="oas",
+        progress=False,
+    )
+    b = extract_and_rank(
+        model,
+        loader_of(images, labels),
+        num_classes=10,
+        device="cpu",
+        shrinkage="oas",
+        progress=False,
+    )
     assert model.training
     assert a == b  # dropout was off during extraction: deterministic
 
@@ -127,8 +167,9 @@ def test_extract_errors(digits):
     with pytest.raises(TypeError, match="batch"):
         extract_and_rank(model, [images[:10]], num_classes=10, device="cpu", progress=False)
     with pytest.raises(ValueError, match="class index"):
-        extract_and_rank(model, loader_of(images, labels), num_classes=5, device="cpu",
-                         progress=False)
+        extract_and_rank(
+            model, loader_of(images, labels), num_classes=5, device="cpu", progress=False
+        )
 
 
 def test_pick_device_auto_is_cpu_without_accelerators(monkeypatch):
@@ -144,9 +185,17 @@ def test_pick_device_auto_is_cpu_without_accelerators(monkeypatch):
 # ------------------------------------------------------------- timm models
 def tiny_vit(**kw):
     timm = pytest.importorskip("timm")
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
-                             patch_size=8, embed_dim=48, depth=2, num_heads=2, num_classes=0,
-                             **kw)
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=48,
+        depth=2,
+        num_heads=2,
+        num_classes=0,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("pooling", ["avg", "head", "cls"])
@@ -158,20 +207,34 @@ def test_timm_vit_extraction(pooling):
     images = torch.randn(200, 3, 32, 32) + labels[:, None, None, None].float() * 0.3
     with torch.no_grad():
         tokens = model.forward_features(images)
-        feats = {"avg": tokens[:, model.num_prefix_tokens:].mean(1),
-                 "cls": tokens[:, 0],
-                 "head": model.forward_head(tokens, pre_logits=True)}[pooling].double().numpy()
+        feats = (
+            {
+                "avg": tokens[:, model.num_prefix_tokens :].mean(1),
+                "cls": tokens[:, 0],
+                "head": model.forward_head(tokens, pre_logits=True),
+            }[pooling]
+            .double()
+            .numpy()
+        )
     want = lrf.rank_labels(feats, labels.numpy(), shrinkage="oas")
-    got = extract_and_rank(model, loader_of(images, labels, 32), num_classes=4,
-                           pooling=pooling, shrinkage="oas", device="cpu", progress=False)
+    got = extract_and_rank(
+        model,
+        loader_of(images, labels, 32),
+        num_classes=4,
+        pooling=pooling,
+        shrinkage="oas",
+        device="cpu",
+        progress=False,
+    )
     assert_same(got, want)
 
 
 def test_class_map_round_trip_through_timm(tmp_path):
     timm_class_map = pytest.importorskip("timm.data.readers.class_map")
     names = np.array(["cat", "dog", "eel", "fox", "gnu"])
-    ranking = lrf.LabelRanking(names, order=[3, 0, 4, 1, 2], centroids=np.arange(5.0)[[1, 3, 4, 0, 2]],
-                               eigenvalues=[1.0])
+    ranking = lrf.LabelRanking(
+        names, order=[3, 0, 4, 1, 2], centroids=np.arange(5.0)[[1, 3, 4, 0, 2]], eigenvalues=[1.0]
+    )
     path = tmp_path / "class_map.txt"
     ranking.to_class_map(path)
     mapping = timm_class_map.load_class_map(str(path))
@@ -179,8 +242,9 @@ def test_class_map_round_trip_through_timm(tmp_path):
     folder_idx = {n: i for i, n in enumerate(names)}  # ImageFolder's alphabetical indices
     assert ranked_class_to_idx(folder_idx, ranking) == mapping
     # A ranking of class indices (what extract_and_rank returns) with the folder names.
-    by_index = lrf.LabelRanking(np.arange(5), order=ranking.order, centroids=ranking.centroids,
-                                eigenvalues=[1.0])
+    by_index = lrf.LabelRanking(
+        np.arange(5), order=ranking.order, centroids=ranking.centroids, eigenvalues=[1.0]
+    )
     by_index.to_class_map(path, names=list(names))
     assert timm_class_map.load_class_map(str(path)) == mapping
 
@@ -207,7 +271,8 @@ def test_targets_and_datasets(int_ranking):
     assert pos.tolist() == int_ranking.positions[[0, 4, 4, 1]].tolist()
     assert int_ranking.unmap(pos).tolist() == y.tolist()
     assert ranked_class_to_idx({"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}, int_ranking) == {
-        k: int(int_ranking.positions[i]) for i, k in enumerate("abcde")}
+        k: int(int_ranking.positions[i]) for i, k in enumerate("abcde")
+    }
 
 
 # ------------------------------------------------------------- fine-tuning
@@ -227,12 +292,22 @@ def split(digits):
 def test_finetune_reaches_high_accuracy_and_predictions_map_back(split, tmp_path):
     (xtr, ytr), (xte, yte) = split
     backbone = mlp()
-    ranking = extract_and_rank(backbone, loader_of(xtr, ytr), num_classes=10, shrinkage="oas",
-                               device="cpu", progress=False)
-    result = finetune(backbone, loader_of(xtr, ytr, shuffle=True), num_classes=10,
-                      ranking=ranking, val_loader=loader_of(xte, yte), epochs=8,
-                      warmup_epochs=1, lr=3e-3, device="cpu", progress=False,
-                      history_path=tmp_path / "history.json")
+    ranking = extract_and_rank(
+        backbone, loader_of(xtr, ytr), num_classes=10, shrinkage="oas", device="cpu", progress=False
+    )
+    result = finetune(
+        backbone,
+        loader_of(xtr, ytr, shuffle=True),
+        num_classes=10,
+        ranking=ranking,
+        val_loader=loader_of(xte, yte),
+        epochs=8,
+        warmup_epochs=1,
+        lr=3e-3,
+        device="cpu",
+        progress=False,
+        history_path=tmp_path / "history.json",
+    )
     assert [h["epoch"] for h in result.history] == list(range(1, 9))
     assert result.history[-1]["val_accuracy"] > 0.9
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -295,8 +370,15 @@ def test_finetune_rejects_a_ranking_of_other_labels(split):
     (xtr, ytr), _ = split
     names = lrf.LabelRanking(np.array(list("abcdefghij")), np.arange(10), np.arange(10.0), [1.0])
     with pytest.raises(ValueError, match="class indices"):
-        finetune(mlp(), loader_of(xtr, ytr), num_classes=10, ranking=names, epochs=1,
-                 device="cpu", progress=False)
+        finetune(
+            mlp(),
+            loader_of(xtr, ytr),
+            num_classes=10,
+            ranking=names,
+            epochs=1,
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_a_checkpoint_of_another_run_is_refused_and_nothing_changes(split, tmp_path):
@@ -319,8 +401,13 @@ def test_a_checkpoint_of_another_run_is_refused_and_nothing_changes(split, tmp_p
     params = [p.detach().clone() for p in clf.parameters()]
     with pytest.raises(ValueError, match="does not fit"):
         load_checkpoint(ckpt, Classifier(mlp(), 64, 7))
-    bad = Classifier(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 64),
-                                         torch.nn.GELU(), torch.nn.Linear(64, 64)), 64, 10)
+    bad = Classifier(
+        torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 64), torch.nn.GELU(), torch.nn.Linear(64, 64)
+        ),
+        64,
+        10,
+    )
     bad_before = [p.detach().clone() for p in bad.parameters()]
     with pytest.raises(ValueError, match="does not fit"):
         load_checkpoint(ckpt, bad)

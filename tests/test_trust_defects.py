@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import labelranker_fast as lrf
-
 from conftest import reference_scatter
 
 N, D, C = 4000, 10, 5
@@ -41,8 +40,8 @@ def reusing(X, y, batch, kind="numpy"):
         by = np.empty(batch, dtype=np.int64)
     for a in range(0, len(X), batch):
         k = min(batch, len(X) - a)
-        bx[:k] = X[a:a + k] if kind == "numpy" else __import__("torch").from_numpy(X[a:a + k])
-        by[:k] = y[a:a + k] if kind == "numpy" else __import__("torch").from_numpy(y[a:a + k])
+        bx[:k] = X[a : a + k] if kind == "numpy" else __import__("torch").from_numpy(X[a : a + k])
+        by[:k] = y[a : a + k] if kind == "numpy" else __import__("torch").from_numpy(y[a : a + k])
         yield bx[:k], by[:k]
 
 
@@ -74,8 +73,8 @@ class ReusingSliceable:
 
     def __getitem__(self, key):
         part = self.X[key]
-        self.buf[:len(part)] = part
-        return self.buf[:len(part)]
+        self.buf[: len(part)] = part
+        return self.buf[: len(part)]
 
 
 def test_sliceable_reusing_its_buffer(data):
@@ -98,11 +97,11 @@ def test_concurrent_streamed_updates_lose_no_rows(data):
             start = threading.Barrier(3)
             stop = threading.Event()
 
-            def writer():
+            def writer(acc=acc, start=start):  # this trial's, bound explicitly
                 start.wait()
                 acc.update(X, y, chunk_size=100)
 
-            def reader():
+            def reader(acc=acc, start=start, stop=stop):
                 start.wait()
                 while not stop.is_set():
                     acc.within_scatter()
@@ -135,8 +134,11 @@ def test_concurrent_merges_do_not_deadlock(data):
             p.merge(q)
         done.append(1)
 
-    threads = [threading.Thread(target=cross, args=(a, b)), threading.Thread(target=cross, args=(b, a)),
-               threading.Thread(target=cross, args=(a, a))]
+    threads = [
+        threading.Thread(target=cross, args=(a, b)),
+        threading.Thread(target=cross, args=(b, a)),
+        threading.Thread(target=cross, args=(a, a)),
+    ]
     for t in threads:
         t.start()
     for t in threads:

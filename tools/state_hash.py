@@ -46,16 +46,21 @@ def rankings() -> None:
         y[:c] = np.arange(c)
         X = rng.standard_normal((n, d)) * 2.0 + rng.standard_normal((c, d))[y] + 10.0
         for dtype in (np.float32, np.float64):
-            accs = [lrf.ScatterAccumulator(d, c, n_threads=t).update(X.astype(dtype), y)
-                    for t in (1, 2, 3)]
+            accs = [
+                lrf.ScatterAccumulator(d, c, n_threads=t).update(X.astype(dtype), y)
+                for t in (1, 2, 3)
+            ]
             for shrinkage in (None, "oas", 0.3):
                 for k in (1, 3):
-                    digests = [ranking_digest(a.rank(shrinkage=shrinkage, n_components=k))
-                               for a in accs]
+                    digests = [
+                        ranking_digest(a.rank(shrinkage=shrinkage, n_components=k)) for a in accs
+                    ]
                     verdict = "same" if len(set(digests)) == 1 else "DIFFER"
-                    print(f"rank d={d:3d} C={c:3d} {np.dtype(dtype).name:8s} "
-                          f"shrinkage={str(shrinkage):4s} k={k} threads 1-3: "
-                          f"{' '.join(digests)} {verdict}")
+                    print(
+                        f"rank d={d:3d} C={c:3d} {np.dtype(dtype).name:8s} "
+                        f"shrinkage={str(shrinkage):4s} k={k} threads 1-3: "
+                        f"{' '.join(digests)} {verdict}"
+                    )
 
 
 def main() -> None:
@@ -71,10 +76,15 @@ def main() -> None:
                 one = lrf.ScatterAccumulator(d, c, n_threads=threads).update(Xd, y, weights)
                 parts = lrf.ScatterAccumulator(d, c, n_threads=threads)
                 for a in range(0, n, 7000):
-                    parts.update(Xd[a:a + 7000], y[a:a + 7000],
-                                 None if weights is None else weights[a:a + 7000])
-                print(f"{np.dtype(dtype).name:8s} w={wname:8s} threads={threads} "
-                      f"one={digest(one)} chunks={digest(parts)}")
+                    parts.update(
+                        Xd[a : a + 7000],
+                        y[a : a + 7000],
+                        None if weights is None else weights[a : a + 7000],
+                    )
+                print(
+                    f"{np.dtype(dtype).name:8s} w={wname:8s} threads={threads} "
+                    f"one={digest(one)} chunks={digest(parts)}"
+                )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ centroids on the top discriminant direction.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 
 def _load_openblas() -> None:
     # The engine links against scipy-openblas32's libscipy_openblas.so. An RPATH finds it in
@@ -29,8 +31,10 @@ _load_openblas()
 from ._accumulator import ScatterAccumulator  # noqa: E402
 from ._api import rank_labels  # noqa: E402
 from ._ranking import LabelRanking  # noqa: E402
+from ._version import __version__  # noqa: E402
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # loaded lazily at run time (see __getattr__)
+    from ._estimator import LabelRanker
 __all__ = ["rank_labels", "ScatterAccumulator", "LabelRanking", "LabelRanker", "__version__"]
 
 

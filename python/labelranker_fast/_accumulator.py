@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,22 +22,18 @@ from ._inputs import (
     as_features,
     as_weights,
     check_int,
-    check_threads,
     check_n_components,
     check_n_features,
+    check_threads,
     in_memory,
     parse_shrinkage,
 )
-from ._io import NpzReader, check_keys, write_npz
+from ._io import STATE_KEYS, STATE_VERSION, NpzReader, plain_state, read_plain_state, write_npz
 from ._ranking import LabelRanking
 
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
 BLOCK_ROWS: int = _core.BLOCK_ROWS  # rows a worker thread takes at a time
-_STATE_VERSION = 1
-_SCALARS = ("n_features", "num_classes", "n_rows")
-_ARRAYS = ("counts", "shifts", "sums", "m2")
-STATE_KEYS = ("version",) + _SCALARS + _ARRAYS
 
 
 class ScatterAccumulator:
@@ -70,7 +67,7 @@ class ScatterAccumulator:
     # The streamed ``update`` (out-of-core inputs, iterables, checkpoints) is the passes
     # layer's job; ``_stream`` registers its entry point here when the package is
     # imported, so this layer never imports the one above it.
-    _streamed_update = None
+    _streamed_update: ClassVar[Callable[..., ScatterAccumulator | None] | None] = None
 
     def __init__(self, n_features: int, num_classes: int, *, n_threads: int | None = None):
         n_features = check_int(n_features, "n_features", 1)
@@ -85,15 +82,23 @@ class ScatterAccumulator:
         self._lock = threading.RLock()
 
     @classmethod
-    def _wrap(cls, core) -> "ScatterAccumulator":
+    def _wrap(cls, core) -> ScatterAccumulator:
         obj = cls.__new__(cls)
         obj._adopt(core)
         return obj
 
     # ------------------------------------------------------------- updating
-    def update(self, X, y=None, sample_weight=None, *, chunk_size: int | None = None,
-               progress: bool = False, checkpoint=None,
-               checkpoint_every: int | None = None) -> "ScatterAccumulator":
+    def update(
+        self,
+        X,
+        y=None,
+        sample_weight=None,
+        *,
+        chunk_size: int | None = None,
+        progress: bool = False,
+        checkpoint=None,
+        checkpoint_every: int | None = None,
+    ) -> ScatterAccumulator:
         """Adds rows with their class indices; all of them or, on any error, none.
 
         Parameters
@@ -129,13 +134,25 @@ class ScatterAccumulator:
         KeyboardInterrupt
             Ctrl-C while rows are being added; the accumulator is left unchanged.
         """
-        if (y is None or chunk_size is not None or checkpoint is not None
-                or checkpoint_every is not None or not in_memory(X)):
+        if (
+            y is None
+            or chunk_size is not None
+            or checkpoint is not None
+            or checkpoint_every is not None
+            or not in_memory(X)
+        ):
             if ScatterAccumulator._streamed_update is None:  # pragma: no cover
                 raise RuntimeError("labelranker_fast._stream is not loaded")
             part = ScatterAccumulator._streamed_update(
-                self, X, y, sample_weight, chunk_size=chunk_size, progress=progress,
-                checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+                self,
+                X,
+                y,
+                sample_weight,
+                chunk_size=chunk_size,
+                progress=progress,
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+            )
             if part is not None:
                 self._absorb(part)
             return self
@@ -147,7 +164,7 @@ class ScatterAccumulator:
             self._core.update(X, y, w)
         return self
 
-    def _absorb(self, part: "ScatterAccumulator") -> None:
+    def _absorb(self, part: ScatterAccumulator) -> None:
         """Adds a privately streamed accumulator: adopted whole into an empty one (so the
         statistics are bit-identical to streaming into it), merged otherwise."""
         with self._lock:
@@ -157,7 +174,7 @@ class ScatterAccumulator:
                 self._core.merge(part._core)
 
     @contextlib.contextmanager
-    def streaming_pass(self) -> Iterator["ScatterAccumulator"]:
+    def streaming_pass(self) -> Iterator[ScatterAccumulator]:
         """A pass: the ``update`` calls inside are committed together when the block
         ends, or all dropped if it raises. The accumulator's lock is held throughout."""
         with self._lock:
@@ -192,7 +209,7 @@ class ScatterAccumulator:
         with self._lock:
             self._core.release_buffers()
 
-    def merge(self, other: "ScatterAccumulator") -> "ScatterAccumulator":
+    def merge(self, other: ScatterAccumulator) -> ScatterAccumulator:
         """Adds ``other``'s statistics to this accumulator (in place) and returns it.
 
         Exact up to rounding (about 1e-13 relative in float64); a fixed merge order is
@@ -205,7 +222,7 @@ class ScatterAccumulator:
             self._core.merge(other._core)
         return self
 
-    def take_state_of(self, other: "ScatterAccumulator") -> None:
+    def take_state_of(self, other: ScatterAccumulator) -> None:
         """Replaces this accumulator's statistics by ``other``'s (which it then shares)."""
         if not isinstance(other, ScatterAccumulator):
             raise TypeError(f"expected a ScatterAccumulator, got {type(other).__name__}")
@@ -217,7 +234,7 @@ class ScatterAccumulator:
             self._core = other._core
             self._core.num_threads = threads
 
-    def copy(self) -> "ScatterAccumulator":
+    def copy(self) -> ScatterAccumulator:
         """An independent accumulator with the same statistics and thread count."""
         with self._lock:
             out = type(self).from_state(self.get_state())
@@ -306,7 +323,7 @@ class ScatterAccumulator:
         return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes)
 
     # --------------------------------------------------------- class slots
-    def _with_capacity(self, num_classes: int) -> "ScatterAccumulator":
+    def _with_capacity(self, num_classes: int) -> ScatterAccumulator:
         """A copy with ``num_classes`` class slots; the new ones are empty."""
         state = self.get_state()
         extra = num_classes - self.num_classes
@@ -320,7 +337,7 @@ class ScatterAccumulator:
         out.n_threads = self.n_threads
         return out
 
-    def _select_classes(self, order) -> "ScatterAccumulator":
+    def _select_classes(self, order) -> ScatterAccumulator:
         """A copy whose class k is this one's class ``order[k]`` (the other classes must
         be empty: their rows would be lost)."""
         state = self.get_state()
@@ -328,8 +345,12 @@ class ScatterAccumulator:
         dropped = np.setdiff1d(np.arange(self.num_classes), order)
         if np.any(state["counts"][dropped] != 0):
             raise ValueError("cannot drop classes that have samples")
-        state.update(num_classes=order.size, counts=state["counts"][order],
-                     shifts=state["shifts"][order], sums=state["sums"][order])
+        state.update(
+            num_classes=order.size,
+            counts=state["counts"][order],
+            shifts=state["shifts"][order],
+            sums=state["sums"][order],
+        )
         out = type(self).from_state(state)
         out.n_threads = self.n_threads
         return out
@@ -339,11 +360,11 @@ class ScatterAccumulator:
         """The whole state as plain numpy arrays (see ``from_state``)."""
         with self._lock:
             state = self._core.get_state()
-        state["version"] = _STATE_VERSION
+        state["version"] = STATE_VERSION
         return state
 
     @classmethod
-    def from_state(cls, state) -> "ScatterAccumulator":
+    def from_state(cls, state) -> ScatterAccumulator:
         """Rebuilds an accumulator from ``get_state()``, validated.
 
         Raises
@@ -352,40 +373,13 @@ class ScatterAccumulator:
             A missing key, a wrong version, a non-numeric array, shapes that disagree
             with ``n_features``/``num_classes``, or statistics that cannot be a state.
         """
-        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
-            raise ValueError("state must be a mapping of arrays")
-        missing = [k for k in STATE_KEYS if k not in state]
-        if missing:
-            raise ValueError(f"accumulator state is missing {missing}")
-        if _state_int(state["version"], "version") != _STATE_VERSION:
-            raise ValueError(f"unsupported accumulator state version {state['version']!r}")
-        plain = {k: _state_int(state[k], k) for k in _SCALARS}
-        # Shapes are checked here, before the engine allocates what the scalars claim.
-        shapes = _state_shapes(plain["n_features"], plain["num_classes"])
-        for k in _ARRAYS:
-            arr = np.asarray(state[k])
-            if arr.dtype.kind not in "fiu":
-                raise ValueError(f"accumulator state {k!r} must be numeric, got dtype {arr.dtype}")
-            if arr.shape != shapes[k]:
-                raise ValueError(f"accumulator state {k!r} has shape {arr.shape}, expected "
-                                 f"{shapes[k]} for n_features={plain['n_features']}, "
-                                 f"num_classes={plain['num_classes']}")
-            plain[k] = np.ascontiguousarray(arr, dtype=np.float64)
-        return cls._wrap(_core.Accumulator.from_state(plain))
+        return cls._wrap(_core.Accumulator.from_state(plain_state(state)))
 
     @classmethod
-    def read_state(cls, reader: NpzReader, prefix: str = "") -> "ScatterAccumulator":
+    def read_state(cls, reader: NpzReader, prefix: str = "") -> ScatterAccumulator:
         """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
         scalars first, then each array after its header's shape has been checked."""
-        check_keys(reader, [prefix + k for k in STATE_KEYS])
-        state = {k: reader.scalar(prefix + k) for k in ("version",) + _SCALARS}
-        if state["version"] != _STATE_VERSION:
-            raise reader._bad(f"unsupported accumulator state version {state['version']}")
-        if state["n_features"] < 1 or state["num_classes"] < 2 or state["n_rows"] < 0:
-            raise reader._bad(f"invalid sizes {({k: state[k] for k in _SCALARS})}")
-        shapes = _state_shapes(state["n_features"], state["num_classes"])
-        for k in _ARRAYS:
-            state[k] = reader.read(prefix + k, shapes[k])
+        state = read_plain_state(reader, prefix)
         try:
             return cls.from_state(state)
         except ValueError as exc:
@@ -397,7 +391,7 @@ class ScatterAccumulator:
         write_npz(path, self.get_state())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ScatterAccumulator":
+    def load(cls, path: str | os.PathLike) -> ScatterAccumulator:
         """Reads a file written by ``save``.
 
         Raises
@@ -433,14 +427,3 @@ def ranking_of(result: dict, num_classes: int, classes=None) -> LabelRanking:
         eigenvalues=result["eigenvalues"],
         shrinkage=result["shrinkage"],
     )
-
-
-def _state_shapes(d: int, c: int) -> dict:
-    return {"counts": (c,), "shifts": (c, d), "sums": (c, d), "m2": (d, d)}
-
-
-def _state_int(value, name: str) -> int:
-    arr = np.asarray(value)
-    if arr.shape != () or arr.dtype.kind not in "iu":
-        raise ValueError(f"accumulator state {name!r} must be an integer scalar, got {value!r}")
-    return int(arr)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from typing import Any, Literal, Union
+
+from numpy.typing import ArrayLike
+
 from ._accumulator import ScatterAccumulator
 from ._inputs import check_n_components, parse_shrinkage
 from ._ranking import LabelRanking
 from ._stream import StreamOptions, stream
 
 __all__ = ["rank_labels", "accumulate"]
+
+PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
 
 
 def accumulate(X, y=None, sample_weight=None, **options) -> tuple[ScatterAccumulator, object]:
@@ -17,18 +25,18 @@ def accumulate(X, y=None, sample_weight=None, **options) -> tuple[ScatterAccumul
 
 
 def rank_labels(
-    X,
-    y=None,
+    X: ArrayLike | PathArg | Iterable[Any],
+    y: ArrayLike | PathArg | None = None,
     *,
-    num_classes=None,
-    shrinkage=None,
+    num_classes: int | None = None,
+    shrinkage: Literal["oas"] | float | None = None,
     n_components: int = 1,
-    sample_weight=None,
-    chunk_size=None,
-    n_threads=None,
+    sample_weight: ArrayLike | PathArg | None = None,
+    chunk_size: int | None = None,
+    n_threads: int | None = None,
     progress: bool = False,
-    checkpoint=None,
-    checkpoint_every=None,
+    checkpoint: PathArg | None = None,
+    checkpoint_every: int | None = None,
 ) -> LabelRanking:
     """Ranks the classes of ``(X, y)`` by their centroids on the top LDA direction(s).
 
@@ -67,7 +75,8 @@ def rank_labels(
     chunk_size : int, optional
         Rows per engine call. Default: all at once for arrays in memory (the engine
         blocks internally) unless ``checkpoint`` is given; for streamed or checkpointed
-        inputs one 4096-row block per thread, at most 32 MiB. The result does not depend on it beyond rounding.
+        inputs one 4096-row block per thread, at most 32 MiB. The result does not depend
+        on it beyond rounding.
     n_threads : int, optional
         Threads for the pass and the solver's BLAS (default: all cores). Results are
         identical for every thread count.
@@ -81,14 +90,34 @@ def rank_labels(
         chunks again; the chunks already counted are read and skipped). A completed pass
         leaves a complete checkpoint that later calls reuse; delete it to start over.
     checkpoint_every : int, optional
+        Chunks between checkpoint saves (default 1; needs ``checkpoint``).
 
     Returns
     -------
     LabelRanking
+        The class order, the centroids and the eigenvalues.
+
+    Raises
+    ------
+    ValueError
+        Invalid sizes, labels, weights or shrinkage; a class without samples; a singular
+        within-class covariance without shrinkage; a checkpoint of another pass.
+    TypeError
+        Inputs of a kind or dtype that cannot be features, labels or weights.
+    FileNotFoundError
+        A path that does not exist.
     """
     parse_shrinkage(shrinkage)  # checked before the pass, not after it
     check_n_components(n_components)
-    acc, classes = accumulate(X, y, sample_weight, num_classes=num_classes,
-                              n_threads=n_threads, chunk_size=chunk_size, progress=progress,
-                              checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    acc, classes = accumulate(
+        X,
+        y,
+        sample_weight,
+        num_classes=num_classes,
+        n_threads=n_threads,
+        chunk_size=chunk_size,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+    )
     return acc.rank(shrinkage=shrinkage, n_components=n_components, classes=classes)

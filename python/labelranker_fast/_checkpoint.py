@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 import numpy as np
 
@@ -57,10 +58,12 @@ def source_fingerprint(X, y, w, n_rows: int) -> str:
     """sha256 of an array source's shape, dtype and up to 17 evenly spaced rows (with
     their labels and weights), read as one-row slices (h5py and zarr support those)."""
     digest = hashlib.sha256(f"{n_rows}".encode())
-    rows = np.unique(np.linspace(0, n_rows - 1, _SAMPLED_ROWS).astype(np.int64)) if n_rows else []
+    rows: np.ndarray | list[int] = []
+    if n_rows:
+        rows = np.unique(np.linspace(0, n_rows - 1, _SAMPLED_ROWS).astype(np.int64))
     for i in rows:
         for part in (X, y, w):
-            digest.update(b"-" if part is None else _edges(part[int(i):int(i) + 1]))
+            digest.update(b"-" if part is None else _edges(part[int(i) : int(i) + 1]))
     return digest.hexdigest()
 
 
@@ -68,14 +71,18 @@ class Identity(dict):
     """What identifies a pass: ints (``_NA`` where not applicable), flags, texts and
     the sorted classes (``classes`` may be None)."""
 
-    def differences(self, saved: "Identity") -> list[str]:
+    def differences(self, saved: Identity) -> list[str]:
         out = []
         for key, value in self.items():
             other = saved.get(key)
             if key == "classes":
                 same = (value is None and other is None) or (
-                    value is not None and other is not None and value.dtype == other.dtype
-                    and value.shape == other.shape and np.array_equal(value, other))
+                    value is not None
+                    and other is not None
+                    and value.dtype == other.dtype
+                    and value.shape == other.shape
+                    and np.array_equal(value, other)
+                )
                 if not same:
                     out.append("classes (the labels' sorted unique values)")
             elif value == _NA or value == "":
@@ -107,7 +114,9 @@ class Checkpoint:
             if diffs:
                 raise ValueError(
                     f"checkpoint {self.path!r} was written for another pass: it differs in "
-                    + "; ".join(diffs) + ". Delete it to start over")
+                    + "; ".join(diffs)
+                    + ". Delete it to start over"
+                )
             acc = ScatterAccumulator.read_state(reader, prefix="acc_")
         if acc.n_features != saved["n_features"] and saved["n_features"] != _NA:
             raise reader._bad("its statistics disagree with its n_features")
@@ -115,11 +124,19 @@ class Checkpoint:
         return acc, saved, progress
 
     def _read_fields(self, reader: NpzReader):
-        required = ("format", "version") + _INT_FIELDS + _FLAGS + _TEXT_FIELDS + \
-            _PROGRESS_INTS + _PROGRESS_FLAGS
+        required = (
+            ("format", "version")
+            + _INT_FIELDS
+            + _FLAGS
+            + _TEXT_FIELDS
+            + _PROGRESS_INTS
+            + _PROGRESS_FLAGS
+        )
         if "format" not in reader.keys and "chunks_done" in reader.keys:
-            raise reader._bad("it was written by an earlier version of labelranker_fast, "
-                              "which recorded too little to check it; delete it to start over")
+            raise reader._bad(
+                "it was written by an earlier version of labelranker_fast, "
+                "which recorded too little to check it; delete it to start over"
+            )
         check_keys(reader, required)
         if str(reader.read("format", ())) != _FORMAT:
             raise reader._bad(f"its format is not {_FORMAT!r}")
@@ -143,7 +160,7 @@ class Checkpoint:
             if len(shape) != 1:
                 raise reader._bad("classes must be 1-D")
             saved["classes"] = reader.read("classes")
-        progress = {key: reader.scalar(key) for key in _PROGRESS_INTS}
+        progress: dict[str, Any] = {key: reader.scalar(key) for key in _PROGRESS_INTS}
         progress.update({key: reader.scalar(key, "b") for key in _PROGRESS_FLAGS})
         if progress["chunks_done"] < 0:
             raise reader._bad(f"chunks_done is {progress['chunks_done']}")
@@ -155,8 +172,9 @@ class Checkpoint:
             progress["discovered"] = reader.read("discovered_classes")
         return saved, progress
 
-    def save(self, acc: ScatterAccumulator, identity: Identity, discovered=None,
-             **progress) -> None:
+    def save(
+        self, acc: ScatterAccumulator, identity: Identity, discovered=None, **progress
+    ) -> None:
         """Writes the committed statistics with ``identity`` and ``progress`` (and the
         classes discovered so far, for an iterable without ``num_classes``)."""
         arrays = {f"acc_{k}": v for k, v in acc.get_state().items()}

@@ -1,8 +1,8 @@
 """The `labelranker` command.
 
-    labelranker                      rank scikit-learn's bundled digits (a built-in demo)
-    labelranker rank X.npy y.npy     rank the classes of a features file and a labels file
-    labelranker study [--quick]      does label order matter? (needs the torch extra)
+labelranker                      rank scikit-learn's bundled digits (a built-in demo)
+labelranker rank X.npy y.npy     rank the classes of a features file and a labels file
+labelranker study [--quick]      does label order matter? (needs the torch extra)
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ def _shrinkage(text: str):
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected none, oas or a number in [0, 1], got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected none, oas or a number in [0, 1], got {text!r}"
+        ) from None
 
 
 def _print_ranking(ranking, title: str, seconds: float, out) -> None:
     print(title, file=out)
     print(
-        f"shrinkage={ranking.shrinkage:.4g}  eigenvalue(s)={np.round(ranking.eigenvalues, 4).tolist()}"
+        f"shrinkage={ranking.shrinkage:.4g}  "
+        f"eigenvalue(s)={np.round(ranking.eigenvalues, 4).tolist()}"
         f"  time={seconds * 1e3:.1f} ms",
         file=out,
     )
@@ -46,17 +49,38 @@ def _study(args) -> int:
     try:
         from .study import run_study
     except ImportError as exc:
-        print(f"labelranker: error: the study needs PyTorch ({exc}); pip install "
-              "'labelranker_fast[study]'", file=sys.stderr)
+        print(
+            f"labelranker: error: the study needs PyTorch ({exc}); pip install "
+            "'labelranker_fast[study]'",
+            file=sys.stderr,
+        )
         return 2
-    options = {k: getattr(args, k) for k in ("random_orders", "seeds", "head_seeds", "epochs",
-                                             "pretrain_epochs", "batch_size", "lr", "image_size",
-                                             "input_size")
-               if getattr(args, k) is not None}
+    options = {
+        k: getattr(args, k)
+        for k in (
+            "random_orders",
+            "seeds",
+            "head_seeds",
+            "epochs",
+            "pretrain_epochs",
+            "batch_size",
+            "lr",
+            "image_size",
+            "input_size",
+        )
+        if getattr(args, k) is not None
+    }
     if args.backbones:
         options["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())
-    out = run_study(quick=args.quick, out_dir=args.out, data=args.data, device=args.device,
-                    cache_dir=args.cache_dir, checkpoint=args.checkpoint, **options)
+    out = run_study(
+        quick=args.quick,
+        out_dir=args.out,
+        data=args.data,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        checkpoint=args.checkpoint,
+        **options,
+    )
     print(out["markdown"])
     print("wrote " + ", ".join(p for p in out["paths"].values() if p))
     return 0
@@ -94,29 +118,57 @@ def _main(argv) -> int:
     p = sub.add_parser("rank", help="rank the classes of FEATURES.npy / LABELS.npy")
     p.add_argument("features", help=".npy file of shape (n_samples, n_features)")
     p.add_argument("labels", help=".npy file of shape (n_samples,)")
-    p.add_argument("--shrinkage", type=_shrinkage, default=None,
-                   help="none (default), oas, or a number in [0, 1]")
+    p.add_argument(
+        "--shrinkage",
+        type=_shrinkage,
+        default=None,
+        help="none (default), oas, or a number in [0, 1]",
+    )
     p.add_argument("--n-components", type=int, default=1)
     p.add_argument("--output", "-o", help="write the ranking as JSON to this path")
     p.add_argument("--n-threads", type=int, default=None, help="threads (default: all cores)")
-    p.add_argument("--chunk-size", type=int, default=None,
-                   help="rows read per chunk (default: one 4096-row block per thread)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="do not show a progress bar")
-    st = sub.add_parser("study", help="rerun the label-order experiment (needs torch)",
-                        description="Fine-tunes each backbone under the sequence order, random "
-                        "orders and the Label Ranker order over several seeds, with two "
-                        "controls, and writes report.md, accuracy.png and results.json.")
-    st.add_argument("--quick", action="store_true", help="a smoke run (fewer orders, seeds, epochs)")
-    st.add_argument("--data", default="digits",
-                    help="'digits' (default, bundled) or an image folder (one sub-folder per class)")
-    st.add_argument("--backbones", default=None,
-                    help="comma-separated: scratch, mae, rotation, timm:<model name> "
-                    "(default: scratch,mae,rotation)")
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="rows read per chunk (default: one 4096-row block per thread)",
+    )
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="do not show a progress bar"
+    )
+    st = sub.add_parser(
+        "study",
+        help="rerun the label-order experiment (needs torch)",
+        description="Fine-tunes each backbone under the sequence order, random "
+        "orders and the Label Ranker order over several seeds, with two "
+        "controls, and writes report.md, accuracy.png and results.json.",
+    )
+    st.add_argument(
+        "--quick", action="store_true", help="a smoke run (fewer orders, seeds, epochs)"
+    )
+    st.add_argument(
+        "--data",
+        default="digits",
+        help="'digits' (default, bundled) or an image folder (one sub-folder per class)",
+    )
+    st.add_argument(
+        "--backbones",
+        default=None,
+        help="comma-separated: scratch, mae, rotation, timm:<model name> "
+        "(default: scratch,mae,rotation)",
+    )
     st.add_argument("--checkpoint", help="weights for a timm:<name> backbone")
-    for name, kind in (("random-orders", int), ("seeds", int), ("head-seeds", int), ("epochs", int),
-                       ("pretrain-epochs", int), ("batch-size", int), ("lr", float),
-                       ("image-size", int), ("input-size", int)):
+    for name, kind in (
+        ("random-orders", int),
+        ("seeds", int),
+        ("head-seeds", int),
+        ("epochs", int),
+        ("pretrain-epochs", int),
+        ("batch-size", int),
+        ("lr", float),
+        ("image-size", int),
+        ("input-size", int),
+    ):
         st.add_argument(f"--{name}", type=kind, default=None)
     st.add_argument("--device", default="auto")
     st.add_argument("--cache-dir", help="where pretrained weights are cached")
@@ -133,18 +185,28 @@ def _main(argv) -> int:
         # Digits has pixels that are always 0, so its within-class scatter is singular.
         ranking = rank_labels(X, y, shrinkage="oas")
         dt = time.perf_counter() - t
-        title = (f"digits (scikit-learn, bundled): {X.shape[0]} samples, {X.shape[1]} "
-                 "features, 10 classes, shrinkage='oas'")
+        title = (
+            f"digits (scikit-learn, bundled): {X.shape[0]} samples, {X.shape[1]} "
+            "features, 10 classes, shrinkage='oas'"
+        )
         _print_ranking(ranking, title, dt, sys.stdout)
         return 0
     # The files are streamed (memory-mapped, read ahead, released): never held whole.
     X = open_npy(args.features, "features")
     t = time.perf_counter()
-    ranking = rank_labels(args.features, args.labels, shrinkage=args.shrinkage,
-                          n_components=args.n_components, n_threads=args.n_threads,
-                          chunk_size=args.chunk_size, progress=args.progress)
+    ranking = rank_labels(
+        args.features,
+        args.labels,
+        shrinkage=args.shrinkage,
+        n_components=args.n_components,
+        n_threads=args.n_threads,
+        chunk_size=args.chunk_size,
+        progress=args.progress,
+    )
     dt = time.perf_counter() - t
-    title = f"{args.features}: {X.shape[0]} samples, {X.shape[1]} features, {ranking.n_classes} classes"
+    title = (
+        f"{args.features}: {X.shape[0]} samples, {X.shape[1]} features, {ranking.n_classes} classes"
+    )
     _print_ranking(ranking, title, dt, sys.stdout)
     if args.output:
         ranking.to_json(args.output)

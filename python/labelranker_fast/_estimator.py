@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._accumulator import ScatterAccumulator, ranking_of
 from ._api import accumulate
@@ -22,10 +24,10 @@ try:  # scikit-learn is optional: with it, LabelRanker is a full BaseEstimator.
     from sklearn.exceptions import NotFittedError
 except ImportError:  # pragma: no cover - exercised by the test that hides scikit-learn
 
-    class NotFittedError(ValueError, AttributeError):
+    class NotFittedError(ValueError, AttributeError):  # type: ignore[no-redef]
         """Raised when a LabelRanker is used before fit."""
 
-    class BaseEstimator:
+    class BaseEstimator:  # type: ignore[no-redef]
         """get_params/set_params as scikit-learn defines them (parameters = __init__ args)."""
 
         @classmethod
@@ -48,7 +50,7 @@ except ImportError:  # pragma: no cover - exercised by the test that hides sciki
             args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
             return f"{type(self).__name__}({args})"
 
-    class TransformerMixin:
+    class TransformerMixin:  # type: ignore[no-redef]
         def fit_transform(self, X, y=None, **fit_params):
             return self.fit(X, y, **fit_params).transform(X)
 
@@ -89,12 +91,19 @@ class LabelRanker(TransformerMixin, BaseEstimator):
     n_features_in_ : int
     """
 
-    def __init__(self, shrinkage=None, n_components=1, n_threads=None):
+    def __init__(
+        self,
+        shrinkage: Literal["oas"] | float | None = None,
+        n_components: int = 1,
+        n_threads: int | None = None,
+    ) -> None:
         self.shrinkage = shrinkage
         self.n_components = n_components
         self.n_threads = n_threads
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(
+        self, X: Any, y: ArrayLike | None = None, sample_weight: ArrayLike | None = None
+    ) -> LabelRanker:
         """Fits on all of (X, y) in one pass.
 
         Parameters
@@ -122,7 +131,13 @@ class LabelRanker(TransformerMixin, BaseEstimator):
         self.__dict__.update(self._fitted(acc, classes))  # all at once, or nothing
         return self
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        classes: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> LabelRanker:
         """Adds a chunk; the fitted attributes are refreshed once every class has samples.
 
         Parameters
@@ -148,27 +163,29 @@ class LabelRanker(TransformerMixin, BaseEstimator):
         if first:
             if classes is None:
                 raise ValueError("classes must be given on the first call to partial_fit")
-            classes = np.unique(to_numpy(classes))
-            if classes.size < 2:
+            known = np.unique(to_numpy(classes))
+            if known.size < 2:
                 raise ValueError("classes must contain at least 2 labels")
             parse_shrinkage(self.shrinkage)
             check_n_components(self.n_components)
         else:
-            if classes is not None and not np.array_equal(np.unique(to_numpy(classes)), self.classes_):
+            if classes is not None and not np.array_equal(
+                np.unique(to_numpy(classes)), self.classes_
+            ):
                 raise ValueError("classes differ from those given on the first call")
-            classes = self.classes_
+            known = self.classes_
         labels = to_numpy(y)
         if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
             raise ValueError(f"y must be 1-D with {X.shape[0]} entries, got shape {labels.shape}")
-        idx = lookup_classes(classes, labels, "y has labels not in classes")
+        idx = lookup_classes(known, labels, "y has labels not in classes")
         if first:
-            acc = ScatterAccumulator(X.shape[1], classes.size, n_threads=self.n_threads)
+            acc = ScatterAccumulator(X.shape[1], known.size, n_threads=self.n_threads)
         else:  # a copy, so a failure below leaves the fitted state and its rows unchanged
             acc = self._accumulator.copy()
         acc.update(X, idx, as_weights(sample_weight, X.shape[0]))
-        fitted = {"_accumulator": acc, "classes_": classes}
+        fitted = {"_accumulator": acc, "classes_": known}
         if np.all(acc.class_counts > 0):
-            fitted = self._fitted(acc, classes)
+            fitted = self._fitted(acc, known)
         self.__dict__.update(fitted)
         return self
 
@@ -190,7 +207,7 @@ class LabelRanker(TransformerMixin, BaseEstimator):
             "n_features_in_": acc.n_features,
         }
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Projects X onto the discriminant directions: (X - xbar_) @ scalings_."""
         if not hasattr(self, "scalings_"):
             raise NotFittedError(

@@ -56,8 +56,11 @@ def to_numpy(obj):
     from_pandas = type(obj).__module__.split(".")[0] == "pandas"
     # numpy's own conversion is exact for bools and integers; floats may have absorbed
     # big integers, strings may have absorbed numbers: those are converted again.
-    if arr.ndim == 1 and arr.dtype.kind in "fUSO" and (
-            isinstance(obj, (list, tuple)) or (from_pandas and arr.dtype.kind == "O")):
+    if (
+        arr.ndim == 1
+        and arr.dtype.kind in "fUSO"
+        and (isinstance(obj, (list, tuple)) or (from_pandas and arr.dtype.kind == "O"))
+    ):
         try:
             return _convert_objects(np.asarray(obj, dtype=object), "values")
         except (TypeError, ValueError):
@@ -115,9 +118,7 @@ def as_weights(sample_weight, n_samples: int) -> np.ndarray | None:
     if arr.ndim != 1:
         raise ValueError(f"sample_weight must be 1-D, got an array of shape {arr.shape}")
     if arr.shape[0] != n_samples:
-        raise ValueError(
-            f"sample_weight has {arr.shape[0]} entries but X has {n_samples} rows"
-        )
+        raise ValueError(f"sample_weight has {arr.shape[0]} entries but X has {n_samples} rows")
     return np.require(arr, dtype=np.float64, requirements=["C", "A"])
 
 
@@ -157,42 +158,56 @@ def _convert_objects(values: np.ndarray, name: str) -> np.ndarray:
     if "float" in kinds and len(kinds) > 1 and any(v != v for v in items if type(v) is not str):
         kinds.add("missing")  # NaN beside other kinds: pandas' missing marker
     if "missing" in kinds:
-        raise ValueError(f"{name} has missing values (None, NaN or pd.NA); drop those rows or "
-                         "give them a label")
+        raise ValueError(
+            f"{name} has missing values (None, NaN or pd.NA); drop those rows or give them a label"
+        )
     other = sorted(kinds - {"bool", "int", "float", "str", "bytes"})
     if other:
-        raise TypeError(f"{name} holds values of type {other[0]}; labels must be bools, "
-                        "integers, floats, str or bytes")
+        raise TypeError(
+            f"{name} holds values of type {other[0]}; labels must be bools, "
+            "integers, floats, str or bytes"
+        )
     if len(kinds) > 1 and not kinds <= {"bool", "int", "float"}:
-        raise TypeError(f"{name} mixes {' and '.join(sorted(kinds))} values; {_LABEL_RULE} "
-                        "(numpy would turn [1, 'a'] into the strings '1', 'a')")
+        raise TypeError(
+            f"{name} mixes {' and '.join(sorted(kinds))} values; {_LABEL_RULE} "
+            "(numpy would turn [1, 'a'] into the strings '1', 'a')"
+        )
     if kinds <= {"str", "bytes"}:
         if any(v[-1:] in ("\x00", b"\x00") for v in items):  # numpy strings drop trailing NULs
-            raise ValueError(f"{name} has labels ending in a NUL character, which numpy "
-                             "string arrays cannot hold")
+            raise ValueError(
+                f"{name} has labels ending in a NUL character, which numpy "
+                "string arrays cannot hold"
+            )
         out = np.array(items, dtype=str if "str" in kinds else bytes)
     elif kinds == {"bool"}:
         out = np.array(items, dtype=bool)
     elif "float" not in kinds:
         ints = [int(v) for v in items]
         lo, hi = (min(ints), max(ints)) if ints else (0, 0)
-        if -2**63 <= lo and hi < 2**63:
+        if -(2**63) <= lo and hi < 2**63:
             out = np.array(ints, dtype=np.int64)
         elif 0 <= lo and hi < 2**64:
             out = np.array(ints, dtype=np.uint64)
         else:
-            raise TypeError(f"{name} has integer labels from {lo} to {hi}, beyond what one "
-                            "64-bit integer dtype holds")
+            raise TypeError(
+                f"{name} has integer labels from {lo} to {hi}, beyond what one "
+                "64-bit integer dtype holds"
+            )
     else:
         try:
             out = np.array([float(v) for v in items], dtype=np.float64)
-            exact = all(int(f) == int(v) for v, f in zip(items, out.tolist())
-                        if _element_kind(type(v)) != "float")
+            exact = all(
+                int(f) == int(v)
+                for v, f in zip(items, out.tolist())
+                if _element_kind(type(v)) != "float"
+            )
         except OverflowError:  # an integer beyond float64's range
             exact = False
         if not exact:
-            raise TypeError(f"{name} mixes integers and floats, and float64 cannot hold its "
-                            "integers exactly; pass them as integers only")
+            raise TypeError(
+                f"{name} mixes integers and floats, and float64 cannot hold its "
+                "integers exactly; pass them as integers only"
+            )
     return out.reshape(values.shape)
 
 
@@ -213,14 +228,15 @@ def label_array(y, name: str = "y") -> np.ndarray:
             raise TypeError(f"{name} has dtype {arr.dtype} whose values float64 cannot hold")
         arr = wide
     if kind not in "biufUS":
-        raise TypeError(f"{name} has dtype {arr.dtype}; labels must be bools, integers, "
-                        "floats, str or bytes")
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; labels must be bools, integers, floats, str or bytes"
+        )
     if kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity (missing labels?)")
     return arr
 
 
-def exact_cast(values: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+def exact_cast(values: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray | np.bool_]:
     """``values`` (numeric) cast to int64, uint64 or float64, and where that was exact."""
     dtype, kind = np.dtype(dtype), values.dtype.kind
     if kind == "b" or (kind == "f") == (dtype.kind == "f") and np.can_cast(values.dtype, dtype):
@@ -255,8 +271,11 @@ def common_label_dtype(a: np.ndarray, b: np.ndarray, name: str = "y") -> np.dtyp
     if a.dtype == b.dtype or (ka == kb and ka in "USf"):
         return np.result_type(a.dtype, b.dtype)  # the same kind widens exactly
     if ka in "US" or kb in "US":
-        raise TypeError(f"{name} has labels of dtype {b.dtype} that cannot be compared with "
-                        f"labels of dtype {a.dtype}; {_LABEL_RULE}")
+        raise TypeError(
+            f"{name} has labels of dtype {b.dtype} that cannot be compared with "
+            f"labels of dtype {a.dtype}; {_LABEL_RULE}"
+        )
+    target: np.dtype
     if "f" in (ka, kb):
         target = np.dtype(np.float64)
     else:
@@ -266,9 +285,11 @@ def common_label_dtype(a: np.ndarray, b: np.ndarray, name: str = "y") -> np.dtyp
         big = np.dtype(np.uint64) in (_int_domain(a), _int_domain(b))  # int64 with uint64
         target = np.dtype(np.uint64 if big else np.int64)
     if not (exact_cast(a, target)[1].all() and exact_cast(b, target)[1].all()):
-        raise TypeError(f"{name} has labels of dtypes {a.dtype} and {b.dtype} that no one dtype "
-                        "holds exactly (integers beyond 2**53 beside floats, or negative "
-                        "integers beside integers above 2**63)")
+        raise TypeError(
+            f"{name} has labels of dtypes {a.dtype} and {b.dtype} that no one dtype "
+            "holds exactly (integers beyond 2**53 beside floats, or negative "
+            "integers beside integers above 2**63)"
+        )
     return target
 
 
@@ -282,8 +303,11 @@ def lookup_classes(classes, labels, unknown_message: str, name: str = "y") -> np
     classes, labels = label_array(classes, "classes"), label_array(labels, name)
     text_c, text_l = classes.dtype.kind in "US", labels.dtype.kind in "US"
     if (text_c or text_l) and classes.dtype.kind != labels.dtype.kind:
-        raise TypeError(f"{name} of dtype {labels.dtype} cannot be compared with classes of "
-                        f"dtype {classes.dtype}; {_LABEL_RULE}")
+        raise TypeError(
+            f"{name} of dtype {labels.dtype} cannot be compared with classes of "
+            f"dtype {classes.dtype}; {_LABEL_RULE}"
+        )
+    ok: np.ndarray | np.bool_
     if text_c:
         keys, values, ok = classes, labels, np.ones(labels.shape, dtype=bool)
     else:  # numbers compared exactly in the classes' domain
@@ -327,9 +351,9 @@ def check_int(value, name: str, minimum: int, maximum: int = INT64_MAX) -> int:
     ValueError naming ``name`` outside the range)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
+    if int(value) < minimum:  # int(): exact for every Integral, and typed
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if value > maximum:
+    if int(value) > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 

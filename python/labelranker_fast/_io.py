@@ -25,6 +25,10 @@ from typing import IO, Any
 import numpy as np
 
 __all__ = [
+    "STATE_KEYS",
+    "STATE_VERSION",
+    "plain_state",
+    "read_plain_state",
     "as_path",
     "atomic_write",
     "write_text",
@@ -42,7 +46,9 @@ def as_path(path, name: str = "path") -> str:
     if isinstance(path, (str, bytes, os.PathLike)):
         path = os.fsdecode(os.fspath(path))
         if not path or "\0" in path:
-            raise ValueError(f"{name} must be a non-empty path without NUL characters, got {path!r}")
+            raise ValueError(
+                f"{name} must be a non-empty path without NUL characters, got {path!r}"
+            )
         return path
     raise TypeError(f"{name} must be a str or os.PathLike path, got {type(path).__name__}")
 
@@ -159,7 +165,7 @@ class NpzReader:
             raise self._bad(f"not an .npz archive ({exc})") from None
         self.keys = {n[:-4] for n in self._zip.namelist() if n.endswith(".npy")}
 
-    def __enter__(self) -> "NpzReader":
+    def __enter__(self) -> NpzReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -188,9 +194,11 @@ class NpzReader:
             raise self._bad(f"member {key!r} has dtype {dtype}, not plain numbers or text")
         nbytes = int(np.prod(shape, dtype=object) if shape else 1) * dtype.itemsize
         if info.file_size != offset + nbytes:
-            raise self._bad(f"member {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) "
-                            f"but its archive entry holds {info.file_size - offset}: truncated "
-                            "or inconsistent")
+            raise self._bad(
+                f"member {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) "
+                f"but its archive entry holds {info.file_size - offset}: truncated "
+                "or inconsistent"
+            )
         return tuple(int(s) for s in shape), dtype
 
     def read(self, key: str, shape: tuple | None = None) -> np.ndarray:
@@ -207,8 +215,9 @@ class NpzReader:
         """A 0-d integer (or bool, with ``kinds="b"``) member as a Python value."""
         shape, dtype = self.header(key)
         if shape != () or dtype.kind not in kinds:
-            raise self._bad(f"{key!r} must be a scalar of kind {kinds!r}, got shape {shape} "
-                            f"dtype {dtype}")
+            raise self._bad(
+                f"{key!r} must be a scalar of kind {kinds!r}, got shape {shape} dtype {dtype}"
+            )
         value = self.read(key)[()]
         return bool(value) if kinds == "b" else int(value)
 
@@ -218,3 +227,64 @@ def check_keys(reader: NpzReader, required: Iterable[str]) -> None:
     missing = sorted(set(required) - reader.keys)
     if missing:
         raise reader._bad(f"it is missing {missing}")
+
+
+# ------------------------------------------------------- accumulator state
+# ScatterAccumulator.get_state(): these scalars and arrays, as plain numpy values.
+STATE_VERSION = 1
+_SCALARS = ("n_features", "num_classes", "n_rows")
+_ARRAYS = ("counts", "shifts", "sums", "m2")
+STATE_KEYS = ("version",) + _SCALARS + _ARRAYS
+
+
+def _state_shapes(d: int, c: int) -> dict:
+    return {"counts": (c,), "shifts": (c, d), "sums": (c, d), "m2": (d, d)}
+
+
+def _state_int(value, name: str) -> int:
+    arr = np.asarray(value)
+    if arr.shape != () or arr.dtype.kind not in "iu":
+        raise ValueError(f"accumulator state {name!r} must be an integer scalar, got {value!r}")
+    return int(arr)
+
+
+def plain_state(state) -> dict[str, Any]:
+    """An accumulator state (a mapping) as ints and C-contiguous float64 arrays, its
+    keys, version, dtypes and shapes checked (ValueError) before the engine sees it."""
+    if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
+        raise ValueError("state must be a mapping of arrays")
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"accumulator state is missing {missing}")
+    if _state_int(state["version"], "version") != STATE_VERSION:
+        raise ValueError(f"unsupported accumulator state version {state['version']!r}")
+    plain: dict[str, Any] = {k: _state_int(state[k], k) for k in _SCALARS}
+    # Shapes are checked here, before the engine allocates what the scalars claim.
+    shapes = _state_shapes(plain["n_features"], plain["num_classes"])
+    for k in _ARRAYS:
+        arr = np.asarray(state[k])
+        if arr.dtype.kind not in "fiu":
+            raise ValueError(f"accumulator state {k!r} must be numeric, got dtype {arr.dtype}")
+        if arr.shape != shapes[k]:
+            raise ValueError(
+                f"accumulator state {k!r} has shape {arr.shape}, expected "
+                f"{shapes[k]} for n_features={plain['n_features']}, "
+                f"num_classes={plain['num_classes']}"
+            )
+        plain[k] = np.ascontiguousarray(arr, dtype=np.float64)
+    return plain
+
+
+def read_plain_state(reader: NpzReader, prefix: str = "") -> dict[str, Any]:
+    """The ``prefix``-named state members of an open ``.npz`` file: scalars first, then
+    each array after its header's shape has been checked."""
+    check_keys(reader, [prefix + k for k in STATE_KEYS])
+    state: dict[str, Any] = {k: reader.scalar(prefix + k) for k in ("version",) + _SCALARS}
+    if state["version"] != STATE_VERSION:
+        raise reader._bad(f"unsupported accumulator state version {state['version']}")
+    if state["n_features"] < 1 or state["num_classes"] < 2 or state["n_rows"] < 0:
+        raise reader._bad(f"invalid sizes { ({k: state[k] for k in _SCALARS}) }")
+    shapes = _state_shapes(state["n_features"], state["num_classes"])
+    for k in _ARRAYS:
+        state[k] = reader.read(prefix + k, shapes[k])
+    return state

@@ -10,8 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import _pages
-from ._inputs import (as_class_indices, check_int, common_label_dtype, exact_cast,
-                      label_array, lookup_classes)
+from ._inputs import (
+    as_class_indices,
+    check_int,
+    common_label_dtype,
+    exact_cast,
+    label_array,
+    lookup_classes,
+)
 
 __all__ = ["ClassIndices", "SortedClasses", "DiscoveredClasses"]
 
@@ -68,7 +74,7 @@ class SortedClasses:
             if hi <= np.iinfo(np.int64).max and span <= max(_TABLE_SPAN, 4 * labels.size):
                 present = np.zeros(span, dtype=bool)
                 for start in range(0, labels.size, _SCAN_ROWS):
-                    part = labels[start:start + _SCAN_ROWS].astype(np.int64) - lo
+                    part = labels[start : start + _SCAN_ROWS].astype(np.int64) - lo
                     present[part] = True
                 self.classes = (np.flatnonzero(present) + lo).astype(labels.dtype)
                 if _pages.releasable(labels):  # a mapped label file: do not keep it resident

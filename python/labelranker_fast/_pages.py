@@ -19,7 +19,7 @@ import numpy as np
 __all__ = ["prefetch", "release", "releasable"]
 
 _PAGE = mmap.PAGESIZE
-_byte_bounds = getattr(getattr(np.lib, "array_utils", np), "byte_bounds")  # numpy 2 / 1
+_byte_bounds = getattr(np.lib, "array_utils", np).byte_bounds  # numpy 2 / 1
 _WILLNEED = getattr(mmap, "MADV_WILLNEED", None)
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 

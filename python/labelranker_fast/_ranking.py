@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from ._io import read_json, write_json, write_text
 from ._inputs import is_torch_tensor, label_array, lookup_classes, to_numpy
+from ._io import read_json, write_json, write_text
 
 __all__ = ["LabelRanking"]
 
 _FORMAT = "labelranker_fast/ranking"
 _VERSION = 2  # 2 records the classes' dtype; files of version 1 are still read
-_CLASS_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                 "uint64", "float16", "float32", "float64", "str", "bytes")
+_INTS = tuple(f"{u}int{bits}" for u in ("", "u") for bits in (8, 16, 32, 64))
+_CLASS_DTYPES = ("bool", *_INTS, "float16", "float32", "float64", "str", "bytes")
 _ARGMAX_HINT = "for logits or scores take .argmax(-1) first"
 
 
@@ -81,7 +81,7 @@ class LabelRanking:
     def _freeze(self) -> None:
         for a in (self.classes, self.order, self.positions, self.centroids, self.eigenvalues):
             a.flags.writeable = False
-        self._tables = {}  # torch lookup tables by device: copied there once, not per call
+        self._tables: dict[Any, Any] = {}  # torch tables by device: copied once, not per call
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -121,7 +121,7 @@ class LabelRanking:
             and self.shrinkage == other.shrinkage
         )
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking: unhashable, as numpy
 
     # ------------------------------------------------------------ remapping
     def remap(self, y):
@@ -144,10 +144,10 @@ class LabelRanking:
             return self._remap_torch(y)
         labels = label_array(y, "labels")
         if labels.ndim > 1:
-            raise ValueError(f"labels must be 0-D or 1-D, got shape {labels.shape}; "
-                             f"{_ARGMAX_HINT}")
-        index = lookup_classes(self.classes, labels, "labels not among the ranked classes",
-                               name="labels")
+            raise ValueError(f"labels must be 0-D or 1-D, got shape {labels.shape}; {_ARGMAX_HINT}")
+        index = lookup_classes(
+            self.classes, labels, "labels not among the ranked classes", name="labels"
+        )
         return self.positions[index]
 
     def unmap(self, positions):
@@ -167,10 +167,14 @@ class LabelRanking:
         """
         if is_torch_tensor(positions):
             _torch_checked(positions, "positions")
-            table = self._table(positions.device, "ranked", lambda: self._int_classes("unmap")[self.order])
+            table = self._table(
+                positions.device, "ranked", lambda: self._int_classes("unmap")[self.order]
+            )
             index = positions.long()
-            _require(((index >= 0) & (index < self.n_classes)).all(),
-                     f"positions must be in [0, {self.n_classes})")
+            _require(
+                ((index >= 0) & (index < self.n_classes)).all(),
+                f"positions must be in [0, {self.n_classes})",
+            )
             return table[index]
         pos = to_numpy(positions)
         if pos.dtype.kind not in "iu":
@@ -183,8 +187,10 @@ class LabelRanking:
         """The classes as int64 for a torch lookup table (TypeError if they are not ints)."""
         c = self.classes
         if c.dtype.kind not in "iu" or (c.dtype.kind == "u" and c.max() > np.iinfo(np.int64).max):
-            raise TypeError(f"{what} of a torch tensor needs integer classes that fit int64; "
-                            f"this ranking has classes of dtype {c.dtype}: use numpy arrays")
+            raise TypeError(
+                f"{what} of a torch tensor needs integer classes that fit int64; "
+                f"this ranking has classes of dtype {c.dtype}: use numpy arrays"
+            )
         return c.astype(np.int64)
 
     def _table(self, device, name: str, make):
@@ -200,14 +206,17 @@ class LabelRanking:
     def _remap_torch(self, y):
         _torch_checked(y, "labels")
         if y.ndim > 1:
-            raise ValueError(f"labels must be a 0-D or 1-D tensor, got shape {tuple(y.shape)}; "
-                             f"{_ARGMAX_HINT}")
+            raise ValueError(
+                f"labels must be a 0-D or 1-D tensor, got shape {tuple(y.shape)}; {_ARGMAX_HINT}"
+            )
         classes, n = self._int_classes("remap"), self.n_classes
         positions = self._table(y.device, "positions", lambda: self.positions)
         labels = y.long()
         if np.array_equal(classes, np.arange(n)):
-            _require(((labels >= 0) & (labels < n)).all(),
-                     f"labels must be among the ranked classes 0..{n - 1}")
+            _require(
+                ((labels >= 0) & (labels < n)).all(),
+                f"labels must be among the ranked classes 0..{n - 1}",
+            )
             return positions[labels]
         import torch
 
@@ -233,7 +242,7 @@ class LabelRanking:
         }
 
     @classmethod
-    def from_dict(cls, data) -> "LabelRanking":
+    def from_dict(cls, data) -> LabelRanking:
         """Validates ``data`` (as ``to_dict`` makes it; versions 1 and 2) into a ranking.
 
         Version 1 did not record the classes' dtype: its classes are read by the label rule
@@ -299,19 +308,24 @@ class LabelRanking:
                     "against folder names, and ImageFolder numbers its folders in sorted-name "
                     "order ('10' before '2'), so a map of numbers would match no folders or "
                     "the wrong ones; pass names=dataset.classes (the folder name of each "
-                    "class index), or rank the folder names themselves")
+                    "class index), or rank the folder names themselves"
+                )
             lines = [_class_name(c) for c in self.ranked_classes]
         else:
             if isinstance(names, (str, bytes)):
                 raise TypeError("names must be a sequence of folder names, not one string")
             names = list(names)
             if self.classes.dtype.kind not in "iu" or not np.array_equal(
-                    self.classes, np.arange(self.n_classes)):
-                raise ValueError("names= needs a ranking of class indices 0..C-1; this one "
-                                 f"ranks {self.classes[:5].tolist()}...")
+                self.classes, np.arange(self.n_classes)
+            ):
+                raise ValueError(
+                    "names= needs a ranking of class indices 0..C-1; this one "
+                    f"ranks {self.classes[:5].tolist()}..."
+                )
             if len(names) != self.n_classes:
-                raise ValueError(f"names has {len(names)} entries but the ranking has "
-                                 f"{self.n_classes} classes")
+                raise ValueError(
+                    f"names has {len(names)} entries but the ranking has {self.n_classes} classes"
+                )
             if not all(isinstance(n, str) for n in names):
                 raise TypeError("names must be strings (folder names)")
             lines = [str(names[c]) for c in self.order.tolist()]
@@ -319,7 +333,7 @@ class LabelRanking:
         write_text(path, "\n".join(lines) + "\n")
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "LabelRanking":
+    def from_json(cls, path: str | os.PathLike) -> LabelRanking:
         """Reads and validates a ranking written by ``to_json`` (format 1 or 2).
 
         Raises
@@ -364,8 +378,9 @@ def _classes_from_json(values, dtype):
         raise ValueError(f"classes_dtype must be one of {list(_CLASS_DTYPES)}, got {dtype!r}")
     key = dtype if dtype in _JSON_TYPES else "f" if dtype.startswith("float") else "iu"
     if not all(type(v) in _JSON_TYPES[key] for v in values):
-        raise ValueError(f"classes must all be JSON {_JSON_TYPES[key][-1].__name__}s for "
-                         f"classes_dtype {dtype!r}")
+        raise ValueError(
+            f"classes must all be JSON {_JSON_TYPES[key][-1].__name__}s for classes_dtype {dtype!r}"
+        )
     if dtype == "bytes":
         try:
             values = [v.encode("latin-1") for v in values]
@@ -385,8 +400,9 @@ def _class_name(label) -> str:
         try:
             return label.decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"bytes class {label!r} is not UTF-8 text; a class map holds "
-                             "folder names") from None
+            raise ValueError(
+                f"bytes class {label!r} is not UTF-8 text; a class map holds folder names"
+            ) from None
     return str(label)  # numpy's str: float32 0.1 is "0.1"
 
 

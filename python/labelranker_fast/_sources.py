@@ -43,7 +43,7 @@ class Chunk(NamedTuple):
     w: object  # their weights, or None
 
 
-def open_npy(path, name: str) -> np.memmap:
+def open_npy(path, name: str) -> np.ndarray:
     """A ``.npy`` file as a read-only memory map (no pickled objects allowed).
 
     A file that is truncated while it is mapped ends the process with SIGBUS when the
@@ -57,7 +57,9 @@ def open_npy(path, name: str) -> np.memmap:
     except FileNotFoundError:
         raise FileNotFoundError(f"{name}: no such file {path!r}") from None
     except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{name}: cannot read {path!r} as a .npy array: {exc or 'empty file'}") from None
+        raise ValueError(
+            f"{name}: cannot read {path!r} as a .npy array: {exc or 'empty file'}"
+        ) from None
     if not isinstance(arr, np.ndarray):  # an .npz archive
         arr.close()
         raise ValueError(f"{name}: {path!r} is an .npz archive; pass a .npy file")
@@ -123,7 +125,7 @@ class MappedSource(_Source):
         slices = list(self._slices(rows, skip))
         for i, (a, b) in enumerate(slices):
             if i + 1 < len(slices):
-                _pages.prefetch(self.X[slices[i + 1][0]:slices[i + 1][1]])
+                _pages.prefetch(self.X[slices[i + 1][0] : slices[i + 1][1]])
             yield self._chunk(a, b, self.X[a:b])
             for arr in mapped:
                 _pages.release(arr[a:b])
@@ -164,7 +166,9 @@ class IterableSource:
                         f"tuple, got {type(item).__name__}"
                         + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
                     )
-                yield Chunk(owned(item[0]), owned(item[1]), owned(item[2]) if len(item) == 3 else None)
+                yield Chunk(
+                    owned(item[0]), owned(item[1]), owned(item[2]) if len(item) == 3 else None
+                )
 
         return prefetched(read())
 

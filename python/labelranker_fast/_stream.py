@@ -51,8 +51,15 @@ def progress_bar(enabled: bool, total, desc: str, unit: str = "rows"):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "rows", file=sys.stderr,
-                dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=unit == "rows",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,17 +119,15 @@ class _Gather:
             self.idx = np.empty(self.rows, dtype=np.int64)
             self.w = None if w is None else np.empty(self.rows, dtype=np.float64)
         stop = self.filled + X.shape[0]
-        self.X[self.filled:stop] = X
-        self.idx[self.filled:stop] = idx
+        self.X[self.filled : stop] = X
+        self.idx[self.filled : stop] = idx
         if w is not None:
-            self.w[self.filled:stop] = w
+            self.w[self.filled : stop] = w
         self.filled = stop
 
     def flush(self):
         n, self.filled = self.filled, 0
         return self.X[:n], self.idx[:n], None if self.w is None else self.w[:n]
-
-
 
 
 def _identity(source, encoder, options: StreamOptions) -> Identity:
@@ -141,8 +146,9 @@ def _identity(source, encoder, options: StreamOptions) -> Identity:
         weighted=False if iterable else source.w is not None,
         rows_per_chunk=_NA if iterable else rows,
         gather_rows=rows if iterable else _NA,
-        fingerprint="" if iterable else source_fingerprint(source.X, source.y, source.w,
-                                                            source.n_rows),
+        fingerprint=""
+        if iterable
+        else source_fingerprint(source.X, source.y, source.w, source.n_rows),
         first_fingerprint="",
     )
 
@@ -153,22 +159,27 @@ class _Pass:
     def __init__(self, source, encoder, options: StreamOptions, threads: int):
         self.source, self.encoder, self.threads = source, encoder, threads
         self.iterable = isinstance(source, IterableSource)
-        self.acc = None
+        self.acc: ScatterAccumulator | None = None
         self.done, self.complete, self.wide = 0, False, False
         self.digest = hashlib.sha256()  # an iterable's chunks, as they are read
-        self.saved_fingerprint = self.first_fingerprint = None
+        self.saved_fingerprint: str | None = None
+        self.first_fingerprint: str | None = None
         self.rows = options.chunk_size
-        self.saver = None
+        self.saver: Checkpoint | None = None
         if options.checkpoint is not None:
             self.saver = Checkpoint(options.checkpoint, options.checkpoint_every or 1)
             self.identity = _identity(source, encoder, options)
             if self.saver.exists():
                 self._resume()
-        if self.rows is None and not self.iterable and (
-                self.saver is not None or not isinstance(source, ArraySource)):
+        if (
+            self.rows is None
+            and not self.iterable
+            and (self.saver is not None or not isinstance(source, ArraySource))
+        ):
             self.rows = default_chunk_rows(source.n_features, source.itemsize, threads)
 
     def _resume(self) -> None:
+        assert self.saver is not None  # called only with a checkpoint
         acc, saved, progress = self.saver.load(self.identity, self.threads)
         key = "gather_rows" if self.iterable else "rows_per_chunk"
         if self.rows is None and saved[key] != _NA:
@@ -180,23 +191,37 @@ class _Pass:
         if progress["discovered"] is not None:
             self.encoder.restore(progress["discovered"])
         if acc.num_classes != self.encoder.capacity:
-            raise ValueError(f"checkpoint {self.saver.path!r} has {acc.num_classes} class "
-                             f"slots, this pass {self.encoder.capacity}; delete it to start over")
+            raise ValueError(
+                f"checkpoint {self.saver.path!r} has {acc.num_classes} class "
+                f"slots, this pass {self.encoder.capacity}; delete it to start over"
+            )
         self.acc, self.done = acc, progress["chunks_done"]
         self.complete, self.wide = progress["complete"], progress["wide"]
 
     def save(self, complete: bool) -> None:
+        assert self.saver is not None and self.acc is not None  # a checkpointed pass
         if self.iterable:
-            self.identity.update(fingerprint=self.digest.hexdigest(),
-                                 first_fingerprint=self.first_fingerprint or "",
-                                 gather_rows=self.rows or _NA)
+            self.identity.update(
+                fingerprint=self.digest.hexdigest(),
+                first_fingerprint=self.first_fingerprint or "",
+                gather_rows=self.rows or _NA,
+            )
         else:
             self.identity["rows_per_chunk"] = self.rows
         self.identity["n_features"] = self.acc.n_features
-        discovered = getattr(self.encoder, "classes", None) if isinstance(
-            self.encoder, DiscoveredClasses) else None
-        self.saver.save(self.acc, self.identity, discovered=discovered, chunks_done=self.done,
-                        complete=complete, wide=self.wide)
+        discovered = (
+            getattr(self.encoder, "classes", None)
+            if isinstance(self.encoder, DiscoveredClasses)
+            else None
+        )
+        self.saver.save(
+            self.acc,
+            self.identity,
+            discovered=discovered,
+            chunks_done=self.done,
+            complete=complete,
+            wide=self.wide,
+        )
 
     def note_chunk(self, index: int, chunk) -> bool:
         """Fingerprints an iterable's chunk; True if it was already counted (skip it)."""
@@ -215,13 +240,23 @@ class _Pass:
         return index < self.done
 
     def _other_data(self, what: str) -> str:
-        return (f"checkpoint {self.saver.path!r} was written for another pass: {what} differ "
-                "from the interrupted pass's (shapes, dtypes or edge rows). Delete it to "
-                "start over")
+        assert self.saver is not None  # only a checkpointed pass compares data
+        return (
+            f"checkpoint {self.saver.path!r} was written for another pass: {what} differ "
+            "from the interrupted pass's (shapes, dtypes or edge rows). Delete it to "
+            "start over"
+        )
 
 
-def stream(X, y=None, sample_weight=None, options: StreamOptions = StreamOptions(), *,
-           n_features: int | None = None, allow_empty: bool = False):
+def stream(
+    X,
+    y=None,
+    sample_weight=None,
+    options: StreamOptions = StreamOptions(),
+    *,
+    n_features: int | None = None,
+    allow_empty: bool = False,
+):
     """Accumulates all rows of ``X``; returns ``(accumulator, classes)``.
 
     With ``options.num_classes`` the labels must be class indices; otherwise classes are
@@ -282,13 +317,15 @@ def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> N
         if run.acc is None:
             if n_features is not None:
                 check_n_features(X_part.shape[1], n_features)
-            run.acc = ScatterAccumulator(X_part.shape[1], run.encoder.capacity,
-                                         n_threads=run.threads)
+            run.acc = ScatterAccumulator(
+                X_part.shape[1], run.encoder.capacity, n_threads=run.threads
+            )
             stack.enter_context(run.acc.streaming_pass())
         if run.iterable:
             if gather is None:
                 run.rows = run.rows or default_chunk_rows(
-                    X_part.shape[1], X_part.dtype.itemsize, run.threads)
+                    X_part.shape[1], X_part.dtype.itemsize, run.threads
+                )
                 gather = _Gather(run.rows)
             batches = list(gather.add(X_part, idx, w_part))
         else:
@@ -304,9 +341,13 @@ def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> N
         if bar is not None:
             bar.update(n)
     if run.iterable and index + 1 < run.done:
-        raise ValueError(run._other_data(f"it yields {index + 1} chunks, fewer than the "
-                                         f"{run.done} it covers; its chunks"))
+        raise ValueError(
+            run._other_data(
+                f"it yields {index + 1} chunks, fewer than the {run.done} it covers; its chunks"
+            )
+        )
     if gather is not None and gather.filled:
+        assert run.acc is not None  # created with the first chunk, before any gathering
         _add(run.acc, run.encoder, *gather.flush())
 
 

@@ -29,7 +29,9 @@ def _block_state(X, labels, weights, classes, num_classes, n_features):
             idx = ClassIndices(num_classes).encode(labels, X.shape[0])
         else:
             idx = np.searchsorted(classes, labels)
-            if np.any(idx >= classes.size) or np.any(classes[np.minimum(idx, classes.size - 1)] != labels):
+            if np.any(idx >= classes.size) or np.any(
+                classes[np.minimum(idx, classes.size - 1)] != labels
+            ):
                 raise ValueError("y has labels that are not among the classes")
         acc.update(X, idx, weights)
     return acc.get_state()
@@ -42,8 +44,16 @@ def _merge_states(*states):
     return acc.get_state()
 
 
-def accumulate(X, y, *, num_classes=None, sample_weight=None, split_every: int = 8,
-               n_threads=None, **compute_kwargs):
+def accumulate(
+    X,
+    y,
+    *,
+    num_classes=None,
+    sample_weight=None,
+    split_every: int = 8,
+    n_threads=None,
+    **compute_kwargs,
+):
     """(ScatterAccumulator, classes) of dask array features ``X`` (n, d) and labels ``y``.
 
     ``compute_kwargs`` go to ``dask.compute`` (e.g. ``scheduler="threads"``); with a
@@ -76,11 +86,15 @@ def accumulate(X, y, *, num_classes=None, sample_weight=None, split_every: int =
         if w.shape != (n,):
             raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
         w_blocks = list(w.astype(np.float64).rechunk((X.chunks[0],)).to_delayed())
-    parts = [dask.delayed(_block_state)(xb, yb, wb, classes, num_classes, d)
-             for xb, yb, wb in zip(X.to_delayed()[:, 0], y.to_delayed(), w_blocks)]
+    parts = [
+        dask.delayed(_block_state)(xb, yb, wb, classes, num_classes, d)
+        for xb, yb, wb in zip(X.to_delayed()[:, 0], y.to_delayed(), w_blocks)
+    ]
     while len(parts) > 1:
-        parts = [dask.delayed(_merge_states)(*parts[i:i + split_every])
-                 for i in range(0, len(parts), split_every)]
+        parts = [
+            dask.delayed(_merge_states)(*parts[i : i + split_every])
+            for i in range(0, len(parts), split_every)
+        ]
     (state,) = dask.compute(parts[0], **compute_kwargs)
     acc = ScatterAccumulator.from_state(state)
     if n_threads is not None:
@@ -88,13 +102,30 @@ def accumulate(X, y, *, num_classes=None, sample_weight=None, split_every: int =
     return acc, classes
 
 
-def rank_labels(X, y, *, num_classes=None, shrinkage=None, n_components: int = 1,
-                sample_weight=None, split_every: int = 8, n_threads=None, **compute_kwargs):
+def rank_labels(
+    X,
+    y,
+    *,
+    num_classes=None,
+    shrinkage=None,
+    n_components: int = 1,
+    sample_weight=None,
+    split_every: int = 8,
+    n_threads=None,
+    **compute_kwargs,
+):
     """``labelranker_fast.rank_labels`` for ``dask.array`` inputs (see ``accumulate``)."""
     parse_shrinkage(shrinkage)
     check_n_components(n_components)
-    acc, classes = accumulate(X, y, num_classes=num_classes, sample_weight=sample_weight,
-                              split_every=split_every, n_threads=n_threads, **compute_kwargs)
+    acc, classes = accumulate(
+        X,
+        y,
+        num_classes=num_classes,
+        sample_weight=sample_weight,
+        split_every=split_every,
+        n_threads=n_threads,
+        **compute_kwargs,
+    )
     if acc.n_samples == 0:
         raise ValueError("X has no rows: nothing to rank")
     return acc.rank(shrinkage=shrinkage, n_components=n_components, classes=classes)

@@ -35,22 +35,42 @@ class BackboneSpec:
     (random weights) or "timm:<name>@<checkpoint path>" (``checkpoint`` is the default path
     for a timm backbone without one), plus the TinyViT architecture and pretraining."""
 
-    def __init__(self, kind: str, *, arch: dict, pretrain_epochs: int = 100, seed: int = 0,
-                 checkpoint: str | None = None):
+    def __init__(
+        self,
+        kind: str,
+        *,
+        arch: dict,
+        pretrain_epochs: int = 100,
+        seed: int = 0,
+        checkpoint: str | None = None,
+    ):
         if not (kind in ("scratch", *PRETEXTS) or kind.startswith("timm:")):
-            raise ValueError(f"backbone must be scratch, mae, rotation or timm:<name>[@checkpoint], "
-                             f"got {kind!r}")
+            raise ValueError(
+                f"backbone must be scratch, mae, rotation or timm:<name>[@checkpoint], got {kind!r}"
+            )
         if kind.startswith("timm:") and "@" in kind:  # timm:<name>@<checkpoint path>
             kind, checkpoint = kind.split("@", 1)
-        self.kind, self.arch, self.pretrain_epochs, self.seed = kind, dict(arch), pretrain_epochs, seed
+        self.kind, self.arch, self.pretrain_epochs, self.seed = (
+            kind,
+            dict(arch),
+            pretrain_epochs,
+            seed,
+        )
         self.checkpoint = os.path.expanduser(checkpoint) if checkpoint else None
 
     @property
     def pretraining(self) -> str:
         if self.kind.startswith("timm:"):
-            return f"checkpoint {os.path.basename(self.checkpoint)}" if self.checkpoint else "none (random init)"
-        return {"scratch": "none (random init)", "mae": "masked autoencoder (ours)",
-                "rotation": "rotation prediction (ours)"}[self.kind]
+            return (
+                f"checkpoint {os.path.basename(self.checkpoint)}"
+                if self.checkpoint
+                else "none (random init)"
+            )
+        return {
+            "scratch": "none (random init)",
+            "mae": "masked autoencoder (ours)",
+            "rotation": "rotation prediction (ours)",
+        }[self.kind]
 
     @property
     def model_name(self) -> str:
@@ -79,10 +99,11 @@ def _pretrain(spec: BackboneSpec, images: torch.Tensor, device, log, input_size=
         perm = torch.randperm(len(images), generator=gen)
         total = 0.0
         for i in range(0, len(images), batch):
-            x = images[perm[i:i + batch]].to(device)
+            x = images[perm[i : i + batch]].to(device)
             if input_size is not None and input_size != x.shape[-1]:
-                x = torch.nn.functional.interpolate(x, size=input_size, mode="bilinear",
-                                                    align_corners=False)
+                x = torch.nn.functional.interpolate(
+                    x, size=input_size, mode="bilinear", align_corners=False
+                )
             loss = task.loss(x, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -90,29 +111,44 @@ def _pretrain(spec: BackboneSpec, images: torch.Tensor, device, log, input_size=
             sched.step()
             total += float(loss.detach()) * len(x)
         if log and (epoch + 1) % max(1, spec.pretrain_epochs // 5) == 0:
-            log(f"  {spec.kind} pretraining epoch {epoch + 1}/{spec.pretrain_epochs}: "
-                f"loss {total / len(images):.4f} ({time.perf_counter() - t0:.0f} s)")
+            log(
+                f"  {spec.kind} pretraining epoch {epoch + 1}/{spec.pretrain_epochs}: "
+                f"loss {total / len(images):.4f} ({time.perf_counter() - t0:.0f} s)"
+            )
     return encoder.cpu()
 
 
-def build_backbone(spec: BackboneSpec, train_images: torch.Tensor, *, cache_dir=None,
-                   device="cpu", log=print, input_size=None):
+def build_backbone(
+    spec: BackboneSpec,
+    train_images: torch.Tensor,
+    *,
+    cache_dir=None,
+    device="cpu",
+    log=print,
+    input_size=None,
+):
     """The backbone on the CPU, pretrained (or loaded from the cache) if its kind asks;
     ``input_size``: the size batches are resized to (default: the images' own)."""
     size = input_size or train_images.shape[-1]
     if spec.kind.startswith("timm:"):
         import timm
 
-        model = timm.create_model(spec.kind[5:], pretrained=False, num_classes=0,
-                                  img_size=size, in_chans=train_images.shape[1])
+        model = timm.create_model(
+            spec.kind[5:],
+            pretrained=False,
+            num_classes=0,
+            img_size=size,
+            in_chans=train_images.shape[1],
+        )
         if spec.checkpoint:
             try:
                 state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
             except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
                 if isinstance(exc, FileNotFoundError):
                     raise
-                raise ValueError(f"checkpoint {spec.checkpoint!r} is not a readable weights "
-                                 f"file: {exc}") from None
+                raise ValueError(
+                    f"checkpoint {spec.checkpoint!r} is not a readable weights file: {exc}"
+                ) from None
             if not isinstance(state, dict):
                 raise ValueError(f"checkpoint {spec.checkpoint!r} holds no state dict")
             state = state.get("model", state)
@@ -123,17 +159,33 @@ def build_backbone(spec: BackboneSpec, train_images: torch.Tensor, *, cache_dir=
     if spec.kind == "scratch":
         torch.manual_seed(spec.seed)
         return TinyViT(**spec.arch)
-    key = json.dumps({"kind": spec.kind, "arch": spec.arch, "epochs": spec.pretrain_epochs,
-                      "seed": spec.seed, "data": _fingerprint(train_images), "size": size},
-                     sort_keys=True)
-    path = os.path.join(cache_dir or default_cache_dir(),
-                        f"{spec.kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt")
+    key = json.dumps(
+        {
+            "kind": spec.kind,
+            "arch": spec.arch,
+            "epochs": spec.pretrain_epochs,
+            "seed": spec.seed,
+            "data": _fingerprint(train_images),
+            "size": size,
+        },
+        sort_keys=True,
+    )
+    path = os.path.join(
+        cache_dir or default_cache_dir(),
+        f"{spec.kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt",
+    )
     encoder = TinyViT(**spec.arch)
     if os.path.exists(path):
         try:
             encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except (RuntimeError, OSError, EOFError, ValueError, KeyError,
-                pickle.UnpicklingError) as exc:  # a damaged cache entry is made again
+        except (
+            RuntimeError,
+            OSError,
+            EOFError,
+            ValueError,
+            KeyError,
+            pickle.UnpicklingError,
+        ) as exc:  # a damaged cache entry is made again
             if log:
                 log(f"  {spec.kind}: cached weights unreadable ({exc}); pretraining again")
             encoder = TinyViT(**spec.arch)

@@ -53,8 +53,9 @@ def _image_folder(root: str, size: int) -> ImageData:
                     arr = np.asarray(img.convert("RGB").resize((size, size)), dtype=np.float32)
                 images.append(torch.from_numpy(arr / 255.0).permute(2, 0, 1))
                 labels.append(k)
-    return ImageData(os.path.basename(os.path.normpath(root)), torch.stack(images),
-                     torch.tensor(labels), names)
+    return ImageData(
+        os.path.basename(os.path.normpath(root)), torch.stack(images), torch.tensor(labels), names
+    )
 
 
 def _torch_dataset(dataset) -> ImageData:
@@ -78,7 +79,9 @@ def load_data(data="digits", image_size: int = 32) -> ImageData:
     elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         out = _torch_dataset(data)
     else:
-        raise TypeError(f"data must be 'digits', a folder path or a torch dataset, got {type(data).__name__}")
+        raise TypeError(
+            f"data must be 'digits', a folder path or a torch dataset, got {type(data).__name__}"
+        )
     if out.images.ndim != 4 or out.images.shape[2] != out.images.shape[3]:
         raise ValueError(f"images must be square (N, C, H, W), got {tuple(out.images.shape)}")
     if out.num_classes < 2:
@@ -96,4 +99,6 @@ def stratified_split(labels: torch.Tensor, test_fraction: float = 0.3, seed: int
         n_test = max(1, int(round(test_fraction * idx.size)))
         test.append(idx[:n_test])
         train.append(idx[n_test:])
-    return torch.from_numpy(np.sort(np.concatenate(train))), torch.from_numpy(np.sort(np.concatenate(test)))
+    return torch.from_numpy(np.sort(np.concatenate(train))), torch.from_numpy(
+        np.sort(np.concatenate(test))
+    )

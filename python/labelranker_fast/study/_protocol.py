@@ -37,10 +37,10 @@ __all__ = ["StudyConfig", "QUICK", "run_protocol"]
 class StudyConfig:
     data: object = "digits"
     backbones: tuple = ("scratch", "mae", "rotation")
-    checkpoint: str | None = None        # weights for a timm:<name> backbone
+    checkpoint: str | None = None  # weights for a timm:<name> backbone
     random_orders: int = 7
     seeds: int = 3
-    head_seeds: int = 7                  # control 2: sequence order, these head seeds
+    head_seeds: int = 7  # control 2: sequence order, these head seeds
     epochs: int = 15
     warmup_epochs: int = 1
     batch_size: int = 64
@@ -49,8 +49,8 @@ class StudyConfig:
     label_smoothing: float = 0.0
     pretrain_epochs: int = 100
     arch: dict = field(default_factory=lambda: dict(patch=2, dim=48, depth=3, heads=3))
-    image_size: int = 32                 # image folders are stored at this size
-    input_size: int | None = None        # batches are resized to this (e.g. 224 for ViT-B)
+    image_size: int = 32  # image folders are stored at this size
+    input_size: int | None = None  # batches are resized to this (e.g. 224 for ViT-B)
     test_fraction: float = 0.3
     pooling: str = "avg"
     shrinkage: object = "oas"
@@ -80,10 +80,11 @@ class _Images(Dataset):
         img = self.images[i]
         if self.shift:
             dy, dx = torch.randint(0, 3, (2,)).tolist()
-            img = img[:, dy:dy + self.native, dx:dx + self.native]
+            img = img[:, dy : dy + self.native, dx : dx + self.native]
         if self.size is not None and self.size != self.native:
-            img = torch.nn.functional.interpolate(img[None], size=self.size, mode="bilinear",
-                                                  align_corners=False)[0]
+            img = torch.nn.functional.interpolate(
+                img[None], size=self.size, mode="bilinear", align_corners=False
+            )[0]
         return img, self.labels[i]
 
 
@@ -102,73 +103,124 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
     C = data.num_classes
     size = cfg.input_size or data.images.shape[-1]
     arch = dict(cfg.arch, img_size=size, channels=data.images.shape[1])
-    log(f"data: {data.name}, {len(train)} train / {len(test)} test images "
-        f"{tuple(data.images.shape[1:])}, {C} classes; device {device}")
+    log(
+        f"data: {data.name}, {len(train)} train / {len(test)} test images "
+        f"{tuple(data.images.shape[1:])}, {C} classes; device {device}"
+    )
 
     x_tr, y_tr = data.images[train], data.labels[train]
     plain_train = DataLoader(_Images(x_tr, y_tr, size=cfg.input_size), batch_size=256)
-    test_loader = DataLoader(_Images(data.images[test], data.labels[test], size=cfg.input_size),
-                             batch_size=256)
+    test_loader = DataLoader(
+        _Images(data.images[test], data.labels[test], size=cfg.input_size), batch_size=256
+    )
     perm_rng = np.random.default_rng(12345)
     random_orders = [perm_rng.permutation(C) for _ in range(cfg.random_orders)]
 
     runs, orders = [], {}
     for kind in cfg.backbones:
-        spec = BackboneSpec(kind, arch=arch, pretrain_epochs=cfg.pretrain_epochs,
-                            checkpoint=cfg.checkpoint)
+        spec = BackboneSpec(
+            kind, arch=arch, pretrain_epochs=cfg.pretrain_epochs, checkpoint=cfg.checkpoint
+        )
         log(f"backbone {kind}: {spec.pretraining}")
-        backbone = build_backbone(spec, x_tr, cache_dir=cfg.cache_dir, device=device, log=log,
-                                  input_size=cfg.input_size)
-        ranker = extract_and_rank(copy.deepcopy(backbone), plain_train, num_classes=C,
-                                  pooling=cfg.pooling, shrinkage=cfg.shrinkage, device=device,
-                                  progress=False)
+        backbone = build_backbone(
+            spec, x_tr, cache_dir=cfg.cache_dir, device=device, log=log, input_size=cfg.input_size
+        )
+        ranker = extract_and_rank(
+            copy.deepcopy(backbone),
+            plain_train,
+            num_classes=C,
+            pooling=cfg.pooling,
+            shrinkage=cfg.shrinkage,
+            device=device,
+            progress=False,
+        )
         orders[kind] = {"ranker": ranker.order.tolist()}
         log(f"  ranker order: {ranker.order.tolist()}")
         with torch.no_grad():
             probe = next(iter(plain_train))[0][:2]
             dim = int(backbone_features(backbone.eval(), probe, cfg.pooling).shape[1])
 
-        conditions = [("sequence", None, False)]
-        conditions += [(f"random {k + 1}", _order_ranking(o), False) for k, o in enumerate(random_orders)]
+        conditions: list[tuple[str, LabelRanking | None, bool]] = [("sequence", None, False)]
+        conditions += [
+            (f"random {k + 1}", _order_ranking(o), False) for k, o in enumerate(random_orders)
+        ]
         conditions += [("ranker", ranker, False)]
         if random_orders:
             conditions += [("equivalent", _order_ranking(random_orders[0]), True)]
-        jobs = [(name, rk, permute, seed, seed) for seed in range(cfg.seeds)
-                for name, rk, permute in conditions]
+        jobs = [
+            (name, rk, permute, seed, seed)
+            for seed in range(cfg.seeds)
+            for name, rk, permute in conditions
+        ]
         jobs += [("sequence", None, False, 0, h) for h in range(1, cfg.head_seeds)]
         for name, rk, permute, seed, head_seed in jobs:
             t0 = time.perf_counter()
-            acc, loss = _finetune_once(backbone, dim, x_tr, y_tr, test_loader, rk, permute,
-                                       seed, head_seed, C, cfg, device)
-            run = {"backbone": kind, "model": spec.model_name, "pretraining": spec.pretraining,
-                   "label_state": name, "seed": seed, "head_seed": head_seed,
-                   "order": (rk.order.tolist() if rk is not None else list(range(C))),
-                   "head_permuted": permute, "accuracy": acc, "final_train_loss": loss,
-                   "seconds": time.perf_counter() - t0}
+            acc, loss = _finetune_once(
+                backbone, dim, x_tr, y_tr, test_loader, rk, permute, seed, head_seed, C, cfg, device
+            )
+            run = {
+                "backbone": kind,
+                "model": spec.model_name,
+                "pretraining": spec.pretraining,
+                "label_state": name,
+                "seed": seed,
+                "head_seed": head_seed,
+                "order": (rk.order.tolist() if rk is not None else list(range(C))),
+                "head_permuted": permute,
+                "accuracy": acc,
+                "final_train_loss": loss,
+                "seconds": time.perf_counter() - t0,
+            }
             runs.append(run)
-            log(f"  {name:<11} seed {seed} head {head_seed}: accuracy {100 * acc:6.2f} % "
-                f"({run['seconds']:.1f} s)")
+            log(
+                f"  {name:<11} seed {seed} head {head_seed}: accuracy {100 * acc:6.2f} % "
+                f"({run['seconds']:.1f} s)"
+            )
     config = asdict(cfg)
     config["data"] = data.name if not isinstance(cfg.data, str) else cfg.data
-    return {"config": config, "data": {"name": data.name, "train": len(train), "test": len(test),
-                                       "classes": C, "shape": list(data.images.shape[1:])},
-            "device": str(device), "runs": runs, "orders": orders,
-            "random_orders": [o.tolist() for o in random_orders],
-            "seconds": time.perf_counter() - t_start}
+    return {
+        "config": config,
+        "data": {
+            "name": data.name,
+            "train": len(train),
+            "test": len(test),
+            "classes": C,
+            "shape": list(data.images.shape[1:]),
+        },
+        "device": str(device),
+        "runs": runs,
+        "orders": orders,
+        "random_orders": [o.tolist() for o in random_orders],
+        "seconds": time.perf_counter() - t_start,
+    }
 
 
-def _finetune_once(backbone, dim, x_tr, y_tr, test_loader, ranking, permute_head, seed,
-                   head_seed, C, cfg, device):
+def _finetune_once(
+    backbone, dim, x_tr, y_tr, test_loader, ranking, permute_head, seed, head_seed, C, cfg, device
+):
     torch.manual_seed(seed)  # augmentation shifts and any dropout: the same for every order
     clf = Classifier(copy.deepcopy(backbone), dim, C, pooling=cfg.pooling, head_seed=head_seed)
     if permute_head:  # row p starts as the sequence run's row for the class now at p
         with torch.no_grad():
             clf.head.weight.copy_(clf.head.weight[torch.from_numpy(ranking.order.copy())])
-    loader = DataLoader(_Images(x_tr, y_tr, shift=True, size=cfg.input_size),
-                        batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    result = finetune(clf, loader, num_classes=C, ranking=ranking, epochs=cfg.epochs,
-                      warmup_epochs=cfg.warmup_epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                      label_smoothing=cfg.label_smoothing, device=device, progress=False)
+    loader = DataLoader(
+        _Images(x_tr, y_tr, shift=True, size=cfg.input_size),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    result = finetune(
+        clf,
+        loader,
+        num_classes=C,
+        ranking=ranking,
+        epochs=cfg.epochs,
+        warmup_epochs=cfg.warmup_epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        label_smoothing=cfg.label_smoothing,
+        device=device,
+        progress=False,
+    )
     acc = evaluate(result.model, test_loader, ranking=ranking, num_classes=C, device=device)
     return acc["accuracy"], result.history[-1]["train_loss"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 
@@ -29,7 +28,7 @@ def order_effect_test(acc: np.ndarray, n_perm: int = 5000, seed: int = 0) -> dic
     def f_ratio(a):
         resid = a - a.mean(1, keepdims=True) - a.mean(0, keepdims=True) + a.mean()
         ss_order = s * ((a.mean(0) - a.mean()) ** 2).sum()
-        ss_resid = (resid ** 2).sum()
+        ss_resid = (resid**2).sum()
         return (ss_order / (o - 1)) / max(ss_resid / ((o - 1) * (s - 1)), 1e-300)
 
     observed = f_ratio(acc)
@@ -40,8 +39,13 @@ def order_effect_test(acc: np.ndarray, n_perm: int = 5000, seed: int = 0) -> dic
 
 def _stats(values) -> dict:
     v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
 
 
 def summarize(results: dict) -> dict:
@@ -53,29 +57,44 @@ def summarize(results: dict) -> dict:
         runs = [r for r in results["runs"] if r["backbone"] == kind]
         main = [r for r in runs if r["head_seed"] == r["seed"]]
 
-        def acc(state, seed=None):
-            return [r["accuracy"] for r in main if r["label_state"] == state
-                    and (seed is None or r["seed"] == seed)]
+        def acc(state, seed=None, main=main):  # main: this backbone's runs
+            return [
+                r["accuracy"]
+                for r in main
+                if r["label_state"] == state and (seed is None or r["seed"] == seed)
+            ]
 
-        random_states = sorted({r["label_state"] for r in main if r["label_state"].startswith("random")},
-                               key=lambda n: int(n.split()[1]))
-        per_seed = np.array([[acc("sequence", s)[0]] + [acc(n, s)[0] for n in random_states]
-                             for s in range(seeds)])
+        random_states = sorted(
+            {r["label_state"] for r in main if r["label_state"].startswith("random")},
+            key=lambda n: int(n.split()[1]),
+        )
+        per_seed = np.array(
+            [[acc("sequence", s)[0]] + [acc(n, s)[0] for n in random_states] for s in range(seeds)]
+        )
         random_all = [a for n in random_states for a in acc(n)]
         ranks = []
         for s in range(seeds):
             rk, rand = acc("ranker", s)[0], [acc(n, s)[0] for n in random_states]
             ranks.append(1 + sum(a > rk for a in rand))
-        equivalent = [{"seed": s, "sequence": acc("sequence", s)[0],
-                       "equivalent": acc("equivalent", s)[0],
-                       "random 1": acc("random 1", s)[0] if random_states else None}
-                      for s in range(seeds) if acc("equivalent", s)]
+        equivalent = [
+            {
+                "seed": s,
+                "sequence": acc("sequence", s)[0],
+                "equivalent": acc("equivalent", s)[0],
+                "random 1": acc("random 1", s)[0] if random_states else None,
+            }
+            for s in range(seeds)
+            if acc("equivalent", s)
+        ]
         head = [r["accuracy"] for r in runs if r["label_state"] == "sequence" and r["seed"] == 0]
         out[kind] = {
             "model": runs[0]["model"],
             "pretraining": runs[0]["pretraining"],
-            "conditions": {n: _stats(acc(n)) for n in ["sequence", *random_states, "ranker", "equivalent"]
-                           if acc(n)},
+            "conditions": {
+                n: _stats(acc(n))
+                for n in ["sequence", *random_states, "ranker", "equivalent"]
+                if acc(n)
+            },
             "random": _stats(random_all) if random_all else None,
             "ranker_rank": ranks,
             "n_random": len(random_states),
@@ -98,13 +117,15 @@ def _markdown(results: dict, summary: dict, plot_name: str | None) -> str:
         "# Does label order matter? Study report",
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; device: "
-        f"{results['device']} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        f"{results['device']} ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores)",
         f"- data: {d['name']}, {d['train']} train / {d['test']} test images {tuple(d['shape'])}, "
         f"{d['classes']} classes (fixed stratified split)",
         f"- fine-tuning: {cfg['epochs']} epochs, AdamW lr {cfg['lr']}, weight decay "
         f"{cfg['weight_decay']}, {cfg['warmup_epochs']} warm-up epoch(s) then cosine, batch "
         f"{cfg['batch_size']}; {cfg['seeds']} seed(s) x ({cfg['random_orders']} random orders + "
-        f"sequence + ranker + equivalent control) + {max(0, cfg['head_seeds'] - 1)} extra head seeds",
+        f"sequence + ranker + equivalent control) + {max(0, cfg['head_seeds'] - 1)} "
+        "extra head seeds",
         f"- total time: {results['seconds'] / 60:.1f} min",
         "",
         "## Accuracy (%), the paper's layout",
@@ -126,10 +147,14 @@ def _markdown(results: dict, summary: dict, plot_name: str | None) -> str:
             pre = s["pretraining"] if first else ""
             lines.append(f"| {model} | {pre} | {name} | {acc} | {avg} |")
             first = False
-    lines += ["", "## Spread over label orders", "",
-              "| Backbone | sequence | random: mean ± std | min | max | ranker | ranker's rank "
-              "among random orders (per seed) | order effect F, p |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Spread over label orders",
+        "",
+        "| Backbone | sequence | random: mean ± std | min | max | ranker | ranker's rank "
+        "among random orders (per seed) | order effect F, p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for kind, s in summary.items():
         r, c = s["random"], s["conditions"]
         oe = s["order_effect"]
@@ -137,26 +162,43 @@ def _markdown(results: dict, summary: dict, plot_name: str | None) -> str:
         ranks = ", ".join(f"{k} of {s['n_random'] + 1}" for k in s["ranker_rank"])
         lines.append(
             f"| {kind} | {_pct(c['sequence']['mean'])} | {_pct(r['mean'])} ± {_pct(r['std'])} | "
-            f"{_pct(r['min'])} | {_pct(r['max'])} | {_pct(c['ranker']['mean'])} | {ranks} | {test} |")
-    lines += ["", "The order-effect test treats seeds as blocks and permutes the orders "
-              "(sequence and random) within each seed; p is the share of permutations with an "
-              "F ratio at least as large as observed.", "",
-              "## Control 1: equivalent network", "",
-              "Random order 1 with the head's initial rows permuted the same way, so that every "
-              "class meets the initial weights it meets in the sequence run.", "",
-              "| Backbone | seed | sequence | equivalent | random 1 | equivalent − sequence |",
-              "|---|---|---|---|---|---|"]
+            f"{_pct(r['min'])} | {_pct(r['max'])} | {_pct(c['ranker']['mean'])} | {ranks} | "
+            f"{test} |"
+        )
+    lines += [
+        "",
+        "The order-effect test treats seeds as blocks and permutes the orders "
+        "(sequence and random) within each seed; p is the share of permutations with an "
+        "F ratio at least as large as observed.",
+        "",
+        "## Control 1: equivalent network",
+        "",
+        "Random order 1 with the head's initial rows permuted the same way, so that every "
+        "class meets the initial weights it meets in the sequence run.",
+        "",
+        "| Backbone | seed | sequence | equivalent | random 1 | equivalent − sequence |",
+        "|---|---|---|---|---|---|",
+    ]
     for kind, s in summary.items():
         for e in s["equivalent"]:
-            lines.append(f"| {kind} | {e['seed']} | {_pct(e['sequence'])} | {_pct(e['equivalent'])} | "
-                         f"{_pct(e['random 1'])} | {100 * (e['equivalent'] - e['sequence']):+.2f} |")
-    lines += ["", "## Control 2: head-seed spread against order spread", "",
-              "| Backbone | std over head seeds (sequence order, data seed 0) | std over orders "
-              "(seed 0: sequence + random) |", "|---|---|---|"]
+            lines.append(
+                f"| {kind} | {e['seed']} | {_pct(e['sequence'])} | {_pct(e['equivalent'])} | "
+                f"{_pct(e['random 1'])} | {100 * (e['equivalent'] - e['sequence']):+.2f} |"
+            )
+    lines += [
+        "",
+        "## Control 2: head-seed spread against order spread",
+        "",
+        "| Backbone | std over head seeds (sequence order, data seed 0) | std over orders "
+        "(seed 0: sequence + random) |",
+        "|---|---|---|",
+    ]
     for kind, s in summary.items():
         h, o = s["head_seed_spread"], s["order_spread_seed0"]
-        lines.append(f"| {kind} | {_pct(h['std']) if h else 'n/a'} (n = {h['n'] if h else 0}) | "
-                     f"{_pct(o['std']) if o else 'n/a'} (n = {o['n'] if o else 0}) |")
+        lines.append(
+            f"| {kind} | {_pct(h['std']) if h else 'n/a'} (n = {h['n'] if h else 0}) | "
+            f"{_pct(o['std']) if o else 'n/a'} (n = {o['n'] if o else 0}) |"
+        )
     if plot_name:
         lines += ["", f"![accuracy per condition]({plot_name})"]
     return "\n".join(lines) + "\n"
@@ -172,13 +214,20 @@ def _plot(results: dict, path: str) -> bool:
         return False
     kinds = list(dict.fromkeys(r["backbone"] for r in results["runs"]))
     groups = ["sequence", "random", "ranker", "equivalent", "head seeds"]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False, sharey=False)
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False, sharey=False
+    )
     rng = np.random.default_rng(0)
     for ax, kind in zip(axes[0], kinds):
         for r in (r for r in results["runs"] if r["backbone"] == kind):
             state = r["label_state"]
-            g = ("head seeds" if r["head_seed"] != r["seed"] else
-                 "random" if state.startswith("random") else state)
+            g = (
+                "head seeds"
+                if r["head_seed"] != r["seed"]
+                else "random"
+                if state.startswith("random")
+                else state
+            )
             x = groups.index(g) + rng.uniform(-0.15, 0.15)
             ax.plot(x, 100 * r["accuracy"], "o", ms=4, alpha=0.75, color=f"C{groups.index(g)}")
         ax.set_xticks(range(len(groups)), groups, rotation=30)
@@ -196,11 +245,14 @@ def write_report(results: dict, out_dir: str) -> dict:
     the summary."""
     os.makedirs(out_dir, exist_ok=True)
     summary = summarize(results)
-    paths = {"json": os.path.join(out_dir, "results.json"),
-             "markdown": os.path.join(out_dir, "report.md"),
-             "plot": os.path.join(out_dir, "accuracy.png")}
+    plot_path = os.path.join(out_dir, "accuracy.png")
+    paths: dict[str, str | None] = {
+        "json": os.path.join(out_dir, "results.json"),
+        "markdown": os.path.join(out_dir, "report.md"),
+        "plot": plot_path,
+    }
     write_json(paths["json"], {**results, "summary": summary}, allow_nan=True)
-    if not _plot(results, paths["plot"]):
+    if not _plot(results, plot_path):
         paths["plot"] = None
     text = _markdown(results, summary, "accuracy.png" if paths["plot"] else None)
     write_text(paths["markdown"], text)

@@ -18,8 +18,15 @@ __all__ = ["TinyViT", "MaskedAutoencoder", "RotationPretext"]
 
 
 def _blocks(dim: int, depth: int, heads: int) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.0,
-                                       activation="gelu", batch_first=True, norm_first=True)
+    layer = nn.TransformerEncoderLayer(
+        dim,
+        heads,
+        dim_feedforward=4 * dim,
+        dropout=0.0,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
     return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
 
 
@@ -28,8 +35,15 @@ class TinyViT(nn.Module):
 
     num_prefix_tokens = 1
 
-    def __init__(self, img_size: int = 8, patch: int = 2, channels: int = 1, dim: int = 64,
-                 depth: int = 4, heads: int = 4):
+    def __init__(
+        self,
+        img_size: int = 8,
+        patch: int = 2,
+        channels: int = 1,
+        dim: int = 64,
+        depth: int = 4,
+        heads: int = 4,
+    ):
         super().__init__()
         if img_size % patch:
             raise ValueError(f"img_size {img_size} is not a multiple of patch {patch}")
@@ -72,7 +86,7 @@ class MaskedAutoencoder(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.decoder_pos = nn.Parameter(torch.zeros(1, encoder.num_patches, decoder_dim))
         self.decoder = _blocks(decoder_dim, 1, 4)
-        self.to_pixels = nn.Linear(decoder_dim, encoder.channels * encoder.patch ** 2)
+        self.to_pixels = nn.Linear(decoder_dim, encoder.channels * encoder.patch**2)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.decoder_pos, std=0.02)
 

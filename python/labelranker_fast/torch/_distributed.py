@@ -52,10 +52,12 @@ def all_reduce_(acc: ScatterAccumulator, group=None) -> ScatterAccumulator:
     shape = torch.tensor([d, c, acc.n_samples], dtype=torch.int64, device=device)
     shapes = [torch.empty_like(shape) for _ in range(world)]
     dist.all_gather(shapes, shape, group=group)
-    shapes = [s.cpu().tolist() for s in shapes]
-    if any(s[:2] != [d, c] for s in shapes):
-        raise ValueError(f"accumulators differ across ranks (n_features, num_classes): "
-                         f"{[tuple(s[:2]) for s in shapes]}")
+    sizes = [s.cpu().tolist() for s in shapes]
+    if any(s[:2] != [d, c] for s in sizes):
+        raise ValueError(
+            f"accumulators differ across ranks (n_features, num_classes): "
+            f"{[tuple(s[:2]) for s in sizes]}"
+        )
     state = acc.get_state()
     flat = np.concatenate([state[k].ravel() for k in ("counts", "shifts", "sums", "m2")])
     mine = torch.from_numpy(flat).to(device)
@@ -63,13 +65,23 @@ def all_reduce_(acc: ScatterAccumulator, group=None) -> ScatterAccumulator:
     dist.all_gather(parts, mine, group=group)
 
     merged = ScatterAccumulator(d, c, n_threads=acc.n_threads)
-    for part, (_, _, rows) in zip(parts, shapes):
+    for part, (_, _, rows) in zip(parts, sizes):
         values = part.cpu().numpy()
         counts, rest = values[:c], values[c:]
-        shifts, sums, m2 = rest[:c * d], rest[c * d:2 * c * d], rest[2 * c * d:]
-        merged.merge(ScatterAccumulator.from_state({
-            "version": state["version"], "n_features": d, "num_classes": c, "n_rows": rows,
-            "counts": counts, "shifts": shifts.reshape(c, d), "sums": sums.reshape(c, d),
-            "m2": m2.reshape(d, d)}))
+        shifts, sums, m2 = rest[: c * d], rest[c * d : 2 * c * d], rest[2 * c * d :]
+        merged.merge(
+            ScatterAccumulator.from_state(
+                {
+                    "version": state["version"],
+                    "n_features": d,
+                    "num_classes": c,
+                    "n_rows": rows,
+                    "counts": counts,
+                    "shifts": shifts.reshape(c, d),
+                    "sums": sums.reshape(c, d),
+                    "m2": m2.reshape(d, d),
+                }
+            )
+        )
     acc.take_state_of(merged)
     return acc

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from .._api import accumulate
-from .._stream import progress_bar
 from .._inputs import check_int, check_n_components, parse_shrinkage
+from .._stream import progress_bar
 from ._device import autocast_context, is_xla, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
 from ._pooling import backbone_features, check_pooling, frozen, input_dtype
@@ -61,8 +61,9 @@ class _Feeder:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._result = None
         self._error = None
-        self._thread = threading.Thread(target=self._run, args=(num_classes, n_threads),
-                                        name="labelranker-feeder", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(num_classes, n_threads), name="labelranker-feeder", daemon=True
+        )
         self._thread.start()
 
     def _batches(self):
@@ -192,7 +193,8 @@ def extract_and_rank(
     shrinkage, n_components :
         As for ``rank_labels``.
     amp : None, bool or torch.dtype
-        Mixed precision for the forward pass (None: bfloat16 on CUDA devices that support it and on TPUs, off on CPU and the XLA CPU device).
+        Mixed precision for the forward pass (None: bfloat16 on CUDA devices that support
+        it and on TPUs, off on CPU and the XLA CPU device).
         Low-precision features are accumulated in float64 all the same.
     progress : bool
         A progress bar over batches (tqdm, on standard error).
@@ -220,14 +222,19 @@ def extract_and_rank(
     if distributed == "auto":
         from torch.utils.data.distributed import DistributedSampler
 
-        distributed = is_distributed() and isinstance(getattr(loader, "sampler", None),
-                                                      DistributedSampler)
+        distributed = is_distributed() and isinstance(
+            getattr(loader, "sampler", None), DistributedSampler
+        )
     if isinstance(model, torch.nn.Module):
         model = model.to(dev)
     dtype = input_dtype(model)
 
-    bar = progress_bar(progress, len(loader) if hasattr(loader, "__len__") else None,
-                       "extract_and_rank", unit="batch")
+    bar = progress_bar(
+        progress,
+        len(loader) if hasattr(loader, "__len__") else None,
+        "extract_and_rank",
+        unit="batch",
+    )
     if is_xla(dev):
         import torch_xla.distributed.parallel_loader as pl
 

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from .._inputs import check_int
 from .._io import as_path, atomic_write, write_json
-from .._stream import progress_bar
 from .._ranking import LabelRanking
+from .._stream import progress_bar
 from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
 from ._pooling import backbone_features, check_pooling, every_patch, frozen
@@ -42,8 +42,9 @@ __all__ = ["Classifier", "FinetuneResult", "finetune", "evaluate", "predict", "l
 class Classifier(torch.nn.Module):
     """``backbone`` -> pooled features (``pooling``) -> a fresh ``nn.Linear`` head."""
 
-    def __init__(self, backbone, feature_dim: int, num_classes: int, *, pooling="avg",
-                 head_seed: int = 0):
+    def __init__(
+        self, backbone, feature_dim: int, num_classes: int, *, pooling="avg", head_seed: int = 0
+    ):
         super().__init__()
         check_pooling(pooling)
         self.backbone = backbone
@@ -90,7 +91,9 @@ def _position_table(ranking, num_classes: int, device):
         return torch.arange(num_classes, device=device)
     if not isinstance(ranking, LabelRanking):
         raise TypeError(f"ranking must be a LabelRanking, got {type(ranking).__name__}")
-    if ranking.n_classes != num_classes or not np.array_equal(ranking.classes, np.arange(num_classes)):
+    if ranking.n_classes != num_classes or not np.array_equal(
+        ranking.classes, np.arange(num_classes)
+    ):
         raise ValueError(
             "finetune needs a ranking of the class indices 0..num_classes-1 (the loader's "
             "targets); apply RankedTarget to other labels in the dataset instead"
@@ -121,9 +124,14 @@ def _to_cpu(obj):
 
 
 def _save_checkpoint(path, model, optimizer, scheduler, epoch, history, identity) -> None:
-    state = {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
-             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": json.dumps(history),
-             "identity": json.dumps(identity, sort_keys=True)}
+    state = {
+        "model": _to_cpu(model.state_dict()),
+        "optimizer": _to_cpu(optimizer.state_dict()),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "history": json.dumps(history),
+        "identity": json.dumps(identity, sort_keys=True),
+    }
     # Atomic: a crash or Ctrl-C leaves the previous checkpoint intact.
     atomic_write(path, lambda fh: torch.save(state, fh), name="checkpoint_path")
 
@@ -136,14 +144,19 @@ def _read_checkpoint(path) -> dict:
         raise
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise ValueError(f"{path!r} is not a readable fine-tuning checkpoint: {exc}") from None
-    missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "history")
-               if not isinstance(state, dict) or k not in state]
+    missing = [
+        k
+        for k in ("model", "optimizer", "scheduler", "epoch", "history")
+        if not isinstance(state, dict) or k not in state
+    ]
     if missing:
         raise ValueError(f"{path!r} is not a fine-tuning checkpoint: it is missing {missing}")
     return state
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None, *, expect=None) -> tuple[int, list]:
+def load_checkpoint(
+    path, model, optimizer=None, scheduler=None, *, expect=None
+) -> tuple[int, list]:
     """Restores a checkpoint written by ``finetune`` (``weights_only=True``: tensors and
     plain values only), all or nothing.
 
@@ -170,16 +183,27 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, expect=None)
     state = _read_checkpoint(path)
     if expect is not None:
         if "identity" not in state:
-            raise ValueError(f"checkpoint {path!r} was written by an earlier version, which "
-                             "did not record its run; delete it to start over")
+            raise ValueError(
+                f"checkpoint {path!r} was written by an earlier version, which "
+                "did not record its run; delete it to start over"
+            )
         saved = json.loads(state["identity"])
-        diffs = [f"{k} (checkpoint: {saved.get(k)!r}, this run: {v!r})"
-                 for k, v in expect.items() if saved.get(k) != v]
+        diffs = [
+            f"{k} (checkpoint: {saved.get(k)!r}, this run: {v!r})"
+            for k, v in expect.items()
+            if saved.get(k) != v
+        ]
         if diffs:
-            raise ValueError(f"checkpoint {path!r} is of another fine-tuning run: it differs in "
-                             + "; ".join(diffs) + ". Delete it to start over")
-    parts = [(model, state["model"]), (optimizer, state["optimizer"]),
-             (scheduler, state["scheduler"])]
+            raise ValueError(
+                f"checkpoint {path!r} is of another fine-tuning run: it differs in "
+                + "; ".join(diffs)
+                + ". Delete it to start over"
+            )
+    parts = [
+        (model, state["model"]),
+        (optimizer, state["optimizer"]),
+        (scheduler, state["scheduler"]),
+    ]
     before = [(obj, copy.deepcopy(obj.state_dict())) for obj, _ in parts if obj is not None]
     try:
         for obj, saved_state in parts:
@@ -301,22 +325,32 @@ def finetune(
     steps = len(train_loader)
     optimizer = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps))
-    start, history = 0, []
-    identity = {"num_classes": num_classes, "epochs": epochs, "lr": float(lr),
-                "weight_decay": float(weight_decay), "warmup_epochs": warmup_epochs,
-                "label_smoothing": float(label_smoothing), "head_seed": int(head_seed),
-                "pooling": pooling if isinstance(pooling, str) else "callable",
-                "steps_per_epoch": steps,
-                "positions": None if ranking is None else ranking.positions.tolist()}
+        optimizer, _cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps)
+    )
+    start = 0
+    history: list[dict] = []
+    identity = {
+        "num_classes": num_classes,
+        "epochs": epochs,
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "warmup_epochs": warmup_epochs,
+        "label_smoothing": float(label_smoothing),
+        "head_seed": int(head_seed),
+        "pooling": pooling if isinstance(pooling, str) else "callable",
+        "steps_per_epoch": steps,
+        "positions": None if ranking is None else ranking.positions.tolist(),
+    }
     if checkpoint_path is not None and os.path.exists(as_path(checkpoint_path, "checkpoint_path")):
-        start, history = load_checkpoint(checkpoint_path, clf, optimizer, scheduler,
-                                         expect=identity)
+        start, history = load_checkpoint(
+            checkpoint_path, clf, optimizer, scheduler, expect=identity
+        )
     if is_xla(dev):
         import torch_xla.core.xla_model as xm
 
         step_optimizer = xm.optimizer_step
     else:
+
         def step_optimizer(opt):
             opt.step()
 
@@ -345,20 +379,25 @@ def finetune(
                 xla_sync(dev)
                 if bar is not None:
                     bar.update(1)
-            record = {"epoch": epoch + 1, "lr": lr_now,
-                      "train_loss": float(loss_sum) / max(count, 1),
-                      "train_accuracy": float(hits) / max(count, 1)}
+            record = {
+                "epoch": epoch + 1,
+                "lr": lr_now,
+                "train_loss": float(loss_sum) / max(count, 1),
+                "train_accuracy": float(hits) / max(count, 1),
+            }
             if val_loader is not None:
-                val = evaluate(clf, val_loader, ranking=ranking, num_classes=num_classes,
-                               device=dev, amp=amp)
+                val = evaluate(
+                    clf, val_loader, ranking=ranking, num_classes=num_classes, device=dev, amp=amp
+                )
                 record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
             if history_path is not None:
                 write_json(history_path, history, name="history_path", allow_nan=True)
             if checkpoint_path is not None:
-                _save_checkpoint(checkpoint_path, clf, optimizer, scheduler, epoch + 1, history,
-                                 identity)
+                _save_checkpoint(
+                    checkpoint_path, clf, optimizer, scheduler, epoch + 1, history, identity
+                )
     finally:
         if bar is not None:
             bar.close()

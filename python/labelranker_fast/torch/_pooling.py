@@ -24,7 +24,15 @@ import inspect
 
 import torch
 
-__all__ = ["POOLINGS", "backbone_features", "every_patch", "frozen", "input_dtype", "pool", "token_layout"]
+__all__ = [
+    "POOLINGS",
+    "backbone_features",
+    "every_patch",
+    "frozen",
+    "input_dtype",
+    "pool",
+    "token_layout",
+]
 
 POOLINGS = ("cls", "avg", "max", "avgmax", "head")
 
@@ -58,7 +66,11 @@ def token_layout(model) -> tuple[int, bool | None]:
     if n is not None:
         has_cls = getattr(model, "has_class_token", None)
         if has_cls is None:
-            has_cls = getattr(model, "cls_token", None) is not None if hasattr(model, "cls_token") else n > 0
+            has_cls = (
+                getattr(model, "cls_token", None) is not None
+                if hasattr(model, "cls_token")
+                else n > 0
+            )
         return int(n), bool(has_cls)
     if getattr(model, "config", None) is None:
         return 0, None
@@ -108,12 +120,16 @@ def pool(output, pooling, prefix_tokens: int = 0, class_token: bool | None = Non
                 feats = x[:, 0]
             else:
                 if x.shape[1] <= prefix_tokens:
-                    raise ValueError(f"the backbone returned {x.shape[1]} tokens, no more than "
-                                     f"its {prefix_tokens} prefix tokens: no patch tokens to pool")
+                    raise ValueError(
+                        f"the backbone returned {x.shape[1]} tokens, no more than "
+                        f"its {prefix_tokens} prefix tokens: no patch tokens to pool"
+                    )
                 feats = _reduce(x[:, prefix_tokens:], pooling, dim=1)
         elif x.ndim == 4:  # maps
             if pooling == "cls":
-                raise ValueError("pooling='cls' needs token outputs (B, T, D), got maps (B, C, H, W)")
+                raise ValueError(
+                    "pooling='cls' needs token outputs (B, T, D), got maps (B, C, H, W)"
+                )
             feats = _reduce(x.flatten(2), pooling, dim=2)
         else:
             raise ValueError(f"cannot pool a backbone output of shape {tuple(x.shape)}")
@@ -172,8 +188,11 @@ def _maskers(model) -> list:
         if not callable(getattr(m, "random_masking", None)) or getattr(m, "is_mae", True) is False:
             continue  # (a Hiera built with is_mae=False has the method but never masks)
         ratio = getattr(getattr(m, "config", None), "mask_ratio", None)
-        if (ratio is None or getattr(m, "patch_size", None) is None
-                or "noise" not in inspect.signature(m.forward).parameters):
+        if (
+            ratio is None
+            or getattr(m, "patch_size", None) is None
+            or "noise" not in inspect.signature(m.forward).parameters
+        ):
             raise ValueError(
                 f"{type(m).__name__} in this model drops a random share of its patches in "
                 "every mode, and extract_and_rank can turn that off only for ViTMAE-style "
@@ -204,7 +223,9 @@ class _EveryPatch:
         pixels = args[0] if args else kwargs["pixel_values"]
         ph, pw = _pair(module.patch_size)
         n = (pixels.shape[-2] // ph) * (pixels.shape[-1] // pw)
-        noise = torch.arange(n, dtype=torch.float32, device=pixels.device).expand(pixels.shape[0], n)
+        noise = torch.arange(n, dtype=torch.float32, device=pixels.device).expand(
+            pixels.shape[0], n
+        )
         if len(args) > 1:
             return (args[0], noise, *args[2:]), kwargs
         return args, {**kwargs, "noise": noise}

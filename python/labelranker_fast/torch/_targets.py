@@ -40,8 +40,10 @@ class RankedTarget:
 
     def __call__(self, target):
         if np.ndim(target) != 0:  # a list, an array or a tensor of several labels
-            raise ValueError(f"target must be one label, got {type(target).__name__} of "
-                             f"shape {tuple(np.shape(target))}")
+            raise ValueError(
+                f"target must be one label, got {type(target).__name__} of "
+                f"shape {tuple(np.shape(target))}"
+            )
         if is_torch_tensor(target):
             return int(self.ranking.remap(target.reshape(1))[0])
         return int(self.ranking.remap([target])[0])
@@ -63,7 +65,9 @@ class RankedDataset:
     def __getitem__(self, index):
         item = self.dataset[index]
         if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise TypeError(f"dataset items must be (input, target) pairs, got {type(item).__name__}")
+            raise TypeError(
+                f"dataset items must be (input, target) pairs, got {type(item).__name__}"
+            )
         return (item[0], self.transform(item[1]), *item[2:])
 
 
@@ -102,8 +106,9 @@ def ranked_class_to_idx(class_to_idx: dict, ranking: LabelRanking) -> dict:
         positions = ranking.remap(names)
     else:
         indices = list(class_to_idx.values())
-        if not all(isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_))
-                   for i in indices):
+        if not all(
+            isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_)) for i in indices
+        ):
             raise TypeError("class_to_idx values must be integer class indices")
         if len(set(indices)) != len(indices):  # two folders would share one position
             raise ValueError("class_to_idx gives one index to several class names")
