@@ -34,9 +34,9 @@ fi
 # and a matching torchvision), so that no test skips. Quick when they are installed.
 "$VENV/bin/python" -m pip install --quiet \
   "scikit-build-core>=0.10" "pybind11>=2.12" "cmeel-eigen>=3.4,<3.5" "scipy-openblas32>=0.3.28" \
-  numpy tqdm pytest hypothesis scipy scikit-learn matplotlib "dask[array]" distributed
+  numpy tqdm pytest hypothesis scipy scikit-learn matplotlib pandas "dask[array]" distributed
 if [ "${LRF_ASAN_TORCH:-1}" != 0 ]; then
-  "$VENV/bin/python" -m pip install --quiet timm
+  "$VENV/bin/python" -m pip install --quiet timm transformers
 fi
 
 echo "== building labelranker_fast with -fsanitize=address,undefined (build/asan)"
