@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._accumulator import ScatterAccumulator
-from ._inputs import check_int, check_n_components, parse_shrinkage
+from ._inputs import check_int, check_n_components, lookup_classes, parse_shrinkage
 from ._labels import ClassIndices
 
 __all__ = ["rank_labels", "accumulate"]
@@ -27,12 +27,8 @@ def _block_state(X, labels, weights, classes, num_classes, n_features):
     if X.shape[0]:
         if num_classes is not None:
             idx = ClassIndices(num_classes).encode(labels, X.shape[0])
-        else:
-            idx = np.searchsorted(classes, labels)
-            if np.any(idx >= classes.size) or np.any(
-                classes[np.minimum(idx, classes.size - 1)] != labels
-            ):
-                raise ValueError("y has labels that are not among the classes")
+        else:  # the label rule of the in-memory path: compared by value, exactly
+            idx = lookup_classes(classes, labels, "y has labels that are not among the classes")
         acc.update(X, idx, weights)
     return acc.get_state()
 
