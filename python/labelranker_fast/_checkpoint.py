@@ -154,22 +154,12 @@ class Checkpoint:
             if shape != () or dtype.kind != "U":
                 raise reader._bad(f"{key} must be a text scalar")
             saved[key] = str(reader.read(key))
-        saved["classes"] = None
-        if "classes" in reader.keys:
-            shape, _ = reader.header("classes")
-            if len(shape) != 1:
-                raise reader._bad("classes must be 1-D")
-            saved["classes"] = reader.read("classes")
+        saved["classes"] = _optional_vector(reader, "classes")
         progress: dict[str, Any] = {key: reader.scalar(key) for key in _PROGRESS_INTS}
         progress.update({key: reader.scalar(key, "b") for key in _PROGRESS_FLAGS})
         if progress["chunks_done"] < 0:
             raise reader._bad(f"chunks_done is {progress['chunks_done']}")
-        progress["discovered"] = None
-        if "discovered_classes" in reader.keys:
-            shape, _ = reader.header("discovered_classes")
-            if len(shape) != 1:
-                raise reader._bad("discovered_classes must be 1-D")
-            progress["discovered"] = reader.read("discovered_classes")
+        progress["discovered"] = _optional_vector(reader, "discovered_classes")
         return saved, progress
 
     def save(
@@ -194,3 +184,13 @@ class Checkpoint:
             arrays[key] = np.bool_(value) if isinstance(value, bool) else np.int64(value)
         arrays.update(format=np.str_(_FORMAT), version=np.int64(_VERSION))
         write_npz(self.path, arrays, name="checkpoint")
+
+
+def _optional_vector(reader: NpzReader, key: str) -> np.ndarray | None:
+    """A 1-D member of the checkpoint, or None where it has none."""
+    if key not in reader.keys:
+        return None
+    shape, _ = reader.header(key)
+    if len(shape) != 1:
+        raise reader._bad(f"{key} must be 1-D")
+    return reader.read(key)
