@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "as_features",
+    "as_numpy",
     "as_class_indices",
     "as_weights",
     "is_torch_tensor",
@@ -35,14 +36,10 @@ def is_torch_tensor(obj) -> bool:
     return type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "detach")
 
 
-def to_numpy(obj):
-    """A numpy view of a torch tensor (CPU: shares memory when possible), else np.asarray.
-
-    Flat Python sequences and pandas objects are converted by the label rules
-    (``label_array``) when they hold one kind of value, so ``[1, "a"]`` is not silently
-    turned into strings: such a mix, or missing values, come back as an object array for
-    the caller to refuse by name.
-    """
+def as_numpy(obj) -> np.ndarray:
+    """A numpy view of a torch tensor (CPU: shares memory when possible; half precision
+    widened to float32), else ``np.asarray``: numbers as numpy reads them (features and
+    weights; labels go through ``to_numpy``)."""
     if is_torch_tensor(obj):
         t = obj.detach()
         if t.device.type != "cpu":
@@ -50,8 +47,19 @@ def to_numpy(obj):
         if t.dtype.is_floating_point and t.dtype.itemsize < 4:  # bfloat16, float16
             t = t.float()
         return t.numpy()
-    if isinstance(obj, np.ndarray):
-        return np.asarray(obj)
+    return np.asarray(obj)
+
+
+def to_numpy(obj):
+    """Labels as a numpy array: ``as_numpy``, except for the following.
+
+    Flat Python sequences and pandas objects are converted by the label rules
+    (``label_array``) when they hold one kind of value, so ``[1, "a"]`` is not silently
+    turned into strings: such a mix, or missing values, come back as an object array for
+    the caller to refuse by name.
+    """
+    if is_torch_tensor(obj) or isinstance(obj, np.ndarray):
+        return as_numpy(obj)
     arr = np.asarray(obj)
     from_pandas = type(obj).__module__.split(".")[0] == "pandas"
     # numpy's own conversion is exact for bools and integers; floats may have absorbed
@@ -70,7 +78,7 @@ def to_numpy(obj):
 
 def as_features(X, name: str = "X") -> np.ndarray:
     """X as a 2-D C-contiguous float32 or float64 array (no copy when it already is one)."""
-    arr = to_numpy(X)
+    arr = as_numpy(X)
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name} has complex dtype {arr.dtype}; features must be real numbers")
@@ -112,7 +120,7 @@ def as_weights(sample_weight, n_samples: int) -> np.ndarray | None:
     """sample_weight as a contiguous float64 vector (finiteness and sign: the engine)."""
     if sample_weight is None:
         return None
-    arr = to_numpy(sample_weight)
+    arr = as_numpy(sample_weight)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"sample_weight must be numeric, got dtype {arr.dtype}")
     if arr.ndim != 1:
