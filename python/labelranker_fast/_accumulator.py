@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar, Literal, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _core
 from ._inputs import (
@@ -34,6 +35,8 @@ from ._ranking import LabelRanking
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
 BLOCK_ROWS: int = _core.BLOCK_ROWS  # rows a worker thread takes at a time
+PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
+Shrinkage = Union[Literal["oas"], float, None]
 
 
 class ScatterAccumulator:
@@ -55,6 +58,11 @@ class ScatterAccumulator:
         Worker threads for ``update`` (default: all cores). The statistics are
         bit-identical for every thread count: rows are processed in fixed blocks whose
         results are added in order.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A size or thread count that is not an int or is below its minimum.
 
     Examples
     --------
@@ -87,29 +95,25 @@ class ScatterAccumulator:
         obj._adopt(core)
         return obj
 
-    # ------------------------------------------------------------- updating
     def update(
         self,
-        X,
-        y=None,
-        sample_weight=None,
+        X: ArrayLike | PathArg | Iterable[Any],
+        y: ArrayLike | PathArg | None = None,
+        sample_weight: ArrayLike | PathArg | None = None,
         *,
         chunk_size: int | None = None,
         progress: bool = False,
-        checkpoint=None,
+        checkpoint: PathArg | None = None,
         checkpoint_every: int | None = None,
     ) -> ScatterAccumulator:
         """Adds rows with their class indices; all of them or, on any error, none.
 
         Parameters
         ----------
-        X : array-like of shape (n, n_features), path, array-like with row slicing, or
-            iterable of chunks
-            A numpy array, a CPU torch tensor, anything ``np.asarray`` accepts (a
-            C-contiguous float32/float64 array is used in place); or, streamed in chunks:
-            an ``np.memmap``, a ``.npy`` path, an array-like with ``shape`` and row
-            slicing (h5py, zarr), or with ``y=None`` an iterable of ``(X, y)`` or
-            ``(X, y, sample_weight)`` chunks. A producer may reuse its buffers.
+        X : array-like of shape (n, n_features), path, sliceable array-like or chunks
+            Anything ``rank_labels`` takes (a C-contiguous float32/float64 array is used
+            in place); streamed inputs are never held whole. A producer may reuse its
+            buffers.
         y : array-like of int of shape (n,) or path, optional
             Class indices in [0, num_classes). None for an iterable of chunks.
         sample_weight : array-like of shape (n,) or path, optional
@@ -176,7 +180,8 @@ class ScatterAccumulator:
     @contextlib.contextmanager
     def streaming_pass(self) -> Iterator[ScatterAccumulator]:
         """A pass: the ``update`` calls inside are committed together when the block
-        ends, or all dropped if it raises. The accumulator's lock is held throughout."""
+        ends, or all dropped if it raises. The accumulator's lock is held throughout.
+        Yields the accumulator; ValueError if a pass is already open."""
         with self._lock:
             self._core.begin_pass()
             try:
@@ -188,14 +193,15 @@ class ScatterAccumulator:
 
     def commit_so_far(self) -> None:
         """Inside ``streaming_pass``: commits what the pass added so far and goes on
-        (for a checkpoint, which saves committed statistics)."""
+        (for a checkpoint, which saves committed statistics). ValueError outside a pass."""
         with self._lock:
             self._core.commit_pass()
             self._core.begin_pass()
 
     def grow_classes(self, num_classes: int) -> None:
         """Inside or outside ``streaming_pass``: adds empty class slots up to
-        ``num_classes`` (what the pass added so far is committed first)."""
+        ``num_classes`` (what the pass added so far is committed first); ValueError when
+        ``num_classes`` (an int) is below the current count."""
         with self._lock:
             open_pass = self._core.pass_open
             if open_pass:
@@ -205,7 +211,8 @@ class ScatterAccumulator:
                 self._core.begin_pass()
 
     def release_buffers(self) -> None:
-        """Frees the work buffers ``update`` keeps between calls (not the statistics)."""
+        """Frees the work buffers ``update`` keeps between calls (not the statistics);
+        ValueError inside a pass."""
         with self._lock:
             self._core.release_buffers()
 
@@ -214,6 +221,11 @@ class ScatterAccumulator:
 
         Exact up to rounding (about 1e-13 relative in float64); a fixed merge order is
         bit-identical. ``acc.merge(acc)`` doubles every count.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a ScatterAccumulator; another shape, or sums that would overflow float64.
         """
         if not isinstance(other, ScatterAccumulator):
             raise TypeError(f"can only merge a ScatterAccumulator, got {type(other).__name__}")
@@ -223,7 +235,9 @@ class ScatterAccumulator:
         return self
 
     def take_state_of(self, other: ScatterAccumulator) -> None:
-        """Replaces this accumulator's statistics by ``other``'s (which it then shares)."""
+        """Replaces this accumulator's statistics by ``other``'s (which it then shares),
+        keeping its thread count. TypeError for anything but a ScatterAccumulator,
+        ValueError for one of another ``n_features`` or ``num_classes``."""
         if not isinstance(other, ScatterAccumulator):
             raise TypeError(f"expected a ScatterAccumulator, got {type(other).__name__}")
         first, second = sorted((self, other), key=id)
@@ -241,7 +255,6 @@ class ScatterAccumulator:
             out.n_threads = self.n_threads
         return out
 
-    # ------------------------------------------------------------ statistics
     @property
     def n_threads(self) -> int:
         """Threads used by ``update`` and by the solver's BLAS calls."""
@@ -255,10 +268,12 @@ class ScatterAccumulator:
 
     @property
     def n_features(self) -> int:
+        """Dimension d of the feature vectors."""
         return self._core.n_features
 
     @property
     def num_classes(self) -> int:
+        """Number of class slots C."""
         return self._core.num_classes
 
     @property
@@ -289,15 +304,18 @@ class ScatterAccumulator:
         with self._lock:
             return self._core.between_scatter()
 
-    # --------------------------------------------------------------- solving
-    def solve(self, shrinkage=None, n_components: int = 1) -> dict:
-        """The discriminant solution: directions, eigenvalues, centroids, order, mean."""
+    def solve(self, shrinkage: Shrinkage = None, n_components: int = 1) -> dict[str, Any]:
+        """The discriminant solution as arrays: "directions" (d, k), "eigenvalues" (k,),
+        "eigenvalue_sum", "centroids" (C, k), "order" (C,), "mean" (d,), "shrinkage".
+        Parameters and errors as for ``rank``, which makes a LabelRanking of it."""
         kind, value = parse_shrinkage(shrinkage)
         n_components = check_n_components(n_components)
         with self._lock:
             return self._core.solve(kind, value, n_components)
 
-    def rank(self, shrinkage=None, n_components: int = 1, classes=None) -> LabelRanking:
+    def rank(
+        self, shrinkage: Shrinkage = None, n_components: int = 1, classes: ArrayLike | None = None
+    ) -> LabelRanking:
         """Ranks the classes along the top ``n_components`` discriminant directions.
 
         Parameters
@@ -316,13 +334,12 @@ class ScatterAccumulator:
 
         Raises
         ------
-        ValueError
+        ValueError, TypeError
             A class without samples, a singular S without shrinkage, or statistics that
-            overflowed.
+            overflowed; a ``shrinkage`` or ``n_components`` of the wrong value or type.
         """
         return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes)
 
-    # --------------------------------------------------------- class slots
     def _with_capacity(self, num_classes: int) -> ScatterAccumulator:
         """A copy with ``num_classes`` class slots; the new ones are empty."""
         state = self.get_state()
@@ -355,8 +372,7 @@ class ScatterAccumulator:
         out.n_threads = self.n_threads
         return out
 
-    # ----------------------------------------------------------- persistence
-    def get_state(self) -> dict:
+    def get_state(self) -> dict[str, Any]:
         """The whole state as plain numpy arrays (see ``from_state``)."""
         with self._lock:
             state = self._core.get_state()
@@ -364,7 +380,7 @@ class ScatterAccumulator:
         return state
 
     @classmethod
-    def from_state(cls, state) -> ScatterAccumulator:
+    def from_state(cls, state: dict[str, Any]) -> ScatterAccumulator:
         """Rebuilds an accumulator from ``get_state()``, validated.
 
         Raises
@@ -378,29 +394,32 @@ class ScatterAccumulator:
     @classmethod
     def read_state(cls, reader: NpzReader, prefix: str = "") -> ScatterAccumulator:
         """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
-        scalars first, then each array after its header's shape has been checked."""
+        scalars first, then each array after its header's shape has been checked;
+        ValueError (naming the file) for members missing, malformed or inconsistent."""
         state = read_plain_state(reader, prefix)
         try:
             return cls.from_state(state)
         except ValueError as exc:
             raise reader._bad(str(exc)) from None
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: PathArg) -> None:
         """Writes the state to an ``.npz`` file: arrays only (no pickled code), written
-        atomically (a crash or Ctrl-C never leaves a torn file)."""
+        atomically (a crash or Ctrl-C never leaves a torn file). TypeError if ``path`` is
+        not a path; FileNotFoundError without its folder; ValueError if not writable."""
         write_npz(path, self.get_state())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ScatterAccumulator:
+    def load(cls, path: PathArg) -> ScatterAccumulator:
         """Reads a file written by ``save``.
 
         Raises
         ------
         FileNotFoundError
             No file at ``path``.
-        ValueError
+        ValueError, TypeError
             Not an accumulator file: malformed, truncated, inconsistent, or another kind
-            of file (nothing in it is executed, members it does not need are not read).
+            of file (nothing in it is executed, members it does not need are not read);
+            a ``path`` that is not a path.
         """
         with NpzReader(path, "accumulator") as reader:
             return cls.read_state(reader)

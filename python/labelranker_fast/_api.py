@@ -18,7 +18,7 @@ __all__ = ["rank_labels", "accumulate"]
 PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
 
 
-def accumulate(X, y=None, sample_weight=None, **options) -> tuple[ScatterAccumulator, object]:
+def accumulate(X, y=None, sample_weight=None, **options) -> tuple[ScatterAccumulator, Any]:
     """(ScatterAccumulator, classes) of one pass over ``X`` (any input ``rank_labels``
     takes); ``options`` are ``StreamOptions`` fields."""
     return stream(X, y, sample_weight, StreamOptions(**options))

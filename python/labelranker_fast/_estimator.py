@@ -208,7 +208,23 @@ class LabelRanker(TransformerMixin, BaseEstimator):
         }
 
     def transform(self, X: ArrayLike) -> np.ndarray:
-        """Projects X onto the discriminant directions: (X - xbar_) @ scalings_."""
+        """Projects X onto the discriminant directions: (X - xbar_) @ scalings_.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+
+        Raises
+        ------
+        NotFittedError
+            Not fitted yet (a ValueError and an AttributeError).
+        ValueError, TypeError
+            Another number of features, or values that cannot be features.
+        """
         if not hasattr(self, "scalings_"):
             raise NotFittedError(
                 "this LabelRanker is not fitted yet (call fit, or partial_fit until every "

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._inputs import is_torch_tensor, label_array, lookup_classes, to_numpy
 from ._io import read_json, write_json, write_text
@@ -17,6 +19,7 @@ _VERSION = 2  # 2 records the classes' dtype; files of version 1 are still read
 _INTS = tuple(f"{u}int{bits}" for u in ("", "u") for bits in (8, 16, 32, 64))
 _CLASS_DTYPES = ("bool", *_INTS, "float16", "float32", "float64", "str", "bytes")
 _ARGMAX_HINT = "for logits or scores take .argmax(-1) first"
+PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
 
 
 class LabelRanking:
@@ -32,8 +35,7 @@ class LabelRanking:
     centroids : array-like of float, shape (n_classes, n_components)
         Class centroids ``(mu_c - mu) @ W`` in the discriminant space.
     eigenvalues : array-like of float, shape (n_components,)
-        Eigenvalues of the discriminant directions (between-class variance over
-        within-class variance along each).
+        Of the discriminant directions (between- over within-class variance along each).
     shrinkage : float, default=0.0
         The shrinkage intensity the ranking was computed with.
 
@@ -41,11 +43,16 @@ class LabelRanking:
     ----------
     positions : ndarray of int64, shape (n_classes,)
         Inverse of ``order``: ``positions[c]`` is the head position of class index ``c``.
-    ranked_classes : ndarray of shape (n_classes,)
-        ``classes[order]``: the label sitting at each position.
     """
 
-    def __init__(self, classes, order, centroids, eigenvalues, shrinkage: float = 0.0):
+    def __init__(
+        self,
+        classes: ArrayLike,
+        order: ArrayLike,
+        centroids: ArrayLike,
+        eigenvalues: ArrayLike,
+        shrinkage: float = 0.0,
+    ) -> None:
         classes = _canonical(label_array(classes, "classes"))
         order = np.array(order)  # copies: the arrays are frozen below, not the caller's
         centroids = np.array(centroids, dtype=np.float64)
@@ -95,14 +102,17 @@ class LabelRanking:
     # ------------------------------------------------------------------ views
     @property
     def n_classes(self) -> int:
+        """Number of classes."""
         return int(self.classes.size)
 
     @property
     def n_components(self) -> int:
+        """Number of discriminant directions (centroid columns)."""
         return int(self.centroids.shape[1])
 
     @property
     def ranked_classes(self) -> np.ndarray:
+        """``classes[order]``: the label sitting at each position."""
         return self.classes[self.order]
 
     def __repr__(self) -> str:
@@ -124,7 +134,7 @@ class LabelRanking:
     __hash__ = None  # type: ignore[assignment]  # mutable-looking: unhashable, as numpy
 
     # ------------------------------------------------------------ remapping
-    def remap(self, y):
+    def remap(self, y: Any) -> Any:
         """Original labels -> head positions.
 
         Parameters
@@ -150,7 +160,7 @@ class LabelRanking:
         )
         return self.positions[index]
 
-    def unmap(self, positions):
+    def unmap(self, positions: Any) -> Any:
         """Head positions -> original labels (the inverse of ``remap``).
 
         Parameters
@@ -242,12 +252,10 @@ class LabelRanking:
         }
 
     @classmethod
-    def from_dict(cls, data) -> LabelRanking:
-        """Validates ``data`` (as ``to_dict`` makes it; versions 1 and 2) into a ranking.
-
-        Version 1 did not record the classes' dtype: its classes are read by the label rule
-        (ints, floats or strings; integers above 2**63 as uint64). Raises ValueError.
-        """
+    def from_dict(cls, data: dict[str, Any]) -> LabelRanking:
+        """The ranking ``data`` holds (as ``to_dict`` makes it), validated; ValueError if
+        not one. Version 1 did not record the classes' dtype: its classes are read by the
+        label rule (ints, floats or strings; integers above 2**63 as uint64)."""
         if not isinstance(data, dict):
             raise ValueError("a ranking must be a JSON object")
         if data.get("format") != _FORMAT:
@@ -273,27 +281,23 @@ class LabelRanking:
         except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"malformed ranking: {exc}") from exc
 
-    def to_json(self, path: str | os.PathLike) -> None:
+    def to_json(self, path: PathArg) -> None:
         """Writes the ranking as JSON, atomically (see ``labelranker_fast._io``)."""
         write_json(path, self.to_dict())
 
-    def to_class_map(self, path: str | os.PathLike, names=None) -> None:
+    def to_class_map(self, path: PathArg, names: Iterable[str] | None = None) -> None:
         """Writes a timm class-map file: line p holds the name of the class at position p.
 
-        timm's ``train.py --class-map PATH`` (and ``timm.data.create_dataset(...,
-        class_map=PATH)``) then give every image folder its ranked position as target.
-        Written atomically, UTF-8.
+        timm's ``train.py --class-map PATH`` (or ``timm.data.create_dataset(..., class_map=PATH)``)
+        then gives every image folder its ranked position as target (written atomically, UTF-8).
 
         Parameters
         ----------
-        path : path
+        path : str, os.PathLike or bytes
         names : sequence of str, optional
-            The folder name of each class index, e.g. ``ImageFolder.classes``, for a
-            ranking of class indices 0..C-1 (what ``extract_and_rank`` returns). Required
-            for integer classes: timm matches lines against folder names, so indices would
-            match nothing, or the wrong folders when the names are numbers. Other classes
-            are written as their text (str; bytes decoded as UTF-8; bools and floats with
-            ``str``).
+            Folder name of each class index (``ImageFolder.classes``) of a ranking of
+            indices 0..C-1 (``extract_and_rank``'s); required for integer classes, which
+            timm would match against folder names wrongly. Others are written as text.
 
         Raises
         ------
@@ -333,7 +337,7 @@ class LabelRanking:
         write_text(path, "\n".join(lines) + "\n")
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> LabelRanking:
+    def from_json(cls, path: PathArg) -> LabelRanking:
         """Reads and validates a ranking written by ``to_json`` (format 1 or 2).
 
         Raises
@@ -430,11 +434,8 @@ def _torch_checked(t, name: str) -> None:
 
 
 def _require(condition, message: str) -> None:
-    """ValueError(message) unless ``condition`` (a 0-D bool tensor) holds.
-
-    CPU tensors are checked on the host. CUDA tensors are checked by ``device_assert``,
-    so a training step never waits for the device; other devices (XLA, MPS) on the host.
-    """
+    """ValueError(message) unless ``condition`` (a 0-D bool tensor) holds: on the host,
+    except on CUDA (``device_assert``, so a training step never waits for the device)."""
     if condition.device.type == "cuda":
         device_assert(condition, message)
     elif not bool(condition):

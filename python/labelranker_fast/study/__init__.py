@@ -11,6 +11,8 @@ See ``_protocol`` for the protocol and the two controls, ``_report`` for the sta
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 from ._protocol import QUICK, StudyConfig, run_protocol
 from ._report import order_effect_test, summarize, write_report
@@ -18,7 +20,13 @@ from ._report import order_effect_test, summarize, write_report
 __all__ = ["run_study", "StudyConfig", "QUICK", "summarize", "order_effect_test", "write_report"]
 
 
-def run_study(*, quick: bool = False, out_dir: str = "study_results", log=print, **options) -> dict:
+def run_study(
+    *,
+    quick: bool = False,
+    out_dir: str = "study_results",
+    log: Callable[[str], Any] = print,
+    **options: Any,
+) -> dict[str, Any]:
     """Runs the study and writes ``results.json``, ``report.md`` and ``accuracy.png`` to
     ``out_dir``. ``options`` are ``StudyConfig`` fields (``data``, ``backbones``,
     ``random_orders``, ``seeds``, ``epochs``, ...); ``quick`` starts from ``QUICK``.

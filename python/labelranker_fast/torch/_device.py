@@ -24,7 +24,7 @@ def _xla_configured() -> bool:
     return bool(os.environ.get("PJRT_DEVICE")) or os.path.exists("/dev/accel0")
 
 
-def pick_device(device="auto") -> torch.device:
+def pick_device(device: torch.device | str = "auto") -> torch.device:
     """``"auto"``: an XLA device when torch_xla is importable and configured, else CUDA,
     else CPU. Anything else is passed to ``torch.device`` ("xla" gives torch_xla's)."""
     if isinstance(device, torch.device):

@@ -10,6 +10,8 @@ the same ranking.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -32,7 +34,7 @@ def _device(group):
     return torch.device("cpu")
 
 
-def all_reduce_(acc: ScatterAccumulator, group=None) -> ScatterAccumulator:
+def all_reduce_(acc: ScatterAccumulator, group: Any = None) -> ScatterAccumulator:
     """Replaces ``acc`` (in place) by the merge of every rank's accumulator in ``group``.
 
     A collective: every rank of the group must call it, with accumulators of the same

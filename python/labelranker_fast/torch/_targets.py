@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -35,10 +36,10 @@ class RankedTarget:
     only the ranking's arrays.
     """
 
-    def __init__(self, ranking: LabelRanking):
+    def __init__(self, ranking: LabelRanking) -> None:
         self.ranking = _check_ranking(ranking)
 
-    def __call__(self, target):
+    def __call__(self, target: Any) -> int:
         if np.ndim(target) != 0:  # a list, an array or a tensor of several labels
             raise ValueError(
                 f"target must be one label, got {type(target).__name__} of "
@@ -55,7 +56,7 @@ class RankedTarget:
 class RankedDataset:
     """``dataset[i] = (input, target)`` -> ``(input, position)``; other items unchanged."""
 
-    def __init__(self, dataset, ranking: LabelRanking):
+    def __init__(self, dataset: Any, ranking: LabelRanking) -> None:
         self.dataset = dataset
         self.transform = RankedTarget(ranking)
 
@@ -71,7 +72,7 @@ class RankedDataset:
         return (item[0], self.transform(item[1]), *item[2:])
 
 
-def ranked_class_to_idx(class_to_idx: dict, ranking: LabelRanking) -> dict:
+def ranked_class_to_idx(class_to_idx: dict[str, int], ranking: LabelRanking) -> dict[str, int]:
     """``{class name: ranked position}`` from an ImageFolder's ``{class name: index}``.
 
     Parameters
