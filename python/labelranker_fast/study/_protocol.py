@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ class StudyConfig:
     input_size: int | None = None  # batches are resized to this (e.g. 224 for ViT-B)
     test_fraction: float = 0.3
     pooling: str = "avg"
-    shrinkage: object = "oas"
+    shrinkage: Literal["oas"] | float | None = "oas"
     device: str = "auto"
     cache_dir: str | None = None
 

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterable, Sized
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 
+from .._accumulator import ScatterAccumulator
 from .._api import accumulate
 from .._inputs import check_int, check_n_components, parse_shrinkage
+from .._ranking import LabelRanking
 from .._stream import progress_bar
 from ._device import autocast_context, is_xla, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
@@ -155,21 +159,57 @@ def _to_device(x, dev: torch.device, dtype):
     return x, read
 
 
+@overload
 def extract_and_rank(
-    model,
-    loader,
+    model: torch.nn.Module | Callable[..., Any],
+    loader: Iterable[Any],
     *,
     num_classes: int,
-    pooling="avg",
-    device="auto",
-    shrinkage=None,
+    pooling: str | Callable[[Any], torch.Tensor] = ...,
+    device: str | torch.device = ...,
+    shrinkage: Literal["oas"] | float | None = ...,
+    n_components: int = ...,
+    amp: bool | torch.dtype | None = ...,
+    progress: bool = ...,
+    n_threads: int | None = ...,
+    return_accumulator: Literal[False] = ...,
+    distributed: Literal["auto"] | bool = ...,
+) -> LabelRanking: ...
+
+
+@overload
+def extract_and_rank(
+    model: torch.nn.Module | Callable[..., Any],
+    loader: Iterable[Any],
+    *,
+    num_classes: int,
+    pooling: str | Callable[[Any], torch.Tensor] = ...,
+    device: str | torch.device = ...,
+    shrinkage: Literal["oas"] | float | None = ...,
+    n_components: int = ...,
+    amp: bool | torch.dtype | None = ...,
+    progress: bool = ...,
+    n_threads: int | None = ...,
+    return_accumulator: Literal[True],
+    distributed: Literal["auto"] | bool = ...,
+) -> tuple[LabelRanking, ScatterAccumulator]: ...
+
+
+def extract_and_rank(
+    model: torch.nn.Module | Callable[..., Any],
+    loader: Iterable[Any],
+    *,
+    num_classes: int,
+    pooling: str | Callable[[Any], torch.Tensor] = "avg",
+    device: str | torch.device = "auto",
+    shrinkage: Literal["oas"] | float | None = None,
     n_components: int = 1,
-    amp=None,
+    amp: bool | torch.dtype | None = None,
     progress: bool = True,
-    n_threads=None,
+    n_threads: int | None = None,
     return_accumulator: bool = False,
-    distributed="auto",
-):
+    distributed: Literal["auto"] | bool = "auto",
+) -> LabelRanking | tuple[LabelRanking, ScatterAccumulator]:
     """Ranks the classes of ``loader`` by LDA on ``model``'s frozen features.
 
     Parameters
@@ -213,6 +253,16 @@ def extract_and_rank(
     Returns
     -------
     LabelRanking, or (LabelRanking, ScatterAccumulator)
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid arguments, batches or labels, a pooling the model's output does not allow
+        (``"cls"`` without a class token), masking that cannot be turned off, or a solve
+        that fails (a singular scatter without shrinkage). The model's configuration and
+        every submodule's training flag are restored, and the feeder thread is stopped.
+    KeyboardInterrupt
+        Ctrl-C, with the same clean-up.
     """
     num_classes = check_int(num_classes, "num_classes", 2)
     check_pooling(pooling)
@@ -231,7 +281,7 @@ def extract_and_rank(
 
     bar = progress_bar(
         progress,
-        len(loader) if hasattr(loader, "__len__") else None,
+        len(loader) if isinstance(loader, Sized) else None,
         "extract_and_rank",
         unit="batch",
     )
