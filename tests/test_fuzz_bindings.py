@@ -731,8 +731,13 @@ def test_core_update(data):
         n_new = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else 0
         extra = 1 if saw_double else 0
         assert state["n_rows"] == before["n_rows"] + n_new + extra
-    # Still usable.
-    acc.update(np.zeros((2, d)), np.array([0, 1], dtype=np.int64))
+    # Still usable: zero rows, unless a class is shifted so far (a row of 1e200 accepted)
+    # that a zero row's deviation squares past float64, which must then be refused.
+    try:
+        acc.update(np.zeros((2, d)), np.array([0, 1], dtype=np.int64))
+    except ValueError as exc:
+        far = float(np.abs(state["shifts"][:2]).max(initial=0.0))
+        assert "overflow" in str(exc) and far > 1e150, (exc, far)
 
 
 # --------------------------------------------- _core: the stateful machine
@@ -1440,7 +1445,7 @@ def expect_public_update(d, c, X, y, w):
     FileNotFoundError is allowed for one."""
     kinds = set()
     known = None
-    if any(isinstance(a, str) for a in (X, y, w)):
+    if any(isinstance(a, (str, bytes)) for a in (X, y, w)):  # paths (bytes ones too)
         known = ((FileNotFoundError, ValueError, TypeError), "")
     try:
         Xa = _silently(np.asarray, X)
@@ -1723,7 +1728,7 @@ def expect_public_rank_labels(X, y, num_classes, shrinkage, n_components, w, chu
         )
         if kind
     }
-    if isinstance(X, str):  # a path for the Python layer (a 0-d array's tolist())
+    if isinstance(X, (str, bytes)):  # a path for the Python layer (a 0-d array's tolist())
         Xa, n = None, None
     else:
         try:
