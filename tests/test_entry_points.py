@@ -147,7 +147,14 @@ def test_cli_ctrl_c_exits_130_without_a_traceback(tmp_path):
 
 
 def test_cli_bad_arguments_exit_2():
-    out = run_cli("rank", "a.npy")
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    out = run_cli("rank", "a.npy", "b.npy", "--shrinkage", "lots")
-    assert out.returncode == 2 and "Traceback" not in out.stderr
+    for args in (
+        ("rank", "a.npy"),
+        ("rank", "a.npy", "b.npy", "--shrinkage", "lots"),
+        ("nonsense",),
+        ("study", "--seeds", "x"),
+    ):
+        out = run_cli(*args)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1, (args, out.stderr)
+        assert lines[0].startswith("labelranker: error:") and "Traceback" not in out.stderr
+    assert run_cli("--help").returncode == 0

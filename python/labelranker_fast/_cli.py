@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import NoReturn
 
 import numpy as np
 
@@ -100,6 +101,14 @@ def main(argv=None) -> int:
         return _error(exc)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line too (``--help`` still shows usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"labelranker: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _error(exc: BaseException) -> int:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, MemoryError):
@@ -109,12 +118,12 @@ def _error(exc: BaseException) -> int:
 
 
 def _main(argv) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="labelranker",
         description="Order classification labels by LDA on features (Label Ranker). With no "
         "command, ranks scikit-learn's bundled digits data set.",
     )
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     p = sub.add_parser("rank", help="rank the classes of FEATURES.npy / LABELS.npy")
     p.add_argument("features", help=".npy file of shape (n_samples, n_features)")
     p.add_argument("labels", help=".npy file of shape (n_samples,)")
