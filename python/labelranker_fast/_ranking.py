@@ -48,6 +48,15 @@ class LabelRanking:
     ----------
     positions : ndarray of int64, shape (n_classes,)
         Inverse of ``order``: ``positions[c]`` is the head position of class index ``c``.
+
+    Raises
+    ------
+    ValueError
+        Classes not unique, fewer than 2 or NaN; ``order`` not a permutation of
+        0..n_classes-1; centroids or eigenvalues not finite or of the wrong shape; a
+        shrinkage outside [0, 1].
+    TypeError
+        Classes of a dtype the label rule refuses.
     """
 
     def __init__(
@@ -152,8 +161,15 @@ class LabelRanking:
         Returns
         -------
         ndarray of int64, or a torch.Tensor of int64 on ``y``'s device (computed there).
-        Unknown labels raise ValueError: on the host for numpy and CPU tensors, with an
-        asynchronous device-side assert (no host synchronisation) on CUDA tensors.
+
+        Raises
+        ------
+        ValueError
+            Labels not among ``classes`` or of more than one dimension: on the host for
+            numpy and CPU tensors, with an asynchronous device-side assert (no host
+            synchronisation, a RuntimeError at the next one) on CUDA tensors.
+        TypeError
+            A float or bool tensor, or a tensor for a ranking of non-integer classes.
         """
         if is_torch_tensor(y):
             return self._remap_torch(y)
@@ -179,6 +195,13 @@ class LabelRanking:
         -------
         ndarray of ``classes``' dtype, or an int64 torch.Tensor on the same device (integer
         classes only).
+
+        Raises
+        ------
+        TypeError
+            Float or bool positions; a tensor for a ranking of non-integer classes.
+        ValueError
+            Positions outside [0, n_classes) (on CUDA, a device-side assert).
         """
         if is_torch_tensor(positions):
             _torch_checked(positions, "positions")
@@ -243,7 +266,13 @@ class LabelRanking:
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        """The ranking as plain JSON types (format version 2: the classes' dtype recorded)."""
+        """The ranking as plain JSON types (format version 2: the classes' dtype recorded).
+
+        Returns
+        -------
+        dict
+            The fields ``from_dict`` reads, "format" and "version" among them.
+        """
         dtype, classes = _classes_to_json(self.classes)
         return {
             "format": _FORMAT,
@@ -260,7 +289,22 @@ class LabelRanking:
     def from_dict(cls, data: dict[str, Any]) -> LabelRanking:
         """The ranking ``data`` holds (as ``to_dict`` makes it), validated; ValueError if
         not one. Version 1 did not record the classes' dtype: its classes are read by the
-        label rule (ints, floats or strings; integers above 2**63 as uint64)."""
+        label rule (ints, floats or strings; integers above 2**63 as uint64).
+
+        Parameters
+        ----------
+        data : dict
+            As ``to_dict`` (or ``json.load`` of a ``to_json`` file) makes it.
+
+        Returns
+        -------
+        LabelRanking
+
+        Raises
+        ------
+        ValueError
+            ``data`` is not a ranking: wrong format or version, missing or malformed fields.
+        """
         if not isinstance(data, dict):
             raise ValueError("a ranking must be a JSON object")
         if data.get("format") != _FORMAT:
@@ -287,7 +331,18 @@ class LabelRanking:
             raise ValueError(f"malformed ranking: {exc}") from exc
 
     def to_json(self, path: PathArg) -> None:
-        """Writes the ranking as JSON, atomically (see ``labelranker_fast._io``)."""
+        """Writes the ranking as JSON, atomically (see ``labelranker_fast._io``).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or bytes
+            The file to write.
+
+        Raises
+        ------
+        TypeError, FileNotFoundError, ValueError
+            As ``ScatterAccumulator.save``: not a path, no such folder, not writable.
+        """
         write_json(path, self.to_dict())
 
     def to_class_map(self, path: PathArg, names: Iterable[str] | None = None) -> None:
@@ -299,6 +354,7 @@ class LabelRanking:
         Parameters
         ----------
         path : str, os.PathLike or bytes
+            The file to write.
         names : sequence of str, optional
             Folder name of each class index (``ImageFolder.classes``) of a ranking of
             indices 0..C-1 (``extract_and_rank``'s); required for integer classes, which
@@ -308,7 +364,10 @@ class LabelRanking:
         ------
         ValueError
             Integer classes without ``names``; names that are duplicated, empty, padded
-            with spaces, span lines or are not UTF-8. Nothing is written then.
+            with spaces, span lines or are not UTF-8; ``names`` for a ranking not of
+            indices 0..C-1 or of the wrong length. Nothing is written then.
+        TypeError
+            ``names`` is one string, or holds something other than strings.
         """
         if names is None:
             if self.classes.dtype.kind in "iu":
@@ -344,6 +403,15 @@ class LabelRanking:
     @classmethod
     def from_json(cls, path: PathArg) -> LabelRanking:
         """Reads and validates a ranking written by ``to_json`` (format 1 or 2).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or bytes
+            The file to read.
+
+        Returns
+        -------
+        LabelRanking
 
         Raises
         ------
