@@ -12,8 +12,9 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Literal, Union
 
+import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
@@ -22,20 +23,24 @@ from ._inputs import (
     as_features,
     as_weights,
     check_int,
+    check_n_components,
     check_n_features,
     check_threads,
     in_memory,
+    parse_shrinkage,
 )
 from ._io import STATE_KEYS, STATE_VERSION, NpzReader, plain_state, read_plain_state, write_npz
-from ._state import StateViews, grown_state, selected_state
+from ._ranking import LabelRanking
+from ._state import grown_state, ranking_of, selected_state
 
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
 BLOCK_ROWS: int = _core.BLOCK_ROWS  # rows a worker thread takes at a time
 PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
+Shrinkage = Union[Literal["oas"], float, None]
 
 
-class ScatterAccumulator(StateViews):
+class ScatterAccumulator:
     """Per-class counts and means and the pooled within-class scatter, in one pass.
 
     Statistics are kept in float64 whatever the input precision; rows are shifted by a
@@ -177,17 +182,7 @@ class ScatterAccumulator(StateViews):
     def streaming_pass(self) -> Iterator[ScatterAccumulator]:
         """A pass: the ``update`` calls inside are committed together when the block
         ends, or all dropped if it raises. The accumulator's lock is held throughout.
-
-        Yields
-        ------
-        ScatterAccumulator
-            This accumulator.
-
-        Raises
-        ------
-        ValueError
-            A pass is already open.
-        """
+        Yields the accumulator; ValueError if a pass is already open."""
         with self._lock:
             self._core.begin_pass()
             try:
@@ -199,31 +194,15 @@ class ScatterAccumulator(StateViews):
 
     def commit_so_far(self) -> None:
         """Inside ``streaming_pass``: commits what the pass added so far and goes on
-        (for a checkpoint, which saves committed statistics).
-
-        Raises
-        ------
-        ValueError
-            No pass is open.
-        """
+        (for a checkpoint, which saves committed statistics). ValueError outside a pass."""
         with self._lock:
             self._core.commit_pass()
             self._core.begin_pass()
 
     def grow_classes(self, num_classes: int) -> None:
         """Inside or outside ``streaming_pass``: adds empty class slots up to
-        ``num_classes`` (what the pass added so far is committed first).
-
-        Parameters
-        ----------
-        num_classes : int
-            The new number of class slots, at least the current one.
-
-        Raises
-        ------
-        ValueError
-            ``num_classes`` is below the current count.
-        """
+        ``num_classes`` (what the pass added so far is committed first); ValueError when
+        ``num_classes`` (an int) is below the current count."""
         with self._lock:
             open_pass = self._core.pass_open
             if open_pass:
@@ -232,20 +211,17 @@ class ScatterAccumulator(StateViews):
             if open_pass:
                 self._core.begin_pass()
 
+    def release_buffers(self) -> None:
+        """Frees the work buffers ``update`` keeps between calls (not the statistics);
+        ValueError inside a pass."""
+        with self._lock:
+            self._core.release_buffers()
+
     def merge(self, other: ScatterAccumulator) -> ScatterAccumulator:
         """Adds ``other``'s statistics to this accumulator (in place) and returns it.
 
         Exact up to rounding (about 1e-13 relative in float64); a fixed merge order is
         bit-identical. ``acc.merge(acc)`` doubles every count.
-
-        Parameters
-        ----------
-        other : ScatterAccumulator
-            Of the same ``n_features`` and ``num_classes``; left unchanged.
-
-        Returns
-        -------
-        self
 
         Raises
         ------
@@ -261,20 +237,8 @@ class ScatterAccumulator(StateViews):
 
     def take_state_of(self, other: ScatterAccumulator) -> None:
         """Replaces this accumulator's statistics by ``other``'s (which it then shares),
-        keeping its thread count.
-
-        Parameters
-        ----------
-        other : ScatterAccumulator
-            Of the same ``n_features`` and ``num_classes``.
-
-        Raises
-        ------
-        TypeError
-            ``other`` is not a ScatterAccumulator.
-        ValueError
-            ``other`` has another ``n_features`` or ``num_classes``.
-        """
+        keeping its thread count. TypeError for anything but a ScatterAccumulator,
+        ValueError for one of another ``n_features`` or ``num_classes``."""
         if not isinstance(other, ScatterAccumulator):
             raise TypeError(f"expected a ScatterAccumulator, got {type(other).__name__}")
         first, second = sorted((self, other), key=id)
@@ -286,16 +250,96 @@ class ScatterAccumulator(StateViews):
             self._core.num_threads = threads
 
     def copy(self) -> ScatterAccumulator:
-        """An independent accumulator with the same statistics and thread count.
-
-        Returns
-        -------
-        ScatterAccumulator
-        """
+        """An independent accumulator with the same statistics and thread count."""
         with self._lock:
             out = type(self).from_state(self.get_state())
             out.n_threads = self.n_threads
         return out
+
+    @property
+    def n_threads(self) -> int:
+        """Threads used by ``update`` and by the solver's BLAS calls."""
+        return self._core.num_threads
+
+    @n_threads.setter
+    def n_threads(self, value: int) -> None:
+        value = check_threads(value)
+        with self._lock:
+            self._core.num_threads = value
+
+    @property
+    def n_features(self) -> int:
+        """Dimension d of the feature vectors."""
+        return self._core.n_features
+
+    @property
+    def num_classes(self) -> int:
+        """Number of class slots C."""
+        return self._core.num_classes
+
+    @property
+    def n_samples(self) -> int:
+        """Number of rows accumulated (whatever their weights)."""
+        with self._lock:
+            return self._core.n_rows
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """(C,) float64 weighted counts n_k (the row counts when unweighted)."""
+        with self._lock:
+            return self._core.counts
+
+    @property
+    def class_means(self) -> np.ndarray:
+        """(C, d) float64 class means; rows of classes without samples are NaN."""
+        with self._lock:
+            return self._core.class_means()
+
+    def within_scatter(self) -> np.ndarray:
+        """(d, d) S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T."""
+        with self._lock:
+            return self._core.within_scatter()
+
+    def between_scatter(self) -> np.ndarray:
+        """(d, d) S_b = sum_k n_k (mu_k - mu)(mu_k - mu)^T."""
+        with self._lock:
+            return self._core.between_scatter()
+
+    def solve(self, shrinkage: Shrinkage = None, n_components: int = 1) -> dict[str, Any]:
+        """The discriminant solution as arrays: "directions" (d, k), "eigenvalues" (k,),
+        "eigenvalue_sum", "centroids" (C, k), "order" (C,), "mean" (d,), "shrinkage".
+        Parameters and errors as for ``rank``, which makes a LabelRanking of it."""
+        kind, value = parse_shrinkage(shrinkage)
+        n_components = check_n_components(n_components)
+        with self._lock:
+            return self._core.solve(kind, value, n_components)
+
+    def rank(
+        self, shrinkage: Shrinkage = None, n_components: int = 1, classes: ArrayLike | None = None
+    ) -> LabelRanking:
+        """Ranks the classes along the top ``n_components`` discriminant directions.
+
+        Parameters
+        ----------
+        shrinkage : None, "oas" or float in [0, 1]
+            Regularisation of the within-class covariance S = S_w / N towards
+            (tr S / d) I. None fails (naming shrinkage) when S is singular.
+        n_components : int
+            Number of discriminant directions, at most min(C - 1, d).
+        classes : array-like of shape (C,), optional
+            Labels to report for the class indices (default: 0..C-1).
+
+        Returns
+        -------
+        LabelRanking
+
+        Raises
+        ------
+        ValueError, TypeError
+            A class without samples, a singular S without shrinkage, or statistics that
+            overflowed; a ``shrinkage`` or ``n_components`` of the wrong value or type.
+        """
+        return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes)
 
     def _with_capacity(self, num_classes: int) -> ScatterAccumulator:
         """A copy with ``num_classes`` class slots; the new ones are empty."""
@@ -312,13 +356,7 @@ class ScatterAccumulator(StateViews):
         return out
 
     def get_state(self) -> dict[str, Any]:
-        """The whole state as plain numpy arrays (see ``from_state``).
-
-        Returns
-        -------
-        dict
-            The state's arrays and scalars by name, with its format "version".
-        """
+        """The whole state as plain numpy arrays (see ``from_state``)."""
         with self._lock:
             state = self._core.get_state()
         state["version"] = STATE_VERSION
@@ -327,15 +365,6 @@ class ScatterAccumulator(StateViews):
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ScatterAccumulator:
         """Rebuilds an accumulator from ``get_state()``, validated.
-
-        Parameters
-        ----------
-        state : dict
-            As ``get_state`` returns it.
-
-        Returns
-        -------
-        ScatterAccumulator
 
         Raises
         ------
@@ -348,24 +377,8 @@ class ScatterAccumulator(StateViews):
     @classmethod
     def read_state(cls, reader: NpzReader, prefix: str = "") -> ScatterAccumulator:
         """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
-        scalars first, then each array after its header's shape has been checked.
-
-        Parameters
-        ----------
-        reader : NpzReader
-            The open file.
-        prefix : str, default=""
-            Prefix of the members' names.
-
-        Returns
-        -------
-        ScatterAccumulator
-
-        Raises
-        ------
-        ValueError
-            Members missing, malformed or inconsistent (naming the file).
-        """
+        scalars first, then each array after its header's shape has been checked;
+        ValueError (naming the file) for members missing, malformed or inconsistent."""
         state = read_plain_state(reader, prefix)
         try:
             return cls.from_state(state)
@@ -374,36 +387,13 @@ class ScatterAccumulator(StateViews):
 
     def save(self, path: PathArg) -> None:
         """Writes the state to an ``.npz`` file: arrays only (no pickled code), written
-        atomically (a crash or Ctrl-C never leaves a torn file).
-
-        Parameters
-        ----------
-        path : str, os.PathLike or bytes
-            The file to write.
-
-        Raises
-        ------
-        TypeError
-            ``path`` is not a path.
-        FileNotFoundError
-            Its folder does not exist.
-        ValueError
-            It cannot be written.
-        """
+        atomically (a crash or Ctrl-C never leaves a torn file). TypeError if ``path`` is
+        not a path; FileNotFoundError without its folder; ValueError if not writable."""
         write_npz(path, self.get_state())
 
     @classmethod
     def load(cls, path: PathArg) -> ScatterAccumulator:
         """Reads a file written by ``save``.
-
-        Parameters
-        ----------
-        path : str, os.PathLike or bytes
-            The file to read.
-
-        Returns
-        -------
-        ScatterAccumulator
 
         Raises
         ------

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._accumulator import ScatterAccumulator
+from ._accumulator import ScatterAccumulator, ranking_of
 from ._api import accumulate
 from ._inputs import (
     as_features,
@@ -18,7 +18,6 @@ from ._inputs import (
     parse_shrinkage,
     to_numpy,
 )
-from ._state import ranking_of
 
 try:  # scikit-learn is optional: with it, LabelRanker is a full BaseEstimator.
     from sklearn.base import BaseEstimator, TransformerMixin
