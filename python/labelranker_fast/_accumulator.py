@@ -31,6 +31,7 @@ from ._inputs import (
 )
 from ._io import STATE_KEYS, STATE_VERSION, NpzReader, plain_state, read_plain_state, write_npz
 from ._ranking import LabelRanking
+from ._state import grown_state, ranking_of, selected_state
 
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
@@ -342,14 +343,7 @@ class ScatterAccumulator:
 
     def _with_capacity(self, num_classes: int) -> ScatterAccumulator:
         """A copy with ``num_classes`` class slots; the new ones are empty."""
-        state = self.get_state()
-        extra = num_classes - self.num_classes
-        state.update(
-            num_classes=num_classes,
-            counts=np.concatenate([state["counts"], np.zeros(extra)]),
-            shifts=np.vstack([state["shifts"], np.zeros((extra, self.n_features))]),
-            sums=np.vstack([state["sums"], np.zeros((extra, self.n_features))]),
-        )
+        state = grown_state(self.get_state(), num_classes, self.num_classes, self.n_features)
         out = type(self).from_state(state)
         out.n_threads = self.n_threads
         return out
@@ -357,18 +351,7 @@ class ScatterAccumulator:
     def _select_classes(self, order) -> ScatterAccumulator:
         """A copy whose class k is this one's class ``order[k]`` (the other classes must
         be empty: their rows would be lost)."""
-        state = self.get_state()
-        order = np.asarray(order, dtype=np.int64)
-        dropped = np.setdiff1d(np.arange(self.num_classes), order)
-        if np.any(state["counts"][dropped] != 0):
-            raise ValueError("cannot drop classes that have samples")
-        state.update(
-            num_classes=order.size,
-            counts=state["counts"][order],
-            shifts=state["shifts"][order],
-            sums=state["sums"][order],
-        )
-        out = type(self).from_state(state)
+        out = type(self).from_state(selected_state(self.get_state(), order, self.num_classes))
         out.n_threads = self.n_threads
         return out
 
@@ -435,14 +418,3 @@ class ScatterAccumulator:
             f"ScatterAccumulator(n_features={self.n_features}, num_classes={self.num_classes}, "
             f"n_samples={self.n_samples})"
         )
-
-
-def ranking_of(result: dict, num_classes: int, classes=None) -> LabelRanking:
-    """The LabelRanking of a ``solve()`` result."""
-    return LabelRanking(
-        classes=np.arange(num_classes) if classes is None else classes,
-        order=result["order"],
-        centroids=result["centroids"],
-        eigenvalues=result["eigenvalues"],
-        shrinkage=result["shrinkage"],
-    )

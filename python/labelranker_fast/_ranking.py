@@ -11,13 +11,18 @@ from numpy.typing import ArrayLike
 
 from ._inputs import is_torch_tensor, label_array, lookup_classes, to_numpy
 from ._io import read_json, write_json, write_text
+from ._ranking_text import (
+    _canonical,
+    _check_lines,
+    _class_name,
+    _classes_from_json,
+    _classes_to_json,
+)
 
 __all__ = ["LabelRanking"]
 
 _FORMAT = "labelranker_fast/ranking"
 _VERSION = 2  # 2 records the classes' dtype; files of version 1 are still read
-_INTS = tuple(f"{u}int{bits}" for u in ("", "u") for bits in (8, 16, 32, 64))
-_CLASS_DTYPES = ("bool", *_INTS, "float16", "float32", "float64", "str", "bytes")
 _ARGMAX_HINT = "for logits or scores take .argmax(-1) first"
 PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
 
@@ -43,6 +48,15 @@ class LabelRanking:
     ----------
     positions : ndarray of int64, shape (n_classes,)
         Inverse of ``order``: ``positions[c]`` is the head position of class index ``c``.
+
+    Raises
+    ------
+    ValueError
+        Classes not unique, fewer than 2 or NaN; ``order`` not a permutation of
+        0..n_classes-1; centroids or eigenvalues not finite or of the wrong shape; a
+        shrinkage outside [0, 1].
+    TypeError
+        Classes of a dtype the label rule refuses.
     """
 
     def __init__(
@@ -147,8 +161,15 @@ class LabelRanking:
         Returns
         -------
         ndarray of int64, or a torch.Tensor of int64 on ``y``'s device (computed there).
-        Unknown labels raise ValueError: on the host for numpy and CPU tensors, with an
-        asynchronous device-side assert (no host synchronisation) on CUDA tensors.
+
+        Raises
+        ------
+        ValueError
+            Labels not among ``classes`` or of more than one dimension: on the host for
+            numpy and CPU tensors, with an asynchronous device-side assert (no host
+            synchronisation, a RuntimeError at the next one) on CUDA tensors.
+        TypeError
+            A float or bool tensor, or a tensor for a ranking of non-integer classes.
         """
         if is_torch_tensor(y):
             return self._remap_torch(y)
@@ -174,6 +195,13 @@ class LabelRanking:
         -------
         ndarray of ``classes``' dtype, or an int64 torch.Tensor on the same device (integer
         classes only).
+
+        Raises
+        ------
+        TypeError
+            Float or bool positions; a tensor for a ranking of non-integer classes.
+        ValueError
+            Positions outside [0, n_classes) (on CUDA, a device-side assert).
         """
         if is_torch_tensor(positions):
             _torch_checked(positions, "positions")
@@ -238,7 +266,13 @@ class LabelRanking:
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        """The ranking as plain JSON types (format version 2: the classes' dtype recorded)."""
+        """The ranking as plain JSON types (format version 2: the classes' dtype recorded).
+
+        Returns
+        -------
+        dict
+            The fields ``from_dict`` reads, "format" and "version" among them.
+        """
         dtype, classes = _classes_to_json(self.classes)
         return {
             "format": _FORMAT,
@@ -255,7 +289,22 @@ class LabelRanking:
     def from_dict(cls, data: dict[str, Any]) -> LabelRanking:
         """The ranking ``data`` holds (as ``to_dict`` makes it), validated; ValueError if
         not one. Version 1 did not record the classes' dtype: its classes are read by the
-        label rule (ints, floats or strings; integers above 2**63 as uint64)."""
+        label rule (ints, floats or strings; integers above 2**63 as uint64).
+
+        Parameters
+        ----------
+        data : dict
+            As ``to_dict`` (or ``json.load`` of a ``to_json`` file) makes it.
+
+        Returns
+        -------
+        LabelRanking
+
+        Raises
+        ------
+        ValueError
+            ``data`` is not a ranking: wrong format or version, missing or malformed fields.
+        """
         if not isinstance(data, dict):
             raise ValueError("a ranking must be a JSON object")
         if data.get("format") != _FORMAT:
@@ -282,7 +331,18 @@ class LabelRanking:
             raise ValueError(f"malformed ranking: {exc}") from exc
 
     def to_json(self, path: PathArg) -> None:
-        """Writes the ranking as JSON, atomically (see ``labelranker_fast._io``)."""
+        """Writes the ranking as JSON, atomically (see ``labelranker_fast._io``).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or bytes
+            The file to write.
+
+        Raises
+        ------
+        TypeError, FileNotFoundError, ValueError
+            As ``ScatterAccumulator.save``: not a path, no such folder, not writable.
+        """
         write_json(path, self.to_dict())
 
     def to_class_map(self, path: PathArg, names: Iterable[str] | None = None) -> None:
@@ -294,6 +354,7 @@ class LabelRanking:
         Parameters
         ----------
         path : str, os.PathLike or bytes
+            The file to write.
         names : sequence of str, optional
             Folder name of each class index (``ImageFolder.classes``) of a ranking of
             indices 0..C-1 (``extract_and_rank``'s); required for integer classes, which
@@ -303,7 +364,10 @@ class LabelRanking:
         ------
         ValueError
             Integer classes without ``names``; names that are duplicated, empty, padded
-            with spaces, span lines or are not UTF-8. Nothing is written then.
+            with spaces, span lines or are not UTF-8; ``names`` for a ranking not of
+            indices 0..C-1 or of the wrong length. Nothing is written then.
+        TypeError
+            ``names`` is one string, or holds something other than strings.
         """
         if names is None:
             if self.classes.dtype.kind in "iu":
@@ -340,6 +404,15 @@ class LabelRanking:
     def from_json(cls, path: PathArg) -> LabelRanking:
         """Reads and validates a ranking written by ``to_json`` (format 1 or 2).
 
+        Parameters
+        ----------
+        path : str, os.PathLike or bytes
+            The file to read.
+
+        Returns
+        -------
+        LabelRanking
+
         Raises
         ------
         FileNotFoundError
@@ -349,79 +422,6 @@ class LabelRanking:
             version, inconsistent fields, a directory).
         """
         return cls.from_dict(read_json(path, "ranking"))
-
-
-def _canonical(classes: np.ndarray) -> np.ndarray:
-    """Classes in native byte order, text in its narrowest width: the dtype JSON restores."""
-    dtype = classes.dtype.newbyteorder("=")
-    if dtype.kind in "US":
-        width = max((len(c) for c in classes.tolist()), default=1)
-        dtype = np.dtype(f"{dtype.kind}{max(width, 1)}")
-    return classes.astype(dtype)  # a copy, so freezing it leaves the caller's array alone
-
-
-def _classes_to_json(classes: np.ndarray) -> tuple[str, list]:
-    if classes.dtype.kind == "U":
-        return "str", classes.tolist()
-    if classes.dtype.kind == "S":  # latin-1: one code point per byte, any bytes, readable
-        return "bytes", [c.decode("latin-1") for c in classes.tolist()]
-    return classes.dtype.name, classes.tolist()
-
-
-# JSON types each recorded dtype may hold (bools are not ints here, as in JSON)
-_JSON_TYPES = {"bool": (bool,), "str": (str,), "bytes": (str,), "f": (int, float), "iu": (int,)}
-
-
-def _classes_from_json(values, dtype):
-    """The classes of a ranking file, exactly as written, or ValueError."""
-    if not isinstance(values, list):
-        raise ValueError("classes must be a JSON list")
-    if dtype is None:  # version 1: the label rule decides
-        return label_array(np.array(values + [None], dtype=object)[:-1], "classes")
-    if dtype not in _CLASS_DTYPES:
-        raise ValueError(f"classes_dtype must be one of {list(_CLASS_DTYPES)}, got {dtype!r}")
-    key = dtype if dtype in _JSON_TYPES else "f" if dtype.startswith("float") else "iu"
-    if not all(type(v) in _JSON_TYPES[key] for v in values):
-        raise ValueError(
-            f"classes must all be JSON {_JSON_TYPES[key][-1].__name__}s for classes_dtype {dtype!r}"
-        )
-    if dtype == "bytes":
-        try:
-            values = [v.encode("latin-1") for v in values]
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"bytes classes must be code points below 256: {exc}") from None
-    try:
-        arr = np.array(values, dtype={"str": str, "bytes": bytes}.get(dtype, dtype))
-    except OverflowError:
-        arr = None
-    if arr is None or arr.tolist() != values:  # out of range, rounded, a trailing NUL lost
-        raise ValueError(f"classes cannot be held exactly as {dtype}")
-    return arr
-
-
-def _class_name(label) -> str:
-    if isinstance(label, bytes):
-        try:
-            return label.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(
-                f"bytes class {label!r} is not UTF-8 text; a class map holds folder names"
-            ) from None
-    return str(label)  # numpy's str: float32 0.1 is "0.1"
-
-
-def _check_lines(lines: list) -> None:
-    bad = [n for n in lines if not n.strip() or "\n" in n or "\r" in n or n != n.strip()]
-    if bad:
-        raise ValueError(f"class names cannot be written one per line: {bad[:3]!r}")
-    dup = sorted({n for n in lines if lines.count(n) > 1}) if len(set(lines)) < len(lines) else []
-    if dup:  # timm would give every duplicate the last line's position
-        raise ValueError(f"class names must be unique, got duplicates {dup[:3]!r}")
-    for n in lines:
-        try:
-            n.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"class name {n!r} cannot be written as UTF-8") from None
 
 
 def _torch_checked(t, name: str) -> None:
