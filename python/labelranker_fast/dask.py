@@ -12,11 +12,14 @@ number of workers or the order in which blocks finish. Needs the ``dask`` extra.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import numpy as np
 
 from ._accumulator import ScatterAccumulator
 from ._inputs import check_int, check_n_components, lookup_classes, parse_shrinkage
 from ._labels import ClassIndices
+from ._ranking import LabelRanking
 
 __all__ = ["rank_labels", "accumulate"]
 
@@ -41,19 +44,42 @@ def _merge_states(*states):
 
 
 def accumulate(
-    X,
-    y,
+    X: Any,
+    y: Any,
     *,
-    num_classes=None,
-    sample_weight=None,
+    num_classes: int | None = None,
+    sample_weight: Any = None,
     split_every: int = 8,
-    n_threads=None,
-    **compute_kwargs,
-):
+    n_threads: int | None = None,
+    **compute_kwargs: Any,
+) -> tuple[ScatterAccumulator, np.ndarray]:
     """(ScatterAccumulator, classes) of dask array features ``X`` (n, d) and labels ``y``.
 
-    ``compute_kwargs`` go to ``dask.compute`` (e.g. ``scheduler="threads"``); with a
-    ``distributed.Client`` active its cluster is used by default.
+    Parameters
+    ----------
+    X : dask array (or array-like) of shape (n, d)
+    y : dask array (or array-like) of shape (n,)
+    num_classes : int, optional
+        The labels are class indices in [0, num_classes); default: their sorted unique
+        values are the classes.
+    sample_weight : dask array (or array-like) of shape (n,), optional
+    split_every : int, default=8
+        Accumulators merged at a time, in a tree of fixed shape.
+    n_threads : int, optional
+        Threads of the returned accumulator (blocks use one each).
+    **compute_kwargs :
+        Passed to ``dask.compute`` (e.g. ``scheduler="threads"``); with a
+        ``distributed.Client`` active its cluster is used by default.
+
+    Returns
+    -------
+    (ScatterAccumulator, ndarray of classes)
+
+    Raises
+    ------
+    ValueError, TypeError
+        Shapes, dtypes, labels or weights that ``ScatterAccumulator.update`` refuses
+        (raised by dask from the worker that found them).
     """
     import dask
     import dask.array as da
@@ -99,18 +125,36 @@ def accumulate(
 
 
 def rank_labels(
-    X,
-    y,
+    X: Any,
+    y: Any,
     *,
-    num_classes=None,
-    shrinkage=None,
+    num_classes: int | None = None,
+    shrinkage: Literal["oas"] | float | None = None,
     n_components: int = 1,
-    sample_weight=None,
+    sample_weight: Any = None,
     split_every: int = 8,
-    n_threads=None,
-    **compute_kwargs,
-):
-    """``labelranker_fast.rank_labels`` for ``dask.array`` inputs (see ``accumulate``)."""
+    n_threads: int | None = None,
+    **compute_kwargs: Any,
+) -> LabelRanking:
+    """``labelranker_fast.rank_labels`` for ``dask.array`` inputs.
+
+    Parameters
+    ----------
+    X, y, num_classes, sample_weight, split_every, n_threads, **compute_kwargs :
+        As for ``accumulate``.
+    shrinkage, n_components :
+        As for ``labelranker_fast.rank_labels``.
+
+    Returns
+    -------
+    LabelRanking
+
+    Raises
+    ------
+    ValueError, TypeError
+        As for ``accumulate``; no rows; a solve that fails (singular scatter without
+        shrinkage).
+    """
     parse_shrinkage(shrinkage)
     check_n_components(n_components)
     acc, classes = accumulate(

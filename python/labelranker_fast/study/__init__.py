@@ -27,10 +27,32 @@ def run_study(
     log: Callable[[str], Any] = print,
     **options: Any,
 ) -> dict[str, Any]:
-    """Runs the study and writes ``results.json``, ``report.md`` and ``accuracy.png`` to
-    ``out_dir``. ``options`` are ``StudyConfig`` fields (``data``, ``backbones``,
-    ``random_orders``, ``seeds``, ``epochs``, ...); ``quick`` starts from ``QUICK``.
-    Returns {"paths", "summary", "markdown", "results"}."""
+    """Runs the study and writes ``results.json``, ``report.md`` and ``accuracy.png``.
+
+    Parameters
+    ----------
+    quick : bool
+        Start from the ``QUICK`` settings (a smoke run).
+    out_dir : str
+        Output folder.
+    log : callable
+        Progress messages.
+    **options :
+        ``StudyConfig`` fields (``data``, ``backbones``, ``random_orders``, ``seeds``,
+        ``epochs``, ...).
+
+    Returns
+    -------
+    dict with "paths", "summary", "markdown" and "results".
+
+    Raises
+    ------
+    TypeError
+        An unknown option.
+    ValueError
+        Invalid settings or data (an unknown backbone or data set, a folder without
+        classes).
+    """
     fields = {f.name for f in dataclasses.fields(StudyConfig)}
     unknown = sorted(set(options) - fields)
     if unknown:

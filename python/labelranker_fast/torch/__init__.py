@@ -24,10 +24,11 @@ except ImportError as exc:  # pragma: no cover - exercised by the test that hide
         "labelranker_fast.torch needs PyTorch: pip install 'labelranker_fast[torch]'"
     ) from exc
 
+from ._checkpoints import load_checkpoint
 from ._device import pick_device
 from ._distributed import all_reduce_
 from ._extract import extract_and_rank
-from ._finetune import Classifier, FinetuneResult, evaluate, finetune, load_checkpoint, predict
+from ._finetune import Classifier, FinetuneResult, evaluate, finetune, predict
 from ._pooling import pool
 from ._targets import RankedDataset, RankedTarget, ranked_class_to_idx
 

@@ -38,7 +38,25 @@ def all_reduce_(acc: ScatterAccumulator, group: Any = None) -> ScatterAccumulato
     """Replaces ``acc`` (in place) by the merge of every rank's accumulator in ``group``.
 
     A collective: every rank of the group must call it, with accumulators of the same
-    ``n_features`` and ``num_classes``. Returns ``acc``.
+    ``n_features`` and ``num_classes``.
+
+    Parameters
+    ----------
+    acc : ScatterAccumulator
+    group : torch.distributed process group, optional (default: the world)
+
+    Returns
+    -------
+    acc, holding the merge of every rank's statistics (bit-identical on every rank).
+
+    Raises
+    ------
+    TypeError
+        ``acc`` is not a ScatterAccumulator.
+    RuntimeError
+        torch.distributed is not initialised.
+    ValueError
+        The ranks' accumulators differ in ``n_features`` or ``num_classes``.
     """
     import torch.distributed as dist
 

@@ -16,22 +16,22 @@ and hits are summed on the device and read once per epoch.
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import os
-import pickle
 import time
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._inputs import check_int
-from .._io import as_path, atomic_write, write_json
+from .._io import as_path, write_json
 from .._ranking import LabelRanking
 from .._stream import progress_bar
+from ._checkpoints import load_checkpoint, save_checkpoint
 from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
 from ._pooling import backbone_features, check_pooling, every_patch, frozen
@@ -40,11 +40,35 @@ __all__ = ["Classifier", "FinetuneResult", "finetune", "evaluate", "predict", "l
 
 
 class Classifier(torch.nn.Module):
-    """``backbone`` -> pooled features (``pooling``) -> a fresh ``nn.Linear`` head."""
+    """``backbone`` -> pooled features (``pooling``) -> a fresh ``nn.Linear`` head.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+    feature_dim : int
+        Width of the pooled features.
+    num_classes : int
+        Head positions.
+    pooling : str or callable
+        As for ``extract_and_rank``.
+    head_seed : int
+        Seed of the head's initialisation (truncated normal, std 0.02), and nothing else.
+
+    Raises
+    ------
+    ValueError, TypeError
+        An unknown pooling or a negative or non-integer ``head_seed``.
+    """
 
     def __init__(
-        self, backbone, feature_dim: int, num_classes: int, *, pooling="avg", head_seed: int = 0
-    ):
+        self,
+        backbone: torch.nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        *,
+        pooling: str | Callable[[Any], torch.Tensor] = "avg",
+        head_seed: int = 0,
+    ) -> None:
         super().__init__()
         check_pooling(pooling)
         self.backbone = backbone
@@ -61,7 +85,7 @@ class Classifier(torch.nn.Module):
             self.head.weight.copy_(weight)
             self.head.bias.zero_()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A Hugging Face ViTMAE masks 75 % of its patches in every mode; fine-tuning and
         # prediction see them all, as extraction does.
         with every_patch(self.backbone):
@@ -113,109 +137,6 @@ def _feature_dim(backbone, loader, pooling, device) -> int:
     return int(dim)
 
 
-def _to_cpu(obj):
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-def _save_checkpoint(path, model, optimizer, scheduler, epoch, history, identity) -> None:
-    state = {
-        "model": _to_cpu(model.state_dict()),
-        "optimizer": _to_cpu(optimizer.state_dict()),
-        "scheduler": scheduler.state_dict(),
-        "epoch": epoch,
-        "history": json.dumps(history),
-        "identity": json.dumps(identity, sort_keys=True),
-    }
-    # Atomic: a crash or Ctrl-C leaves the previous checkpoint intact.
-    atomic_write(path, lambda fh: torch.save(state, fh), name="checkpoint_path")
-
-
-def _read_checkpoint(path) -> dict:
-    path = as_path(path, "checkpoint_path")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path!r} is not a readable fine-tuning checkpoint: {exc}") from None
-    missing = [
-        k
-        for k in ("model", "optimizer", "scheduler", "epoch", "history")
-        if not isinstance(state, dict) or k not in state
-    ]
-    if missing:
-        raise ValueError(f"{path!r} is not a fine-tuning checkpoint: it is missing {missing}")
-    return state
-
-
-def load_checkpoint(
-    path, model, optimizer=None, scheduler=None, *, expect=None
-) -> tuple[int, list]:
-    """Restores a checkpoint written by ``finetune`` (``weights_only=True``: tensors and
-    plain values only), all or nothing.
-
-    Parameters
-    ----------
-    path : path
-    model, optimizer, scheduler : the objects to restore (optimizer, scheduler optional)
-    expect : dict, optional
-        The run's identity (what ``finetune`` records: class count, ranking positions,
-        recipe, head seed, pooling, steps per epoch); a checkpoint of another run is refused.
-
-    Returns
-    -------
-    (epochs completed, history)
-
-    Raises
-    ------
-    FileNotFoundError
-        No file at ``path``.
-    ValueError
-        Not a readable checkpoint, another run's (naming what differs), or one whose
-        tensors do not fit ``model``; nothing is changed then.
-    """
-    state = _read_checkpoint(path)
-    if expect is not None:
-        if "identity" not in state:
-            raise ValueError(
-                f"checkpoint {path!r} was written by an earlier version, which "
-                "did not record its run; delete it to start over"
-            )
-        saved = json.loads(state["identity"])
-        diffs = [
-            f"{k} (checkpoint: {saved.get(k)!r}, this run: {v!r})"
-            for k, v in expect.items()
-            if saved.get(k) != v
-        ]
-        if diffs:
-            raise ValueError(
-                f"checkpoint {path!r} is of another fine-tuning run: it differs in "
-                + "; ".join(diffs)
-                + ". Delete it to start over"
-            )
-    parts = [
-        (model, state["model"]),
-        (optimizer, state["optimizer"]),
-        (scheduler, state["scheduler"]),
-    ]
-    before = [(obj, copy.deepcopy(obj.state_dict())) for obj, _ in parts if obj is not None]
-    try:
-        for obj, saved_state in parts:
-            if obj is not None:
-                obj.load_state_dict(saved_state)
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        for obj, old in before:  # all or nothing
-            obj.load_state_dict(old)
-        raise ValueError(f"checkpoint {path!r} does not fit this model: {exc}") from None
-    return int(state["epoch"]), json.loads(state["history"])
-
-
 def _device_loader(loader, device):
     if is_xla(device):
         import torch_xla.distributed.parallel_loader as pl
@@ -224,12 +145,42 @@ def _device_loader(loader, device):
     return loader
 
 
-def evaluate(model, loader, *, ranking=None, num_classes=None, device="auto", amp=None) -> dict:
-    """Mean cross-entropy and top-1 accuracy of ``model`` on ``loader`` (targets mapped to
-    positions with ``ranking``)."""
+def evaluate(
+    model: torch.nn.Module,
+    loader: Iterable[Any],
+    *,
+    ranking: LabelRanking | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device = "auto",
+    amp: bool | torch.dtype | None = None,
+) -> dict[str, float]:
+    """Mean cross-entropy and top-1 accuracy of ``model`` on ``loader``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``Classifier``, or any module returning logits over head positions.
+    loader : iterable of (inputs, targets); targets are class indices.
+    ranking : LabelRanking, optional
+        Targets are scored at their head positions (None: position = class index).
+    num_classes : int, optional
+        Default: ``model.head.out_features``.
+    device, amp :
+        As for ``extract_and_rank``.
+
+    Returns
+    -------
+    dict with "loss" and "accuracy".
+
+    Raises
+    ------
+    ValueError, TypeError
+        A ranking of other classes than 0..num_classes-1, batches that are not (inputs,
+        targets). Every submodule's training flag is restored.
+    """
     dev = pick_device(device)
-    num_classes = num_classes or model.head.out_features
-    table = _position_table(ranking, num_classes, dev)
+    positions = num_classes or cast(torch.nn.Linear, model.head).out_features
+    table = _position_table(ranking, positions, dev)
     loss_sum = torch.zeros((), device=dev)
     hits = torch.zeros((), device=dev, dtype=torch.long)
     count = 0
@@ -245,8 +196,34 @@ def evaluate(model, loader, *, ranking=None, num_classes=None, device="auto", am
     return {"loss": float(loss_sum) / max(count, 1), "accuracy": float(hits) / max(count, 1)}
 
 
-def predict(model, loader, *, ranking=None, device="auto", amp=None) -> np.ndarray:
-    """Predicted original classes: argmax positions mapped back through ``ranking``."""
+def predict(
+    model: torch.nn.Module,
+    loader: Iterable[Any],
+    *,
+    ranking: LabelRanking | None = None,
+    device: str | torch.device = "auto",
+    amp: bool | torch.dtype | None = None,
+) -> np.ndarray:
+    """Predicted original classes: argmax head positions mapped back through ``ranking``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    loader : iterable of batches (their targets, if any, are ignored)
+    ranking : LabelRanking, optional
+        None: the positions themselves.
+    device, amp :
+        As for ``extract_and_rank``.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+
+    Raises
+    ------
+    ValueError, TypeError
+        Batches that are not (inputs, ...). Every submodule's training flag is restored.
+    """
     dev = pick_device(device)
     out = []
     with frozen(model), torch.no_grad(), autocast_context(dev, amp):
@@ -258,23 +235,23 @@ def predict(model, loader, *, ranking=None, device="auto", amp=None) -> np.ndarr
 
 
 def finetune(
-    model,
-    train_loader,
+    model: torch.nn.Module,
+    train_loader: Iterable[Any],
     *,
     num_classes: int,
     ranking: LabelRanking | None = None,
-    val_loader=None,
+    val_loader: Iterable[Any] | None = None,
     epochs: int = 100,
     lr: float = 5e-4,
     weight_decay: float = 0.05,
     warmup_epochs: int = 5,
     label_smoothing: float = 0.0,
     head_seed: int = 0,
-    pooling="avg",
-    device="auto",
-    amp=None,
-    history_path=None,
-    checkpoint_path=None,
+    pooling: str | Callable[[Any], torch.Tensor] = "avg",
+    device: str | torch.device = "auto",
+    amp: bool | torch.dtype | None = None,
+    history_path: str | os.PathLike[str] | bytes | None = None,
+    checkpoint_path: str | os.PathLike[str] | bytes | None = None,
     progress: bool = True,
 ) -> FinetuneResult:
     """Fine-tunes ``model`` (a backbone) with a fresh head on ``train_loader``.
@@ -308,6 +285,17 @@ def finetune(
     FinetuneResult with ``model`` (the Classifier) and ``history``: per epoch
     ``epoch, lr, train_loss, train_accuracy, seconds`` and, with a val_loader,
     ``val_loss, val_accuracy``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid arguments (counts, ``label_smoothing`` outside [0, 1), a ranking of other
+        classes than 0..num_classes-1), or a checkpoint at ``checkpoint_path`` that is not
+        readable or belongs to another run (naming what differs; nothing is loaded).
+    FileNotFoundError
+        A folder of ``history_path`` or ``checkpoint_path`` that does not exist.
+    KeyboardInterrupt
+        Ctrl-C; the last completed epoch's checkpoint stays intact, to resume from.
     """
     num_classes = check_int(num_classes, "num_classes", 2)
     epochs = check_int(epochs, "epochs", 1)
@@ -322,7 +310,7 @@ def finetune(
         dim = _feature_dim(model, train_loader, pooling, dev)
         clf = Classifier(model, dim, num_classes, pooling=pooling, head_seed=head_seed).to(dev)
     table = _position_table(ranking, num_classes, dev)
-    steps = len(train_loader)
+    steps = len(cast(Sized, train_loader))  # the schedule needs the steps per epoch
     optimizer = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps)
@@ -395,7 +383,7 @@ def finetune(
             if history_path is not None:
                 write_json(history_path, history, name="history_path", allow_nan=True)
             if checkpoint_path is not None:
-                _save_checkpoint(
+                save_checkpoint(
                     checkpoint_path, clf, optimizer, scheduler, epoch + 1, history, identity
                 )
     finally:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -85,7 +87,12 @@ def token_layout(model) -> tuple[int, bool | None]:
     return prefix, has_cls
 
 
-def pool(output, pooling, prefix_tokens: int = 0, class_token: bool | None = None) -> torch.Tensor:
+def pool(
+    output: Any,
+    pooling: str | Callable[[Any], torch.Tensor],
+    prefix_tokens: int = 0,
+    class_token: bool | None = None,
+) -> torch.Tensor:
     """(B, D) features of a backbone output (see the module docstring).
 
     Parameters
@@ -97,6 +104,18 @@ def pool(output, pooling, prefix_tokens: int = 0, class_token: bool | None = Non
     class_token : bool or None
         Whether the first token is a class token; False makes "cls" an error, None takes
         the first token.
+
+    Returns
+    -------
+    Tensor of shape (B, D)
+
+    Raises
+    ------
+    TypeError
+        An output that is not a tensor (nor has ``last_hidden_state``) without a callable.
+    ValueError
+        "cls" without a class token or on maps, an output of another rank, or a callable
+        that does not return a (batch, features) tensor.
     """
     if callable(pooling):
         feats = pooling(output)
