@@ -254,7 +254,12 @@ class ScatterAccumulator:
             self._core.num_threads = threads
 
     def copy(self) -> ScatterAccumulator:
-        """An independent accumulator with the same statistics and thread count."""
+        """An independent accumulator with the same statistics and thread count.
+
+        Returns
+        -------
+        ScatterAccumulator
+        """
         with self._lock:
             out = type(self).from_state(self.get_state())
             out.n_threads = self.n_threads
