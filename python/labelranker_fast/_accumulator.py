@@ -18,20 +18,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._inputs import (
-    as_class_indices,
-    as_features,
-    as_weights,
-    check_int,
-    check_n_components,
-    check_n_features,
-    check_threads,
-    in_memory,
-    parse_shrinkage,
-)
-from ._io import STATE_KEYS, STATE_VERSION, NpzReader, plain_state, read_plain_state, write_npz
+from ._inputs import check_int, check_n_components, check_threads, in_memory, parse_shrinkage
+from ._io import STATE_KEYS, STATE_VERSION, NpzReader, plain_state, write_npz
 from ._ranking import LabelRanking
-from ._state import grown_state, ranking_of, selected_state
+from ._state import checked_rows as _rows
+from ._state import grown_state, ranking_of, read_validated, selected_state, stream_part
 
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
@@ -56,9 +47,7 @@ class ScatterAccumulator:
     num_classes : int
         Number of classes C; labels given to ``update`` are class indices in [0, C).
     n_threads : int, optional
-        Worker threads for ``update`` (default: all cores). The statistics are
-        bit-identical for every thread count: rows are processed in fixed blocks whose
-        results are added in order.
+        Worker threads for ``update`` (default: all cores); bit-identical for any count.
 
     Raises
     ------
@@ -112,9 +101,7 @@ class ScatterAccumulator:
         Parameters
         ----------
         X : array-like of shape (n, n_features), path, sliceable array-like or chunks
-            Anything ``rank_labels`` takes (a C-contiguous float32/float64 array is used
-            in place); streamed inputs are never held whole. A producer may reuse its
-            buffers.
+            Anything ``rank_labels`` takes; streamed inputs are never held whole.
         y : array-like of int of shape (n,) or path, optional
             Class indices in [0, num_classes). None for an iterable of chunks.
         sample_weight : array-like of shape (n,) or path, optional
@@ -139,32 +126,14 @@ class ScatterAccumulator:
         KeyboardInterrupt
             Ctrl-C while rows are being added; the accumulator is left unchanged.
         """
-        if (
-            y is None
-            or chunk_size is not None
-            or checkpoint is not None
-            or checkpoint_every is not None
-            or not in_memory(X)
-        ):
-            if ScatterAccumulator._streamed_update is None:  # pragma: no cover
-                raise RuntimeError("labelranker_fast._stream is not loaded")
-            part = ScatterAccumulator._streamed_update(
-                self,
-                X,
-                y,
-                sample_weight,
-                chunk_size=chunk_size,
-                progress=progress,
-                checkpoint=checkpoint,
-                checkpoint_every=checkpoint_every,
-            )
+        opts = dict(chunk_size=chunk_size, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+        if y is None or any(v is not None for v in opts.values()) or not in_memory(X):
+            hook = ScatterAccumulator._streamed_update
+            part = stream_part(hook, self, X, y, sample_weight, progress=progress, **opts)
             if part is not None:
                 self._absorb(part)
             return self
-        X = as_features(X)
-        check_n_features(X.shape[1], self.n_features)
-        y = as_class_indices(y, X.shape[0], self.num_classes)
-        w = as_weights(sample_weight, X.shape[0])
+        X, y, w = _rows(X, y, sample_weight, self.n_features, self.num_classes)
         with self._lock:
             self._core.update(X, y, w)
         return self
@@ -182,7 +151,17 @@ class ScatterAccumulator:
     def streaming_pass(self) -> Iterator[ScatterAccumulator]:
         """A pass: the ``update`` calls inside are committed together when the block
         ends, or all dropped if it raises. The accumulator's lock is held throughout.
-        Yields the accumulator; ValueError if a pass is already open."""
+
+        Yields
+        ------
+        ScatterAccumulator
+            This accumulator.
+
+        Raises
+        ------
+        ValueError
+            A pass is already open.
+        """
         with self._lock:
             self._core.begin_pass()
             try:
@@ -194,7 +173,13 @@ class ScatterAccumulator:
 
     def commit_so_far(self) -> None:
         """Inside ``streaming_pass``: commits what the pass added so far and goes on
-        (for a checkpoint, which saves committed statistics). ValueError outside a pass."""
+        (for a checkpoint, which saves committed statistics).
+
+        Raises
+        ------
+        ValueError
+            No pass is open.
+        """
         with self._lock:
             self._core.commit_pass()
             self._core.begin_pass()
@@ -223,6 +208,15 @@ class ScatterAccumulator:
         Exact up to rounding (about 1e-13 relative in float64); a fixed merge order is
         bit-identical. ``acc.merge(acc)`` doubles every count.
 
+        Parameters
+        ----------
+        other : ScatterAccumulator
+            Of the same ``n_features`` and ``num_classes``; left unchanged.
+
+        Returns
+        -------
+        self
+
         Raises
         ------
         TypeError, ValueError
@@ -237,8 +231,18 @@ class ScatterAccumulator:
 
     def take_state_of(self, other: ScatterAccumulator) -> None:
         """Replaces this accumulator's statistics by ``other``'s (which it then shares),
-        keeping its thread count. TypeError for anything but a ScatterAccumulator,
-        ValueError for one of another ``n_features`` or ``num_classes``."""
+        keeping its thread count.
+
+        Parameters
+        ----------
+        other : ScatterAccumulator
+            Of the same ``n_features`` and ``num_classes``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a ScatterAccumulator; another ``n_features`` or ``num_classes``.
+        """
         if not isinstance(other, ScatterAccumulator):
             raise TypeError(f"expected a ScatterAccumulator, got {type(other).__name__}")
         first, second = sorted((self, other), key=id)
@@ -250,7 +254,12 @@ class ScatterAccumulator:
             self._core.num_threads = threads
 
     def copy(self) -> ScatterAccumulator:
-        """An independent accumulator with the same statistics and thread count."""
+        """An independent accumulator with the same statistics and thread count.
+
+        Returns
+        -------
+        ScatterAccumulator
+        """
         with self._lock:
             out = type(self).from_state(self.get_state())
             out.n_threads = self.n_threads
@@ -356,7 +365,13 @@ class ScatterAccumulator:
         return out
 
     def get_state(self) -> dict[str, Any]:
-        """The whole state as plain numpy arrays (see ``from_state``)."""
+        """The whole state as plain numpy arrays (see ``from_state``).
+
+        Returns
+        -------
+        dict
+            The state's arrays and scalars by name, with its format "version".
+        """
         with self._lock:
             state = self._core.get_state()
         state["version"] = STATE_VERSION
@@ -365,6 +380,15 @@ class ScatterAccumulator:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ScatterAccumulator:
         """Rebuilds an accumulator from ``get_state()``, validated.
+
+        Parameters
+        ----------
+        state : dict
+            As ``get_state`` returns it.
+
+        Returns
+        -------
+        ScatterAccumulator
 
         Raises
         ------
@@ -379,11 +403,7 @@ class ScatterAccumulator:
         """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
         scalars first, then each array after its header's shape has been checked;
         ValueError (naming the file) for members missing, malformed or inconsistent."""
-        state = read_plain_state(reader, prefix)
-        try:
-            return cls.from_state(state)
-        except ValueError as exc:
-            raise reader._bad(str(exc)) from None
+        return read_validated(reader, prefix, cls.from_state)
 
     def save(self, path: PathArg) -> None:
         """Writes the state to an ``.npz`` file: arrays only (no pickled code), written
@@ -394,6 +414,15 @@ class ScatterAccumulator:
     @classmethod
     def load(cls, path: PathArg) -> ScatterAccumulator:
         """Reads a file written by ``save``.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or bytes
+            The file to read.
+
+        Returns
+        -------
+        ScatterAccumulator
 
         Raises
         ------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ._inputs import as_class_indices, as_features, as_weights, check_n_features
+from ._io import NpzReader, read_plain_state
 from ._ranking import LabelRanking
 
 
@@ -48,3 +51,29 @@ def ranking_of(result: dict, num_classes: int, classes=None) -> LabelRanking:
         eigenvalues=result["eigenvalues"],
         shrinkage=result["shrinkage"],
     )
+
+
+def stream_part(hook, acc, X, y, sample_weight, **opts):
+    """The streamed ``update`` of ``acc`` through ``hook`` (the passes layer's entry
+    point): the private accumulator it returns, or None."""
+    if hook is None:  # pragma: no cover
+        raise RuntimeError("labelranker_fast._stream is not loaded")
+    return hook(acc, X, y, sample_weight, **opts)
+
+
+def checked_rows(X, y, sample_weight, n_features: int, num_classes: int):
+    """``(X, y, w)`` of an in-memory ``update``, validated against the shape."""
+    X = as_features(X)
+    check_n_features(X.shape[1], n_features)
+    y = as_class_indices(y, X.shape[0], num_classes)
+    return X, y, as_weights(sample_weight, X.shape[0])
+
+
+def read_validated(reader: NpzReader, prefix: str, build: Callable[[dict[str, Any]], Any]):
+    """``build`` (``from_state``) of the ``prefix``-named state members of an open
+    ``.npz`` file; its ValueError is raised again naming the file."""
+    state = read_plain_state(reader, prefix)
+    try:
+        return build(state)
+    except ValueError as exc:
+        raise reader._bad(str(exc)) from None
