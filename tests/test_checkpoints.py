@@ -209,3 +209,34 @@ def test_update_with_a_checkpoint_of_another_accumulator_shape(tmp_path, data):
     assert acc.n_samples == 0 and acc.num_classes == C + 2
     again = lrf.ScatterAccumulator(D, C).update(X, y, checkpoint=ckpt)  # the same pass
     same_state(again, lrf.ScatterAccumulator(D, C).update(X, y, chunk_size=8192))
+
+
+class FailsAt:
+    """A sliceable view that raises KeyboardInterrupt when a chunk starting at ``row`` is
+    read (one-row fingerprint reads pass)."""
+
+    def __init__(self, arr, row):
+        self.arr, self.row, self.shape, self.dtype = arr, row, arr.shape, arr.dtype
+
+    def __getitem__(self, key):
+        part = self.arr[key]
+        if len(part) > 1 and isinstance(key, slice) and key.start == self.row:
+            raise KeyboardInterrupt
+        return part
+
+
+def test_a_pass_resumed_twice_counts_every_row_once(tmp_path, data):
+    """The second resume of an array pass used to re-read the chunks of the first resume
+    (its checkpoint counted chunks from the resume, not from the start)."""
+    X, y, _ = data
+    ckpt = tmp_path / "pass.ckpt"
+    for row in (300, 700):
+        with pytest.raises(KeyboardInterrupt):
+            accumulate(FailsAt(X, row), y, chunk_size=CHUNK, checkpoint=ckpt, checkpoint_every=2)
+    resumed, _ = accumulate(X, y, chunk_size=CHUNK, checkpoint=ckpt, checkpoint_every=2)
+    assert resumed.n_samples == N
+    np.testing.assert_array_equal(resumed.class_counts, np.bincount(y, minlength=C))
+    whole, _ = accumulate(
+        X, y, chunk_size=CHUNK, checkpoint=tmp_path / "w.ckpt", checkpoint_every=2
+    )
+    same_state(resumed, whole)

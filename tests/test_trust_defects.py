@@ -173,3 +173,39 @@ def test_large_batches_reusing_their_buffer(kind):
     X = rng.standard_normal((C, D))[y] * 3.0 + rng.standard_normal((n, D))
     acc = lrf.ScatterAccumulator(D, C, n_threads=2).update(reusing(X, y, batch, kind))
     check_statistics(acc, X, y)
+
+
+def test_a_streamed_update_cannot_join_an_open_pass(data):
+    """It used to replace the core the pass was open on: the pass's rows were lost, and
+    an abort kept the streamed rows."""
+    X, y = data
+    acc = lrf.ScatterAccumulator(D, C)
+    with pytest.raises(ValueError, match="open streaming_pass"):
+        with acc.streaming_pass():
+            acc.update(X[:100], y[:100])
+            acc.update(iter([(X[100:200], y[100:200])]))
+    assert acc.n_samples == 0  # the pass was aborted whole
+    with acc.streaming_pass():
+        acc.update(X[:100], y[:100])
+    acc.update(iter([(X[100:200], y[100:200])]))
+    assert acc.n_samples == 200
+
+
+def test_take_state_of_copies(data):
+    """Sharing one engine core between two accumulators shared its pass and thread count
+    and bypassed both locks."""
+    X, y = data
+    a, b = lrf.ScatterAccumulator(D, C, n_threads=1), lrf.ScatterAccumulator(D, C, n_threads=3)
+    b.update(X, y)
+    a.take_state_of(b)
+    assert a.n_threads == 1 and b.n_threads == 3 and a.n_samples == b.n_samples == N
+    np.testing.assert_array_equal(a.within_scatter(), b.within_scatter())
+    a.update(X, y)
+    assert b.n_samples == N and a.n_samples == 2 * N
+    try:
+        with a.streaming_pass():
+            b.update(X[:10], y[:10])
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    assert b.n_samples == N + 10 and a.n_samples == 2 * N

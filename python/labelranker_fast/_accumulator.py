@@ -139,9 +139,10 @@ class ScatterAccumulator:
         return self
 
     def _absorb(self, part: ScatterAccumulator) -> None:
-        """Adds a privately streamed accumulator: adopted whole into an empty one (so the
-        statistics are bit-identical to streaming into it), merged otherwise."""
+        """Adds a privately streamed part: adopted by an empty accumulator, else merged."""
         with self._lock:
+            if self._core.pass_open:  # its rows could not be undone with the pass
+                raise ValueError("a streamed update cannot join an open streaming_pass")
             if self._core.n_rows == 0:
                 self._core = part._core
             else:
@@ -230,8 +231,8 @@ class ScatterAccumulator:
         return self
 
     def take_state_of(self, other: ScatterAccumulator) -> None:
-        """Replaces this accumulator's statistics by ``other``'s (which it then shares),
-        keeping its thread count.
+        """Replaces this accumulator's statistics by a copy of ``other``'s, keeping its
+        thread count.
 
         Parameters
         ----------
@@ -250,7 +251,7 @@ class ScatterAccumulator:
             if (other.n_features, other.num_classes) != (self.n_features, self.num_classes):
                 raise ValueError("accumulators differ in n_features or num_classes")
             threads = self._core.num_threads
-            self._core = other._core
+            self._core = _core.Accumulator.from_state(other._core.get_state())  # not shared
             self._core.num_threads = threads
 
     def copy(self) -> ScatterAccumulator:

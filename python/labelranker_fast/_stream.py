@@ -303,8 +303,10 @@ def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> N
     if run.acc is not None:
         stack.enter_context(run.acc.streaming_pass())
     gather = None
-    index = -1
-    for index, chunk in enumerate(chunks):
+    # An array source seeks past the chunks already done; an iterable yields them again.
+    first = 0 if run.iterable else run.done
+    index = first - 1
+    for index, chunk in enumerate(chunks, start=first):
         if run.note_chunk(index, chunk):
             continue  # counted before the interruption
         X_part = as_features(chunk.X)
