@@ -227,14 +227,12 @@ class _Pass:
         """Fingerprints an iterable's chunk; True if it was already counted (skip it)."""
         if not self.iterable or self.saver is None:
             return False
-        digest = hashlib.sha256()
-        chunk_fingerprint(digest, *chunk)
-        if index == 0:
-            first = digest.hexdigest()
+        chunk_fingerprint(self.digest, *chunk)
+        if index == 0:  # the running digest of one chunk is that chunk's fingerprint
+            first = self.digest.hexdigest()
             if self.first_fingerprint not in (None, "", first):
                 raise ValueError(self._other_data("its first chunk"))
             self.first_fingerprint = first
-        chunk_fingerprint(self.digest, *chunk)
         if index + 1 == self.done and self.digest.hexdigest() != self.saved_fingerprint:
             raise ValueError(self._other_data(f"its first {self.done} chunks"))
         return index < self.done
