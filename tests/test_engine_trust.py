@@ -127,7 +127,7 @@ def test_workspace_and_solver_allocations_name_their_size():
         d = 2048
         rng = np.random.default_rng(0)
         X = rng.standard_normal((300, d)); y = np.arange(300, dtype=np.int64) % 3
-        acc = _core.Accumulator(d, 3); acc.num_threads = 1
+        acc = _core.Accumulator(d, 3); acc.n_threads = 1
         acc.update(X[:100], y[:100]); acc.release_buffers()
         before = acc.get_state()
         def vm():
@@ -148,7 +148,7 @@ def test_workspace_and_solver_allocations_name_their_size():
         after = acc.get_state()
         out["unchanged"] = all(np.array_equal(before[k], after[k]) for k in before)
         acc.update(X[100:], y[100:])
-        ref = _core.Accumulator(d, 3); ref.num_threads = 1
+        ref = _core.Accumulator(d, 3); ref.n_threads = 1
         ref.update(X[:100], y[:100]); ref.update(X[100:], y[100:])
         s, r = acc.get_state(), ref.get_state()
         out["retry_identical"] = all(np.array_equal(s[k], r[k]) for k in s)
@@ -245,7 +245,7 @@ def _ranking_problem(d, c, dtype, seed=7):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rankings_bit_identical_for_every_thread_count(d, c, dtype):
     X, y = _ranking_problem(d, c, dtype)
-    blas_before = _core.blas_num_threads()
+    blas_before = _core.blas_n_threads()
     results = {}
     for threads in (1, 2, 3, 4):
         acc = lrf.ScatterAccumulator(d, c, n_threads=threads).update(X, y)
@@ -259,7 +259,7 @@ def test_rankings_bit_identical_for_every_thread_count(d, c, dtype):
             for threads, r in zip((2, 3, 4), runs[1:]):
                 assert np.array_equal(np.asarray(r[name]), first), (key, name, threads)
     # The serial scope around the eigensolver restores the pool size.
-    assert _core.blas_num_threads() == blas_before
+    assert _core.blas_n_threads() == blas_before
 
 
 def test_solution_still_solves_the_eigenproblem():
@@ -323,7 +323,7 @@ INTERRUPT_SCRIPT = """
         acc.update(X, y)  # the retry adds the rows once
         out["retry_identical"] = same(acc.get_state(), ref.get_state())
     else:  # inside a pass: A (float32), B (big, interrupted), C (float64 after)
-        acc = _core.Accumulator(d, c); acc.num_threads = threads
+        acc = _core.Accumulator(d, c); acc.n_threads = threads
         acc.begin_pass(); acc.update(Xs, ys)
         Xb = X.astype(np.float64) if mode == "pass64" else X  # converted before the timer
         timer = interrupt_after(out["seconds"] * 0.3)
@@ -336,7 +336,7 @@ INTERRUPT_SCRIPT = """
         out["still_open"] = acc.pass_open
         acc.update(Xs[:500], ys[:500])  # float32 still accepted: B's float64 was undone
         acc.update(Xt, yt); acc.commit_pass()
-        want = _core.Accumulator(d, c); want.num_threads = threads
+        want = _core.Accumulator(d, c); want.n_threads = threads
         want.begin_pass(); want.update(Xs, ys); want.update(Xs[:500], ys[:500])
         want.update(Xt, yt); want.commit_pass()
         out["unchanged"] = same(acc.get_state(), want.get_state())

@@ -154,7 +154,7 @@ class _CountsReport:
 @pytest.fixture(scope="module", autouse=True)
 def _fuzz_session(request):
     """Restores the BLAS pool size, disarms the watchdog and reports the counts."""
-    blas_threads = _core.blas_num_threads()
+    blas_threads = _core.blas_n_threads()
     try:
         from _pytest.faulthandler import fault_handler_stderr_fd_key
 
@@ -167,7 +167,7 @@ def _fuzz_session(request):
         manager.register(_CountsReport(), "lrf-fuzz-counts")
     yield
     faulthandler.cancel_dump_traceback_later()
-    _core.set_blas_num_threads(blas_threads)
+    _core.set_blas_n_threads(blas_threads)
 
 
 _WATCHDOG_FILE: list = [sys.stderr]
@@ -682,7 +682,7 @@ def test_core_update(data):
     _count("test_core_update", example=True)
     d, c, n = data.draw(sizes(), label="d, c, n")
     acc = _core.Accumulator(d, c)
-    acc.num_threads = data.draw(st.integers(1, 4), label="num_threads")
+    acc.n_threads = data.draw(st.integers(1, 4), label="n_threads")
     mag = Magnitude()
     for _ in range(data.draw(st.integers(0, 2), label="history")):
         m = data.draw(st.integers(1, 12))
@@ -759,11 +759,11 @@ class CoreMachine(RuleBasedStateMachine):
         self.pass_open = False
         self.saw_double = False
         self.mag = Magnitude()
-        self.blas_threads = _core.blas_num_threads()
+        self.blas_threads = _core.blas_n_threads()
 
     def teardown(self):
         if hasattr(self, "blas_threads"):
-            _core.set_blas_num_threads(self.blas_threads)
+            _core.set_blas_n_threads(self.blas_threads)
 
     # ---- helpers
     def _snapshot(self):
@@ -794,8 +794,8 @@ class CoreMachine(RuleBasedStateMachine):
                 acc.merge(acc)
             elif name == "merge":
                 acc.merge(_core.Accumulator.from_state(args[0]))
-            elif name == "num_threads":
-                acc.num_threads = args[0]
+            elif name == "n_threads":
+                acc.n_threads = args[0]
             else:
                 getattr(acc, name)()
         return acc
@@ -868,24 +868,24 @@ class CoreMachine(RuleBasedStateMachine):
             ),
         )
     )
-    def num_threads(self, threads):
-        old = self.acc.num_threads
+    def n_threads(self, threads):
+        old = self.acc.n_threads
         value = _as_cxx_int(threads, 32)
         expect = Expect("T") if value == "T" else Expect("V") if value < 1 else Expect()
 
         def set_it():
-            self.acc.num_threads = threads
+            self.acc.n_threads = threads
 
-        ok, _ = check_raises(expect, set_it, f"num_threads = {threads!r}")
+        ok, _ = check_raises(expect, set_it, f"n_threads = {threads!r}")
         _count("test_core_state_machine")
         if ok:
-            assert self.acc.num_threads == int(threads)
+            assert self.acc.n_threads == int(threads)
             # Huge counts are valid; keep the machine's later calls cheap all the same.
-            if self.acc.num_threads > 8:
-                self.acc.num_threads = 4
-            self._record("num_threads", self.acc.num_threads)
+            if self.acc.n_threads > 8:
+                self.acc.n_threads = 4
+            self._record("n_threads", self.acc.n_threads)
         else:
-            assert self.acc.num_threads == old
+            assert self.acc.n_threads == old
 
     @rule(data=st.data())
     def merge(self, data):
@@ -980,15 +980,15 @@ class CoreMachine(RuleBasedStateMachine):
         before = self._snapshot()
         d, c = self.d, self.c
         assert self.acc.n_features == d and self.acc.num_classes == c
-        assert self.acc.n_rows == before["n_rows"]
-        np.testing.assert_array_equal(self.acc.counts, before["counts"])
+        assert self.acc.n_samples == before["n_rows"]
+        np.testing.assert_array_equal(self.acc.class_counts, before["counts"])
         assert self.acc.pass_open == self.pass_open
         with np.errstate(all="ignore"):
             assert self.acc.class_means().shape == (c, d)
             assert self.acc.global_mean().shape == (d,)
             assert self.acc.within_scatter().shape == (d, d)
             assert self.acc.between_scatter().shape == (d, d)
-        assert isinstance(self.acc.num_threads, int) and self.acc.num_threads >= 1
+        assert isinstance(self.acc.n_threads, int) and self.acc.n_threads >= 1
         assert _core.BLOCK_ROWS == 4096
         _count("test_core_state_machine", 11)
         for bad in (
@@ -1011,12 +1011,12 @@ class CoreMachine(RuleBasedStateMachine):
             expect = Expect() if n >= 1 else Expect("V")
         else:
             expect = Expect("T")
-        old = _core.blas_num_threads()
-        ok, _ = check_raises(expect, lambda: _core.set_blas_num_threads(n), f"set_blas({n!r})")
+        old = _core.blas_n_threads()
+        ok, _ = check_raises(expect, lambda: _core.set_blas_n_threads(n), f"set_blas({n!r})")
         _count("test_core_state_machine", 2)
         if not ok:
-            assert _core.blas_num_threads() == old
-        assert _core.blas_num_threads() >= 1
+            assert _core.blas_n_threads() == old
+        assert _core.blas_n_threads() >= 1
 
     @precondition(lambda self: not self.pass_open)
     @rule()
@@ -1024,10 +1024,10 @@ class CoreMachine(RuleBasedStateMachine):
         """from_state(get_state()) is an equal accumulator; continue with it."""
         state = self.acc.get_state()
         assert_valid_state(state, self.d, self.c)
-        threads = self.acc.num_threads
+        threads = self.acc.n_threads
         self.acc = _core.Accumulator.from_state(state)
-        self.acc.num_threads = threads
-        self.origin, self.log = copy_state(state), [("num_threads", (threads,))]
+        self.acc.n_threads = threads
+        self.origin, self.log = copy_state(state), [("n_threads", (threads,))]
         _count("test_core_state_machine", 3)
 
     @invariant()
@@ -1304,7 +1304,7 @@ def test_core_from_state(state, solve_k):
     if not updated:
         assert_same_state(acc.get_state(), before, "rejected update after from_state")
     else:
-        assert acc.n_rows == before["n_rows"] + 3
+        assert acc.n_samples == before["n_rows"] + 3
     _count("test_core_from_state", 7)
 
 
@@ -1352,7 +1352,7 @@ def _as_cxx_int(v, bits):
 @FUZZ
 @given(d=INT_ARGS, c=INT_ARGS, threads=INT_ARGS, blas=INT_ARGS)
 def test_core_scalar_arguments(d, c, threads, blas):
-    """The constructor, num_threads and set_blas_num_threads with hostile scalars."""
+    """The constructor, n_threads and set_blas_n_threads with hostile scalars."""
     _watchdog()
     _count("test_core_scalar_arguments", example=True)
     di, ci = _as_cxx_int(d, 64), _as_cxx_int(c, 64)
@@ -1372,27 +1372,27 @@ def test_core_scalar_arguments(d, c, threads, blas):
         assert (acc.n_features, acc.num_classes) == (di, ci)
 
     ti = _as_cxx_int(threads, 32)
-    old = acc.num_threads
+    old = acc.n_threads
     expect = Expect("T") if ti == "T" else Expect("V") if ti < 1 else Expect()
 
     def set_threads():
-        acc.num_threads = threads
+        acc.n_threads = threads
 
-    ok, _ = check_raises(expect, set_threads, f"num_threads = {threads!r}")
-    assert acc.num_threads == (ti if ok else old)
+    ok, _ = check_raises(expect, set_threads, f"n_threads = {threads!r}")
+    assert acc.n_threads == (ti if ok else old)
     _count("test_core_scalar_arguments", 2)
 
     bi = _as_cxx_int(blas, 32)
     expect = Expect("T") if bi == "T" else Expect("V") if bi < 1 else Expect()
-    old = _core.blas_num_threads()
+    old = _core.blas_n_threads()
     try:
         ok, _ = check_raises(
-            expect, lambda: _core.set_blas_num_threads(blas), f"set_blas_num_threads({blas!r})"
+            expect, lambda: _core.set_blas_n_threads(blas), f"set_blas_n_threads({blas!r})"
         )
         if not ok:
-            assert _core.blas_num_threads() == old
+            assert _core.blas_n_threads() == old
     finally:
-        _core.set_blas_num_threads(old)
+        _core.set_blas_n_threads(old)
     _count("test_core_scalar_arguments", 3)
 
 
@@ -2117,7 +2117,7 @@ def test_zero_rows_and_empty_accumulator():
     acc = _core.Accumulator(3, 2)
     acc.update(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0))
     acc.update(np.zeros((0, 3), np.float32), np.zeros(0, np.int64))
-    assert acc.n_rows == 0
+    assert acc.n_samples == 0
     for kind in ("none", "oas", "fixed"):
         with pytest.raises(ValueError, match="empty"):
             acc.solve(kind, 0.5, 1)
@@ -2151,7 +2151,7 @@ def test_unaligned_arrays():
     for args, name in (((Xm, y, w), "X"), ((X, ym, w), "y"), ((X, y, wm), "sample_weight")):
         with pytest.raises(TypeError, match=f"{name} must be .*aligned"):
             acc.update(*args)
-    assert acc.n_rows == 0
+    assert acc.n_samples == 0
     pub = lrf.ScatterAccumulator(4, 3)
     pub.update(Xm, ym, sample_weight=wm)
     assert_same_state(pub._core.get_state(), ref.get_state(), "misaligned input (public)")
@@ -2166,7 +2166,7 @@ def test_weights_whose_sum_overflows():
     # 1e308 + 1e308 is not a float64: the update must be refused, and leave nothing.
     with pytest.raises(ValueError, match="overflow"):
         acc.update(np.zeros((2, 2)), np.array([0, 0]), np.array([1e308, 1e308]))
-    assert acc.n_rows == 0
+    assert acc.n_samples == 0
     assert_same_state(acc.get_state(), before, "refused update")
     assert_valid_state(acc.get_state(), 2, 2)
 
@@ -2204,11 +2204,11 @@ def test_n_rows_overflow():
     before = copy_state(acc.get_state())
     with pytest.raises(ValueError, match="overflow"):  # 2**63 + 2 rows: not an int64
         acc.update(np.zeros((3, 2)), np.array([0, 1, 0]))
-    assert acc.n_rows == 2**63 - 1
+    assert acc.n_samples == 2**63 - 1
     assert_same_state(acc.get_state(), before, "refused update")
     assert_valid_state(acc.get_state(), 2, 2)
     acc.update(np.zeros((0, 2)), np.zeros(0, np.int64))  # no rows: still fits
-    assert acc.n_rows == 2**63 - 1
+    assert acc.n_samples == 2**63 - 1
 
 
 def test_from_state_allocates_first():
@@ -2235,7 +2235,7 @@ def test_equivalent_float64_dtypes(dtype):
     acc.update(X, np.arange(20) % 2)
     core = _core.Accumulator(3, 2)
     core.update(X, np.arange(20, dtype=np.int64) % 2)
-    assert acc.n_samples == core.n_rows == 20
+    assert acc.n_samples == core.n_samples == 20
 
 
 def test_noncontiguous_longlong_labels():
@@ -2281,7 +2281,7 @@ def test_longer_labels_or_weights_streamed(extra):
 
 @pytest.mark.parametrize("how", ["weights", "n_rows", "explicit pass"])
 def test_refused_commit_closes_the_pass(how):
-    blas_threads = _core.blas_num_threads()
+    blas_threads = _core.blas_n_threads()
     if how == "n_rows":
         state = _core.Accumulator(2, 2).get_state()
         state["n_rows"] = 2**63 - 1
@@ -2302,13 +2302,13 @@ def test_refused_commit_closes_the_pass(how):
     assert_same_state(acc.get_state(), before, "refused")
     try:
         assert not acc.pass_open, "the refused pass is still open"
-        assert _core.blas_num_threads() == blas_threads
+        assert _core.blas_n_threads() == blas_threads
         if how != "n_rows":  # still usable: the next rows are counted
             acc.update(np.ones((3, 2)), np.array([0, 1, 1]))
-            assert acc.n_rows == 3
+            assert acc.n_samples == 3
     finally:
         acc.abort_pass()
-        _core.set_blas_num_threads(blas_threads)
+        _core.set_blas_n_threads(blas_threads)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -123,7 +123,7 @@ def test_thread_count_does_not_change_bits():
     for other in results[1:]:
         for key in ("m2", "sums", "counts", "shifts"):
             np.testing.assert_array_equal(results[0][key], other[key])
-    assert _core.blas_num_threads() >= 1
+    assert _core.blas_n_threads() >= 1
 
 
 def test_state_round_trip_and_pickle(tmp_path):

@@ -183,11 +183,13 @@ py::dict get_state(const BoundAccumulator& self) {
     std::lock_guard<std::mutex> lock(self.mutex);
     s = self.acc.export_state();
   }
+  // The keys are the state file format (version 1): "n_rows" and "counts" predate the
+  // n_samples and class_counts names and stay, so files written before still load.
   py::dict out;
   out["n_features"] = s.n_features;
   out["num_classes"] = s.num_classes;
-  out["n_rows"] = s.n_rows;
-  out["counts"] = s.counts;
+  out["n_rows"] = s.n_samples;
+  out["counts"] = s.class_counts;
   out["shifts"] = s.shifts;
   out["sums"] = s.sums;
   out["m2"] = s.m2;
@@ -228,8 +230,8 @@ std::unique_ptr<BoundAccumulator> from_state(const py::dict& d) {
   try {
     s.n_features = d["n_features"].cast<Index>();
     s.num_classes = d["num_classes"].cast<Index>();
-    s.n_rows = d["n_rows"].cast<std::int64_t>();
-    s.counts = state_array<lrf::VectorXd>(d, "counts");
+    s.n_samples = d["n_rows"].cast<std::int64_t>();
+    s.class_counts = state_array<lrf::VectorXd>(d, "counts");
     s.shifts = state_array<lrf::RowMatrixXd>(d, "shifts");
     s.sums = state_array<lrf::RowMatrixXd>(d, "sums");
     s.m2 = state_array<lrf::MatrixXd>(d, "m2");
@@ -262,12 +264,12 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
            "Adds rows X (C-contiguous float32/float64) with int64 class indices y and optional "
            "float64 weights. All or nothing: on error the state is unchanged.")
       .def_property(
-          "num_threads", [](const BoundAccumulator& s) { return s.acc.num_threads(); },
+          "n_threads", [](const BoundAccumulator& s) { return s.acc.n_threads(); },
           py::cpp_function(
               [](BoundAccumulator& s, int n) {
                 py::gil_scoped_release nogil;
                 std::lock_guard<std::mutex> lock(s.mutex);
-                s.acc.set_num_threads(n);
+                s.acc.set_n_threads(n);
               },
               py::arg("self"), py::arg("n")),
           "Worker threads of update() and BLAS threads of solve(); statistics and solutions "
@@ -290,11 +292,11 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
       .def_property_readonly(
           "num_classes", [](const BoundAccumulator& s) { return s.acc.num_classes(); },
           "Number of classes C.")
-      .def_property_readonly("n_rows",
-                             locked([](const lrf::ScatterAccumulator& a) { return a.n_rows(); }),
+      .def_property_readonly("n_samples",
+                             locked([](const lrf::ScatterAccumulator& a) { return a.n_samples(); }),
                              "Rows accumulated, whatever their weights.")
-      .def_property_readonly("counts", locked([](const lrf::ScatterAccumulator& a) {
-                               return lrf::VectorXd(a.counts());
+      .def_property_readonly("class_counts", locked([](const lrf::ScatterAccumulator& a) {
+                               return lrf::VectorXd(a.class_counts());
                              }),
                              "(C,) float64 weighted class counts n_k (a copy).")
       .def("class_means", locked([](const lrf::ScatterAccumulator& a) { return a.class_means(); }),

@@ -5,13 +5,13 @@
 namespace py = pybind11;
 
 void lrf::bindings::bind_blas(py::module_& m) {
-  m.def("blas_num_threads", &lrf::blas::num_threads,
+  m.def("blas_n_threads", &lrf::blas::n_threads,
         "Number of threads of the engine's OpenBLAS pool.");
   m.def(
-      "set_blas_num_threads",
+      "set_blas_n_threads",
       [](int n) {
         if (n < 1) throw py::value_error("n_threads must be >= 1, got " + std::to_string(n));
-        lrf::blas::set_num_threads(n);
+        lrf::blas::set_n_threads(n);
       },
       py::arg("n"), "Sets the number of threads of the engine's OpenBLAS pool.");
 }

@@ -58,7 +58,7 @@ struct ScatterAccumulator::Lane {
   std::vector<float> centred_f, moment_f;   // float32 input: centred block and its moment
   std::vector<double> centred_d, moment_d;  // float64 input
   RowMatrixXd sums;                         // (C x d) the block's shifted sums
-  VectorXd counts;                          // (C)
+  VectorXd class_counts;                    // (C)
   std::vector<char> touched;                // (C)
   std::vector<Index> classes;               // classes in the block
   int weight_exp = 0;                       // the block's rows are scaled by 2^-weight_exp
@@ -75,7 +75,7 @@ struct ScatterAccumulator::Lane {
   }
   void clear() {  // after a failure: no partial block left behind
     sums.setZero();
-    counts.setZero();
+    class_counts.setZero();
     std::fill(touched.begin(), touched.end(), 0);
     classes.clear();
   }
@@ -107,7 +107,7 @@ struct ScatterAccumulator::Lane {
         const double wr = in.w == nullptr ? 1.0 : in.w[i];
         kernels::center_row(in.x + i * d, in.shifts + k * d, zb + (r - sub) * d, sums.row(k).data(),
                             d, in.w == nullptr ? nullptr : &wr, scale);
-        counts[k] += wr;
+        class_counts[k] += wr;
       }
       blas::syrk_upper(d, sub_end - sub, zb, d, sub == 0 ? T(0) : T(1), moment<T>().data(), d);
     }
@@ -135,7 +135,7 @@ const T* ScatterAccumulator::assign_shifts(const T* x, Index n, const std::int64
       ws.touched[k] = 1;
       ws.classes.push_back(k);  // never reallocates: capacity C since begin_pass
       fresh.push_back(k);
-      if (counts_[k] > 0) {
+      if (class_counts_[k] > 0) {
         ws.shifts.row(k) = shifts_.row(k);
         continue;
       }
@@ -176,8 +176,8 @@ void ScatterAccumulator::prepare_lanes(Index n, Index lanes, Index sub_rows, boo
       allocating<T>(d_, d_, "a worker's block moment",
                     [&] { lane.moment<T>().resize(static_cast<std::size_t>(d_ * d_)); });
     }
-    if (lane.counts.size() != c_) {
-      allocate_zero(lane.counts, c_, 1, "a worker's class counts");
+    if (lane.class_counts.size() != c_) {
+      allocate_zero(lane.class_counts, c_, 1, "a worker's class counts");
       allocate_zero(lane.sums, c_, d_, "a worker's class sums");
       allocate_vector(lane.touched, c_, "a worker's class flags", char{0});
       allocating<std::int64_t>(c_, -1, "a worker's class list", [&] { lane.classes.reserve(c_); });
@@ -205,12 +205,12 @@ void ScatterAccumulator::reduce_block(Lane& lane, Index b, bool to_spare, bool u
       ws.saved[k] = 1;
       ws.saved_classes.push_back(k);
       ws.saved_rows.insert(ws.saved_rows.end(), ws.sums.row(k).data(), ws.sums.row(k).data() + d_);
-      ws.saved_rows.push_back(ws.counts[k]);
+      ws.saved_rows.push_back(ws.class_counts[k]);
     }
     ws.sums.row(k) += lane.sums.row(k);
-    ws.counts[k] += lane.counts[k];
+    ws.class_counts[k] += lane.class_counts[k];
     lane.sums.row(k).setZero();
-    lane.counts[k] = 0;
+    lane.class_counts[k] = 0;
     lane.touched[k] = 0;
   }
 }
@@ -228,7 +228,7 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
   // block order.
   const Index sub_rows = std::max<Index>(64, (Index{1} << 20) / (d_ * Index(sizeof(T))));
   const Index n_blocks = (n + kBlockRows - 1) / kBlockRows;
-  const Index lanes = std::max<Index>(1, std::min<Index>(num_threads_, n_blocks));
+  const Index lanes = std::max<Index>(1, std::min<Index>(n_threads_, n_blocks));
   // An undoable call builds its moment in `spare` while the pass's moment stays as it was.
   const bool to_spare = undoable && ws.has_moment;
   prepare_lanes<T>(n, lanes, sub_rows, undoable, to_spare);
@@ -244,7 +244,7 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
     // Several: each worker runs the BLAS on one thread.
     std::optional<blas::ThreadScope> blas_threads;
     if (lanes > 1) blas_threads.emplace(1);
-    else if (!ws.serial_blas) blas_threads.emplace(num_threads_);
+    else if (!ws.serial_blas) blas_threads.emplace(n_threads_);
     try {
       reduce_blocks_in_order(n_blocks, static_cast<int>(lanes), process, reduce);
     } catch (...) {
@@ -258,7 +258,7 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
   if (to_spare) ws.moment.swap(ws.spare);
   ws.clear_saved();
   ws.has_moment = true;
-  ws.n_rows += n;
+  ws.n_samples += n;
   if (!ws.moment.diagonal().allFinite()) throw_non_finite(x, n, w);
 }
 

@@ -20,7 +20,7 @@ namespace lrf {
 ScatterAccumulator::ScatterAccumulator(Unallocated, Index n_features, Index num_classes)
     : d_(n_features),
       c_(num_classes),
-      num_threads_(std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
+      n_threads_(std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
   if (n_features < 1)
     throw InputError("n_features must be at least 1, got " + std::to_string(n_features));
   if (num_classes < 2)
@@ -34,37 +34,37 @@ ScatterAccumulator::ScatterAccumulator(Index n_features, Index num_classes)
   allocate_zero(m2_, d_, d_, "the second moment");
   allocate_zero(sums_, c_, d_, "the class sums");
   allocate_zero(shifts_, c_, d_, "the class shifts");
-  allocate_zero(counts_, c_, 1, "the class counts");
+  allocate_zero(class_counts_, c_, 1, "the class counts");
 }
 
-void ScatterAccumulator::set_num_threads(int n) {
+void ScatterAccumulator::set_n_threads(int n) {
   if (n < 1) throw InputError("n_threads must be >= 1, got " + std::to_string(n));
-  num_threads_ = n;
+  n_threads_ = n;
 }
 
-void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorXd& counts,
+void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorXd& class_counts,
                                 const RowMatrixXd& shifts, const RowMatrixXd& sums,
-                                const MatrixXd& m2_upper, std::int64_t n_rows) {
+                                const MatrixXd& m2_upper, std::int64_t n_samples) {
   // Moving class k's statistics from shift a to shift b = a - delta (delta = a - b):
   //   sums  T' = T + n delta
   //   m2    M' = M + delta T^T + T delta^T + n delta delta^T
   //           = M + D^T V + V^T D  with rows D_k = delta_k, V_k = T_k + (n_k / 2) delta_k.
   // The result is built beside the state and checked before it replaces it: statistics
-  // that would overflow (weights summing to infinity, n_rows past 2^63) are refused and
+  // that would overflow (weights summing to infinity, a row count past 2^63) are refused and
   // leave the accumulator as it was.
-  std::int64_t new_n_rows = 0;
-  if (__builtin_add_overflow(n_rows_, n_rows, &new_n_rows)) {
+  std::int64_t new_n_samples = 0;
+  if (__builtin_add_overflow(n_samples_, n_samples, &new_n_samples)) {
     throw InputError("the number of rows would overflow a 64-bit integer");
   }
   MatrixXd new_m2 = copy_of(m2_, "the merged second moment");
   RowMatrixXd new_sums = copy_of(sums_, "the merged class sums");
   RowMatrixXd new_shifts = copy_of(shifts_, "the merged class shifts");
-  VectorXd new_counts = copy_of(counts_, "the merged class counts");
+  VectorXd new_counts = copy_of(class_counts_, "the merged class counts");
   RowMatrixXd D, V;
   for (Index k : classes) {
-    const double n_k = counts[k];
+    const double n_k = class_counts[k];
     if (n_k <= 0) continue;
-    if (counts_[k] <= 0) {
+    if (class_counts_[k] <= 0) {
       new_shifts.row(k) = shifts.row(k);
       new_sums.row(k) = sums.row(k);
     } else {
@@ -103,8 +103,8 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
         "the statistics would overflow (weights or squared features too large to "
         "add up in float64); rescale the features or the weights");
   }
-  n_rows_ = new_n_rows;
-  counts_.swap(new_counts);
+  n_samples_ = new_n_samples;
+  class_counts_.swap(new_counts);
   shifts_.swap(new_shifts);
   sums_.swap(new_sums);
   m2_.swap(new_m2);
@@ -120,19 +120,19 @@ void ScatterAccumulator::merge(const ScatterAccumulator& other) {
   // merge(*this) needs no copy: absorb reads its arguments before it replaces the state.
   std::vector<Index> classes;
   for (Index k = 0; k < c_; ++k)
-    if (other.counts_[k] > 0) classes.push_back(k);
-  absorb(classes, other.counts_, other.shifts_, other.sums_, other.m2_, other.n_rows_);
+    if (other.class_counts_[k] > 0) classes.push_back(k);
+  absorb(classes, other.class_counts_, other.shifts_, other.sums_, other.m2_, other.n_samples_);
 }
 
 RowMatrixXd ScatterAccumulator::relative_means(RowVectorXd* reference) const {
   Index first = 0;
-  while (first < c_ && counts_[first] <= 0) ++first;
+  while (first < c_ && class_counts_[first] <= 0) ++first;
   *reference = first < c_ ? RowVectorXd(shifts_.row(first)) : RowVectorXd::Zero(d_);
   RowMatrixXd rel;
   allocate(rel, c_, d_, "the class means");
   for (Index k = 0; k < c_; ++k) {
-    if (counts_[k] > 0) {
-      rel.row(k) = (shifts_.row(k) - *reference) + sums_.row(k) / counts_[k];
+    if (class_counts_[k] > 0) {
+      rel.row(k) = (shifts_.row(k) - *reference) + sums_.row(k) / class_counts_[k];
     } else {
       rel.row(k).setConstant(std::numeric_limits<double>::quiet_NaN());
     }
@@ -151,7 +151,7 @@ RowVectorXd ScatterAccumulator::weighted_mean(const RowMatrixXd& rows) const {
   RowVectorXd mu = RowVectorXd::Zero(d_);
   const double total = total_weight();
   for (Index k = 0; k < c_; ++k)
-    if (counts_[k] > 0) mu += (counts_[k] / total) * rows.row(k);
+    if (class_counts_[k] > 0) mu += (class_counts_[k] / total) * rows.row(k);
   return mu;
 }
 
@@ -176,7 +176,7 @@ MatrixXd ScatterAccumulator::within_scatter() const {
   RowMatrixXd r;
   allocate_zero(r, c_, d_, "the scaled class sums");
   for (Index k = 0; k < c_; ++k)
-    if (counts_[k] > 0) r.row(k) = sums_.row(k) / std::sqrt(counts_[k]);
+    if (class_counts_[k] > 0) r.row(k) = sums_.row(k) / std::sqrt(class_counts_[k]);
   MatrixXd correction;
   allocate(correction, d_, d_, "the within-class scatter");
   blas::syrk_upper(d_, c_, r.data(), d_, 0.0, correction.data(), d_);
@@ -194,7 +194,8 @@ MatrixXd ScatterAccumulator::between_factor() const {
   MatrixXd factor;
   allocate(factor, d_, c_, "the between-class factor");
   for (Index k = 0; k < c_; ++k) {
-    if (counts_[k] > 0) factor.col(k) = std::sqrt(counts_[k]) * centered.row(k).transpose();
+    if (class_counts_[k] > 0)
+      factor.col(k) = std::sqrt(class_counts_[k]) * centered.row(k).transpose();
     else factor.col(k).setZero();
   }
   return factor;
@@ -208,7 +209,7 @@ void ScatterAccumulator::require_all_classes() const {
   }
   std::vector<Index> empty;
   for (Index k = 0; k < c_; ++k)
-    if (!(counts_[k] > 0)) empty.push_back(k);
+    if (!(class_counts_[k] > 0)) empty.push_back(k);
   if (empty.empty()) return;
   std::ostringstream msg;
   msg << empty.size() << " of " << c_ << " classes have no samples (class indices ";

@@ -88,8 +88,8 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
   return info;
 }
 
-int num_threads() { return scipy_openblas_get_num_threads(); }
-void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
+int n_threads() { return scipy_openblas_get_num_threads(); }
+void set_n_threads(int n) { scipy_openblas_set_num_threads(n); }
 
 namespace {
 std::mutex scope_mutex;
@@ -103,30 +103,30 @@ int serial_restore = 1;  // what the pool returns to when it ends
 ThreadScope::ThreadScope(int n) {
   std::unique_lock<std::mutex> lock(scope_mutex);
   serial_done.wait(lock, [] { return !serial; });
-  if (scopes_active++ == 0) size_before = num_threads();
-  if (num_threads() != n) set_num_threads(n);
+  if (scopes_active++ == 0) size_before = n_threads();
+  if (n_threads() != n) set_n_threads(n);
 }
 
 ThreadScope::~ThreadScope() {
   std::lock_guard<std::mutex> lock(scope_mutex);
   if (--scopes_active != 0) return;
   if (serial) serial_restore = size_before;  // restored when the serial scope ends
-  else if (num_threads() != size_before) set_num_threads(size_before);
+  else if (n_threads() != size_before) set_n_threads(size_before);
 }
 
 SerialScope::SerialScope() {
   std::unique_lock<std::mutex> lock(scope_mutex);
   serial_done.wait(lock, [] { return !serial; });
   serial = true;
-  serial_restore = num_threads();
-  if (serial_restore != 1) set_num_threads(1);
+  serial_restore = n_threads();
+  if (serial_restore != 1) set_n_threads(1);
 }
 
 SerialScope::~SerialScope() {
   {
     std::lock_guard<std::mutex> lock(scope_mutex);
     serial = false;
-    if (num_threads() != serial_restore) set_num_threads(serial_restore);
+    if (n_threads() != serial_restore) set_n_threads(serial_restore);
   }
   serial_done.notify_all();
 }

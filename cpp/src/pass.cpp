@@ -18,8 +18,8 @@ namespace lrf {
 void ScatterAccumulator::begin_pass() {
   if (work_.open) throw InputError("a pass is already open on this accumulator");
   Workspace& ws = work_;
-  if (ws.counts.size() != c_) {
-    allocate_zero(ws.counts, c_, 1, "the pass's class counts");
+  if (ws.class_counts.size() != c_) {
+    allocate_zero(ws.class_counts, c_, 1, "the pass's class counts");
     allocate(ws.shifts, c_, d_, "the pass's class shifts");
     allocate_zero(ws.sums, c_, d_, "the pass's class sums");
     allocate_vector(ws.touched, c_, "the pass's class flags", char{0});
@@ -28,7 +28,7 @@ void ScatterAccumulator::begin_pass() {
   }
   if (ws.moment.rows() != d_) allocate(ws.moment, d_, d_, "the pass's second moment");
   ws.classes.clear();
-  ws.n_rows = 0;
+  ws.n_samples = 0;
   ws.has_moment = false;
   ws.saw_double = false;
   // Our workers run the BLAS single-threaded; holding that setting for the whole pass
@@ -49,7 +49,7 @@ void ScatterAccumulator::Workspace::release() {
   shifts = RowMatrixXd();
   sums = RowMatrixXd();
   shifts_f.resize(0, 0);
-  counts = VectorXd();
+  class_counts = VectorXd();
   std::vector<char>().swap(touched);
   std::vector<char>().swap(saved);
   std::vector<Index>().swap(classes);
@@ -67,7 +67,7 @@ void ScatterAccumulator::abort_pass() {
   Workspace& ws = work_;
   for (Index k : ws.classes) {
     ws.sums.row(k).setZero();
-    ws.counts[k] = 0;
+    ws.class_counts[k] = 0;
     ws.touched[k] = 0;
   }
   ws.classes.clear();
@@ -82,8 +82,8 @@ void ScatterAccumulator::commit_pass() {
   try {
     VectorXd counts;
     allocate_zero(counts, c_, 1, "the pass's class counts");
-    for (Index k : ws.classes) counts[k] = ws.counts[k];
-    if (ws.has_moment) absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, ws.n_rows);
+    for (Index k : ws.classes) counts[k] = ws.class_counts[k];
+    if (ws.has_moment) absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, ws.n_samples);
   } catch (...) {
     abort_pass();  // a refused pass is dropped whole: the accumulator stays as it was
     throw;
@@ -96,14 +96,14 @@ void ScatterAccumulator::undo_call(std::size_t classes_before, bool saw_double_b
   const double* saved = ws.saved_rows.data();
   for (Index k : ws.saved_classes) {
     ws.sums.row(k) = Eigen::Map<const RowVectorXd>(saved, d_);
-    ws.counts[k] = saved[d_];
+    ws.class_counts[k] = saved[d_];
     saved += d_ + 1;
   }
   ws.clear_saved();
   for (std::size_t i = classes_before; i < ws.classes.size(); ++i) {
     const Index k = ws.classes[i];  // first seen in the undone call: empty before it
     ws.sums.row(k).setZero();
-    ws.counts[k] = 0;
+    ws.class_counts[k] = 0;
     ws.touched[k] = 0;
   }
   ws.classes.resize(classes_before);

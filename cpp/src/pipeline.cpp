@@ -8,7 +8,7 @@
 namespace lrf {
 
 Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkage, Index k) {
-  blas::ThreadScope blas_threads(acc.num_threads());
+  blas::ThreadScope blas_threads(acc.n_threads());
   acc.require_all_classes();
   const double total = acc.total_weight();
   MatrixXd within = acc.within_scatter();

@@ -72,7 +72,7 @@ class ScatterAccumulator:
         num_classes = check_int(num_classes, "num_classes", 2)
         core = _core.Accumulator(n_features, num_classes)
         if n_threads is not None:
-            core.num_threads = check_threads(n_threads)
+            core.n_threads = check_threads(n_threads)
         self._adopt(core)
 
     def _adopt(self, core) -> None:
@@ -143,7 +143,7 @@ class ScatterAccumulator:
         with self._lock:
             if self._core.pass_open:  # its rows could not be undone with the pass
                 raise ValueError("a streamed update cannot join an open streaming_pass")
-            if self._core.n_rows == 0:
+            if self._core.n_samples == 0:
                 self._core = part._core
             else:
                 self._core.merge(part._core)
@@ -250,9 +250,9 @@ class ScatterAccumulator:
         with first._lock, second._lock:
             if (other.n_features, other.num_classes) != (self.n_features, self.num_classes):
                 raise ValueError("accumulators differ in n_features or num_classes")
-            threads = self._core.num_threads
+            threads = self._core.n_threads
             self._core = _core.Accumulator.from_state(other._core.get_state())  # not shared
-            self._core.num_threads = threads
+            self._core.n_threads = threads
 
     def copy(self) -> ScatterAccumulator:
         """An independent accumulator with the same statistics and thread count.
@@ -269,13 +269,13 @@ class ScatterAccumulator:
     @property
     def n_threads(self) -> int:
         """Threads used by ``update`` and by the solver's BLAS calls."""
-        return self._core.num_threads
+        return self._core.n_threads
 
     @n_threads.setter
     def n_threads(self, value: int) -> None:
         value = check_threads(value)
         with self._lock:
-            self._core.num_threads = value
+            self._core.n_threads = value
 
     @property
     def n_features(self) -> int:
@@ -291,13 +291,13 @@ class ScatterAccumulator:
     def n_samples(self) -> int:
         """Number of rows accumulated (whatever their weights)."""
         with self._lock:
-            return self._core.n_rows
+            return self._core.n_samples
 
     @property
     def class_counts(self) -> np.ndarray:
         """(C,) float64 weighted counts n_k (the row counts when unweighted)."""
         with self._lock:
-            return self._core.counts
+            return self._core.class_counts
 
     @property
     def class_means(self) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Accumulator', 'BLOCK_ROWS', 'blas_num_threads', 'set_blas_num_threads']
+__all__: list[str] = ['Accumulator', 'BLOCK_ROWS', 'blas_n_threads', 'set_blas_n_threads']
 class Accumulator:
     """
     Streaming LDA statistics in float64 (engine object; use labelranker_fast.ScatterAccumulator).
@@ -68,7 +68,7 @@ class Accumulator:
         (d, d) float64 within-class scatter S_w = sum_k sum_(x in k) w (x - mu_k)(x - mu_k)^T.
         """
     @property
-    def counts(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
+    def class_counts(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
         """
         (C,) float64 weighted class counts n_k (a copy).
         """
@@ -78,23 +78,23 @@ class Accumulator:
         Number of features d.
         """
     @property
-    def n_rows(self) -> int:
+    def n_samples(self) -> int:
         """
         Rows accumulated, whatever their weights.
         """
+    @property
+    def n_threads(self) -> int:
+        """
+        Worker threads of update() and BLAS threads of solve(); statistics and solutions are bit-identical for every count.
+        """
+    @n_threads.setter
+    def n_threads(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
     @property
     def num_classes(self) -> int:
         """
         Number of classes C.
         """
-    @property
-    def num_threads(self) -> int:
-        """
-        Worker threads of update() and BLAS threads of solve(); statistics and solutions are bit-identical for every count.
-        """
-    @num_threads.setter
-    def num_threads(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
     @property
     def pass_open(self) -> bool:
         """
@@ -104,11 +104,11 @@ def _fail_thread_starts(k: typing.SupportsInt | typing.SupportsIndex, after: typ
     """
     Test hook: after `after` successful worker-thread starts, the engine's next k fail as under a thread limit (the work then runs on fewer threads). Returns the refusals still pending before the call.
     """
-def blas_num_threads() -> int:
+def blas_n_threads() -> int:
     """
     Number of threads of the engine's OpenBLAS pool.
     """
-def set_blas_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+def set_blas_n_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     Sets the number of threads of the engine's OpenBLAS pool.
     """

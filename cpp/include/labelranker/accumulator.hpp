@@ -34,11 +34,11 @@ using InterruptPoll = std::function<bool()>;
 struct AccumulatorState {
   Index n_features = 0;
   Index num_classes = 0;
-  std::int64_t n_rows = 0;  // rows seen, whatever their weight
-  VectorXd counts;          // (C) weighted counts
-  RowMatrixXd shifts;       // (C x d) per-class shifts; meaningful where counts > 0
-  RowMatrixXd sums;         // (C x d) weighted sums of shifted rows
-  MatrixXd m2;              // (d x d) symmetric pooled shifted second moment
+  std::int64_t n_samples = 0;  // rows seen, whatever their weight (file key "n_rows")
+  VectorXd class_counts;       // (C) weighted counts (file key "counts")
+  RowMatrixXd shifts;          // (C x d) per-class shifts; meaningful where counts > 0
+  RowMatrixXd sums;            // (C x d) weighted sums of shifted rows
+  MatrixXd m2;                 // (d x d) symmetric pooled shifted second moment
 };
 
 class ScatterAccumulator {
@@ -54,9 +54,9 @@ class ScatterAccumulator {
 
   Index n_features() const { return d_; }
   Index num_classes() const { return c_; }
-  std::int64_t n_rows() const { return n_rows_; }
-  const VectorXd& counts() const { return counts_; }
-  double total_weight() const { return counts_.sum(); }
+  std::int64_t n_samples() const { return n_samples_; }
+  const VectorXd& class_counts() const { return class_counts_; }
+  double total_weight() const { return class_counts_.sum(); }
 
   // Adds n rows of x (row-major n x d), with class indices y in [0, C) and optional
   // non-negative weights (nullptr: all ones). Either every row is added or, if any input
@@ -102,8 +102,8 @@ class ScatterAccumulator {
   // single-threaded on its own blocks; blocks are reduced in order, so every thread count
   // gives bit-identical statistics. Workers that cannot be started (thread limits) are
   // done without: the same blocks run on fewer threads, with the same result.
-  int num_threads() const { return num_threads_; }
-  void set_num_threads(int n);
+  int n_threads() const { return n_threads_; }
+  void set_n_threads(int n);
 
   AccumulatorState export_state() const;
   // Validates the state and takes its arrays over (no copy).
@@ -141,8 +141,9 @@ class ScatterAccumulator {
   [[noreturn]] void throw_non_finite(const T* x, Index n, const double* w) const;
   // Adds statistics taken around `shifts` (only the listed classes) to this accumulator,
   // re-expressing them around this accumulator's own shifts where the two differ.
-  void absorb(const std::vector<Index>& classes, const VectorXd& counts, const RowMatrixXd& shifts,
-              const RowMatrixXd& sums, const MatrixXd& m2_upper, std::int64_t n_rows);
+  void absorb(const std::vector<Index>& classes, const VectorXd& class_counts,
+              const RowMatrixXd& shifts, const RowMatrixXd& sums, const MatrixXd& m2_upper,
+              std::int64_t n_samples);
   // Class means minus the shift of the first class with weight (`reference`), which keeps
   // differences of means free of cancellation.
   RowMatrixXd relative_means(RowVectorXd* reference) const;
@@ -150,9 +151,9 @@ class ScatterAccumulator {
   RowVectorXd weighted_mean(const RowMatrixXd& rows) const;
 
   Index d_, c_;
-  int num_threads_;
-  std::int64_t n_rows_ = 0;
-  VectorXd counts_;
+  int n_threads_;
+  std::int64_t n_samples_ = 0;
+  VectorXd class_counts_;
   RowMatrixXd shifts_;
   RowMatrixXd sums_;
   MatrixXd m2_;  // upper triangle is authoritative
@@ -166,11 +167,11 @@ class ScatterAccumulator {
     MatrixXd moment;             // d x d moment of this pass (upper triangle)
     RowMatrixXd shifts, sums;    // (C x d) this pass's shifts and shifted sums
     RowMatrixXf shifts_f;        // (C x d) the shifts in float32, for float32 rows
-    VectorXd counts;             // (C) this pass's weights
+    VectorXd class_counts;       // (C) this pass's weights
     std::vector<char> touched;   // (C) class seen in this pass
     std::vector<Index> classes;  // classes seen in this pass, in order of appearance
     bool open = false;           // a pass is open (a copy starts with none)
-    std::int64_t n_rows = 0;     // rows added in this pass
+    std::int64_t n_samples = 0;  // rows added in this pass
     bool has_moment = false;     // moment holds data (else it is assigned, not added)
     bool saw_double = false;     // a float64 call was part of this pass
     std::unique_ptr<blas::ThreadScope> serial_blas;  // held while a pass is open

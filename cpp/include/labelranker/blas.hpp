@@ -42,8 +42,8 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
                   index_t ldz);
 
 // OpenBLAS's thread pool, which every routine above uses.
-int num_threads();
-void set_num_threads(int n);
+int n_threads();
+void set_n_threads(int n);
 
 // Sets the pool's size for the lifetime of the object and restores it afterwards. Scopes
 // may nest and overlap across threads: the pool takes the latest scope's size, and the

@@ -17,7 +17,7 @@ struct Solution {
 // Requires every class to have weight (SingularError otherwise), scales the scatters by
 // the total weight N, refuses statistics that overflowed (InputError), then solves for the
 // top k discriminant directions and ranks the classes along them. The BLAS runs on the
-// accumulator's num_threads() threads; the result is the same for every count.
+// accumulator's n_threads() threads; the result is the same for every count.
 Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkage, Index k);
 
 }  // namespace lrf
