@@ -122,6 +122,8 @@ def test_order_effect_test_detects_an_effect_and_not_noise():
     assert order_effect_test(noise, n_perm=2000)["p"] > 0.05
     assert order_effect_test(noise, n_perm=500) == order_effect_test(noise, n_perm=500)
     assert np.isnan(order_effect_test(noise[:1])["p"])
+    with pytest.raises(ValueError, match=r"acc must be \(seeds, orders\)"):
+        order_effect_test(noise[0])
 
 
 def test_pretrained_weights_are_cached_and_reused(tmp_path):

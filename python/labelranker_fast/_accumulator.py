@@ -9,7 +9,6 @@ so concurrent callers are serialised and never lose or double-count rows.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, Literal, Union
@@ -19,19 +18,18 @@ from numpy.typing import ArrayLike
 
 from . import _core
 from ._inputs import check_int, check_n_components, check_threads, in_memory, parse_shrinkage
-from ._io import STATE_KEYS, STATE_VERSION, NpzReader, plain_state, write_npz
+from ._io import STATE_KEYS, STATE_VERSION, plain_state
 from ._ranking import LabelRanking
+from ._state import PathArg, StateForms, ranking_of, stream_part
 from ._state import checked_rows as _rows
-from ._state import grown_state, ranking_of, read_validated, selected_state, stream_part
 
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
 BLOCK_ROWS: int = _core.BLOCK_ROWS  # rows a worker thread takes at a time
-PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
 Shrinkage = Union[Literal["oas"], float, None]
 
 
-class ScatterAccumulator:
+class ScatterAccumulator(StateForms):
     """Per-class counts and means and the pooled within-class scatter, in one pass.
 
     Statistics are kept in float64 whatever the input precision; rows are shifted by a
@@ -186,9 +184,19 @@ class ScatterAccumulator:
             self._core.begin_pass()
 
     def grow_classes(self, num_classes: int) -> None:
-        """Inside or outside ``streaming_pass``: adds empty class slots up to
-        ``num_classes`` (what the pass added so far is committed first); ValueError when
-        ``num_classes`` (an int) is below the current count."""
+        """Adds empty class slots, inside or outside ``streaming_pass`` (inside, what the
+        pass added so far is committed first).
+
+        Parameters
+        ----------
+        num_classes : int
+            The new number of class slots, at least the current ``num_classes``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            ``num_classes`` below the current count, or not an int.
+        """
         with self._lock:
             open_pass = self._core.pass_open
             if open_pass:
@@ -198,8 +206,13 @@ class ScatterAccumulator:
                 self._core.begin_pass()
 
     def release_buffers(self) -> None:
-        """Frees the work buffers ``update`` keeps between calls (not the statistics);
-        ValueError inside a pass."""
+        """Frees the work buffers ``update`` keeps between calls (not the statistics).
+
+        Raises
+        ------
+        ValueError
+            A pass is open.
+        """
         with self._lock:
             self._core.release_buffers()
 
@@ -306,19 +319,48 @@ class ScatterAccumulator:
             return self._core.class_means()
 
     def within_scatter(self) -> np.ndarray:
-        """(d, d) S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T."""
+        """The pooled within-class scatter.
+
+        Returns
+        -------
+        ndarray of shape (d, d), float64
+            S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T.
+        """
         with self._lock:
             return self._core.within_scatter()
 
     def between_scatter(self) -> np.ndarray:
-        """(d, d) S_b = sum_k n_k (mu_k - mu)(mu_k - mu)^T."""
+        """The between-class scatter.
+
+        Returns
+        -------
+        ndarray of shape (d, d), float64
+            S_b = sum_k n_k (mu_k - mu)(mu_k - mu)^T.
+        """
         with self._lock:
             return self._core.between_scatter()
 
     def solve(self, shrinkage: Shrinkage = None, n_components: int = 1) -> dict[str, Any]:
-        """The discriminant solution as arrays: "directions" (d, k), "eigenvalues" (k,),
-        "eigenvalue_sum", "centroids" (C, k), "order" (C,), "mean" (d,), "shrinkage".
-        Parameters and errors as for ``rank``, which makes a LabelRanking of it."""
+        """The discriminant solution as arrays (``rank`` makes a LabelRanking of it).
+
+        Parameters
+        ----------
+        shrinkage : None, "oas" or float in [0, 1]
+            As for ``rank``.
+        n_components : int, default=1
+            As for ``rank``.
+
+        Returns
+        -------
+        dict
+            "directions" (d, k), "eigenvalues" (k,), "eigenvalue_sum", "centroids" (C, k),
+            "order" (C,), "mean" (d,) and "shrinkage" (the value used).
+
+        Raises
+        ------
+        ValueError, TypeError
+            As for ``rank``.
+        """
         kind, value = parse_shrinkage(shrinkage)
         n_components = check_n_components(n_components)
         with self._lock:
@@ -350,20 +392,6 @@ class ScatterAccumulator:
             overflowed; a ``shrinkage`` or ``n_components`` of the wrong value or type.
         """
         return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes)
-
-    def _with_capacity(self, num_classes: int) -> ScatterAccumulator:
-        """A copy with ``num_classes`` class slots; the new ones are empty."""
-        state = grown_state(self.get_state(), num_classes, self.num_classes, self.n_features)
-        out = type(self).from_state(state)
-        out.n_threads = self.n_threads
-        return out
-
-    def _select_classes(self, order) -> ScatterAccumulator:
-        """A copy whose class k is this one's class ``order[k]`` (the other classes must
-        be empty: their rows would be lost)."""
-        out = type(self).from_state(selected_state(self.get_state(), order, self.num_classes))
-        out.n_threads = self.n_threads
-        return out
 
     def get_state(self) -> dict[str, Any]:
         """The whole state as plain numpy arrays (see ``from_state``).
@@ -398,44 +426,6 @@ class ScatterAccumulator:
             with ``n_features``/``num_classes``, or statistics that cannot be a state.
         """
         return cls._wrap(_core.Accumulator.from_state(plain_state(state)))
-
-    @classmethod
-    def read_state(cls, reader: NpzReader, prefix: str = "") -> ScatterAccumulator:
-        """An accumulator from the ``prefix``-named members of an open ``.npz`` file:
-        scalars first, then each array after its header's shape has been checked;
-        ValueError (naming the file) for members missing, malformed or inconsistent."""
-        return read_validated(reader, prefix, cls.from_state)
-
-    def save(self, path: PathArg) -> None:
-        """Writes the state to an ``.npz`` file: arrays only (no pickled code), written
-        atomically (a crash or Ctrl-C never leaves a torn file). TypeError if ``path`` is
-        not a path; FileNotFoundError without its folder; ValueError if not writable."""
-        write_npz(path, self.get_state())
-
-    @classmethod
-    def load(cls, path: PathArg) -> ScatterAccumulator:
-        """Reads a file written by ``save``.
-
-        Parameters
-        ----------
-        path : str, os.PathLike or bytes
-            The file to read.
-
-        Returns
-        -------
-        ScatterAccumulator
-
-        Raises
-        ------
-        FileNotFoundError
-            No file at ``path``.
-        ValueError, TypeError
-            Not an accumulator file: malformed, truncated, inconsistent, or another kind
-            of file (nothing in it is executed, members it does not need are not read);
-            a ``path`` that is not a path.
-        """
-        with NpzReader(path, "accumulator") as reader:
-            return cls.read_state(reader)
 
     def __getstate__(self):
         return self.get_state()

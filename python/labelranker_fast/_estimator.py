@@ -89,6 +89,12 @@ class LabelRanker(TransformerMixin, BaseEstimator):
     shrinkage_ : float
         The shrinkage intensity used.
     n_features_in_ : int
+
+    Raises
+    ------
+    ValueError, TypeError
+        From ``fit``/``partial_fit``, not the constructor: parameters of the wrong value or
+        type are reported when fitting, as scikit-learn's convention has it.
     """
 
     def __init__(

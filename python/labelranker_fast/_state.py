@@ -1,15 +1,21 @@
-"""Plain state dicts of a ScatterAccumulator, reshaped, and the ranking of a solution."""
+"""Plain state dicts of a ScatterAccumulator: reshaped, read and written, and the ranking
+of a solution. ``StateForms`` gives the accumulator its file, pickle and class-slot forms,
+built on ``get_state``/``from_state`` alone."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import numpy as np
 
 from ._inputs import as_class_indices, as_features, as_weights, check_n_features
-from ._io import NpzReader, read_plain_state
+from ._io import NpzReader, read_plain_state, write_npz
 from ._ranking import LabelRanking
+
+PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
+_Acc = TypeVar("_Acc", bound="StateForms")
 
 
 def grown_state(
@@ -77,3 +83,108 @@ def read_validated(reader: NpzReader, prefix: str, build: Callable[[dict[str, An
         return build(state)
     except ValueError as exc:
         raise reader._bad(str(exc)) from None
+
+
+class StateForms:
+    """What an accumulator is as plain arrays: ``.npz`` files, pickles, copies with other
+    class slots. The class provides ``get_state``, ``from_state`` and ``n_threads``."""
+
+    if TYPE_CHECKING:
+        n_threads: int
+
+        @property
+        def num_classes(self) -> int: ...
+
+        @property
+        def n_features(self) -> int: ...
+
+        def get_state(self) -> dict[str, Any]: ...
+
+        @classmethod
+        def from_state(cls: type[_Acc], state: dict[str, Any]) -> _Acc: ...
+
+    @classmethod
+    def read_state(cls: type[_Acc], reader: NpzReader, prefix: str = "") -> _Acc:
+        """An accumulator from the ``prefix``-named members of an open ``.npz`` file.
+
+        Scalars are read first, then each array after its header's shape has been
+        checked against them, so a hostile file cannot make it allocate.
+
+        Parameters
+        ----------
+        reader : NpzReader
+            The open file (``labelranker_fast._io.NpzReader``).
+        prefix : str, default=""
+            What the state's member names start with (a checkpoint's is "acc_").
+
+        Returns
+        -------
+        ScatterAccumulator
+
+        Raises
+        ------
+        ValueError
+            Members missing, malformed or inconsistent (the message names the file).
+        """
+        return read_validated(reader, prefix, cls.from_state)
+
+    def save(self, path: PathArg) -> None:
+        """Writes the state to an ``.npz`` file: arrays only (no pickled code).
+
+        The file is written atomically: a crash or Ctrl-C never leaves a torn file.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or bytes
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        TypeError
+            ``path`` is not a path.
+        FileNotFoundError
+            Its folder does not exist.
+        ValueError
+            The folder is not writable.
+        """
+        write_npz(path, self.get_state())
+
+    @classmethod
+    def load(cls: type[_Acc], path: PathArg) -> _Acc:
+        """Reads a file written by ``save``.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or bytes
+            The file to read.
+
+        Returns
+        -------
+        ScatterAccumulator
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError, TypeError
+            Not an accumulator file: malformed, truncated, inconsistent, or another kind
+            of file (nothing in it is executed, members it does not need are not read);
+            a ``path`` that is not a path.
+        """
+        with NpzReader(path, "accumulator") as reader:
+            return cls.read_state(reader)
+
+    def _with_capacity(self: _Acc, num_classes: int) -> _Acc:
+        """A copy with ``num_classes`` class slots; the new ones are empty."""
+        state = grown_state(self.get_state(), num_classes, self.num_classes, self.n_features)
+        return self._rebuilt(state)
+
+    def _select_classes(self: _Acc, order) -> _Acc:
+        """A copy whose class k is this one's class ``order[k]`` (the other classes must
+        be empty: their rows would be lost)."""
+        return self._rebuilt(selected_state(self.get_state(), order, self.num_classes))
+
+    def _rebuilt(self: _Acc, state: dict[str, Any]) -> _Acc:
+        out = type(self).from_state(state)
+        out.n_threads = self.n_threads
+        return out

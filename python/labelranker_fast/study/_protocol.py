@@ -36,6 +36,32 @@ __all__ = ["StudyConfig", "QUICK", "run_protocol"]
 
 @dataclass
 class StudyConfig:
+    """Settings of ``run_study`` (see the README's study section).
+
+    Attributes
+    ----------
+    data : "digits", an image folder path, or an (images, labels) pair
+        The data set; it is split into train and test with ``test_fraction``.
+    backbones : tuple of str
+        "scratch", "mae", "rotation" or "timm:<name>" (weights from ``checkpoint``).
+    random_orders, seeds, head_seeds : int
+        Random label orders, fine-tuning seeds, and head seeds of control 2.
+    epochs, warmup_epochs, batch_size, lr, weight_decay, label_smoothing : number
+        Fine-tuning schedule (AdamW, cosine with warm-up).
+    pretrain_epochs : int
+        Self-supervised pre-training epochs of the built-in backbones.
+    arch : dict
+        ViT size of the built-in backbones (patch, dim, depth, heads).
+    image_size, input_size : int
+        Stored image size; size batches are resized to (None: as stored).
+    test_fraction : float
+        Share of each class held out for testing.
+    pooling, shrinkage, device : str, float or None
+        As for ``extract_and_rank`` and ``finetune``.
+    cache_dir : str, optional
+        Where pre-trained backbones are cached.
+    """
+
     data: object = "digits"
     backbones: tuple = ("scratch", "mae", "rotation")
     checkpoint: str | None = None  # weights for a timm:<name> backbone

@@ -19,8 +19,30 @@ def order_effect_test(acc: np.ndarray, n_perm: int = 5000, seed: int = 0) -> dic
     Two-way layout without replication: seeds are blocks, orders the treatment. The
     statistic is the F ratio of the order effect to the residual; its p-value comes from
     permuting the orders within each seed (no distributional assumption).
+
+    Parameters
+    ----------
+    acc : array-like of shape (seeds, orders)
+        Test accuracy of each fine-tuning seed under each label order.
+    n_perm : int, default=5000
+        Number of within-seed permutations.
+    seed : int, default=0
+        Seed of the permutations.
+
+    Returns
+    -------
+    dict
+        "F", "p" (permutation p-value, (1 + hits) / (1 + n_perm)) and "permutations";
+        NaN with a "note" under 2 seeds or 2 orders.
+
+    Raises
+    ------
+    ValueError
+        ``acc`` not two-dimensional.
     """
     acc = np.asarray(acc, dtype=float)
+    if acc.ndim != 2:
+        raise ValueError(f"acc must be (seeds, orders), got shape {acc.shape}")
     s, o = acc.shape
     if s < 2 or o < 2:
         return {"F": float("nan"), "p": float("nan"), "note": "needs at least 2 seeds and 2 orders"}
@@ -50,7 +72,23 @@ def _stats(values) -> dict:
 
 def summarize(results: dict) -> dict:
     """Per backbone: accuracy per condition, spread over random orders, the ranker's rank,
-    the order-effect test and both controls."""
+    the order-effect test and both controls.
+
+    Parameters
+    ----------
+    results : dict
+        As ``run_study`` returns it ("config" and "runs").
+
+    Returns
+    -------
+    dict
+        ``{backbone: summary}``.
+
+    Raises
+    ------
+    KeyError
+        ``results`` without the keys ``run_study`` writes.
+    """
     out = {}
     seeds = results["config"]["seeds"]
     for kind in dict.fromkeys(r["backbone"] for r in results["runs"]):
@@ -241,8 +279,28 @@ def _plot(results: dict, path: str) -> bool:
 
 
 def write_report(results: dict, out_dir: str) -> dict:
-    """Writes results.json, report.md and accuracy.png to ``out_dir``; returns paths and
-    the summary."""
+    """Writes results.json, report.md and accuracy.png (when matplotlib is installed) to
+    ``out_dir``, each atomically.
+
+    Parameters
+    ----------
+    results : dict
+        As ``run_study`` returns it.
+    out_dir : str
+        Folder to write to (created if missing).
+
+    Returns
+    -------
+    dict
+        "paths" (json, markdown, plot: None without matplotlib), "summary", "markdown".
+
+    Raises
+    ------
+    KeyError
+        ``results`` without the keys ``run_study`` writes.
+    OSError
+        ``out_dir`` cannot be created or written.
+    """
     os.makedirs(out_dir, exist_ok=True)
     summary = summarize(results)
     plot_path = os.path.join(out_dir, "accuracy.png")

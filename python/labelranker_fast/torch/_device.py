@@ -25,8 +25,25 @@ def _xla_configured() -> bool:
 
 
 def pick_device(device: torch.device | str = "auto") -> torch.device:
-    """``"auto"``: an XLA device when torch_xla is importable and configured, else CUDA,
-    else CPU. Anything else is passed to ``torch.device`` ("xla" gives torch_xla's)."""
+    """The device to run on.
+
+    Parameters
+    ----------
+    device : torch.device or str, default="auto"
+        ``"auto"``: an XLA device when torch_xla is importable and configured, else CUDA,
+        else CPU. Anything else is passed to ``torch.device`` ("xla" gives torch_xla's).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    TypeError
+        ``device`` neither a str nor a torch.device.
+    RuntimeError
+        A name torch does not know (torch's own error).
+    """
     if isinstance(device, torch.device):
         return device
     if not isinstance(device, str):

@@ -77,7 +77,18 @@ class Classifier(torch.nn.Module):
         self.reset_head(head_seed)
 
     def reset_head(self, head_seed: int) -> None:
-        """Re-initialises the head from ``head_seed`` only (the global RNG is untouched)."""
+        """Re-initialises the head from ``head_seed`` only (the global RNG is untouched).
+
+        Parameters
+        ----------
+        head_seed : int
+            Seed of the head's truncated-normal weights (std 0.02); the bias is zeroed.
+
+        Raises
+        ------
+        ValueError, TypeError
+            ``head_seed`` negative or not an int.
+        """
         gen = torch.Generator().manual_seed(check_int(head_seed, "head_seed", 0))
         with torch.no_grad():
             weight = torch.empty(self.head.weight.shape)
@@ -86,14 +97,43 @@ class Classifier(torch.nn.Module):
             self.head.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # A Hugging Face ViTMAE masks 75 % of its patches in every mode; fine-tuning and
-        # prediction see them all, as extraction does.
+        """Logits of a batch: the head on the backbone's pooled features.
+
+        A Hugging Face ViTMAE masks 75 % of its patches in every mode; fine-tuning and
+        prediction see them all, as extraction does.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            A batch as the backbone takes it.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, num_classes)
+            Column p is the class at ranked position p.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Backbone output that ``pooling`` cannot pool to one vector per sample.
+        """
         with every_patch(self.backbone):
             return self.head(backbone_features(self.backbone, x, self.pooling))
 
 
 @dataclass
 class FinetuneResult:
+    """What ``finetune`` returns.
+
+    Attributes
+    ----------
+    model : Classifier
+        The fine-tuned backbone and head (outputs in ranked positions).
+    history : list of dict
+        One dict per epoch: its loss, learning rate and, with a validation loader,
+        accuracy (in class order).
+    """
+
     model: Classifier
     history: list = field(default_factory=list)  # one dict per epoch
 

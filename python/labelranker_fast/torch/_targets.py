@@ -34,6 +34,17 @@ class RankedTarget:
     class 1, 1.7 no class: ValueError), text only against text classes; a torch tensor
     must be 0-D with an integer dtype. Picklable (DataLoader workers get a copy): it holds
     only the ranking's arrays.
+
+    Parameters
+    ----------
+    ranking : LabelRanking
+        The ranking whose positions the targets become.
+
+    Raises
+    ------
+    TypeError
+        ``ranking`` is not a LabelRanking. Called on a target: ValueError for a label that
+        is not one of the ranking's classes or not one label.
     """
 
     def __init__(self, ranking: LabelRanking) -> None:
@@ -54,7 +65,20 @@ class RankedTarget:
 
 
 class RankedDataset:
-    """``dataset[i] = (input, target)`` -> ``(input, position)``; other items unchanged."""
+    """``dataset[i] = (input, target)`` -> ``(input, position)``; other items unchanged.
+
+    Parameters
+    ----------
+    dataset : map-style dataset
+        Items are ``(input, target, ...)`` tuples or lists.
+    ranking : LabelRanking
+        Targets are remapped with ``RankedTarget(ranking)``.
+
+    Raises
+    ------
+    TypeError
+        ``ranking`` is not a LabelRanking; on indexing, an item that is not a pair.
+    """
 
     def __init__(self, dataset: Any, ranking: LabelRanking) -> None:
         self.dataset = dataset
