@@ -419,8 +419,11 @@ def test_version_2_classes_must_be_exactly_their_dtype(dtype, classes, message):
 def test_version_2_without_a_dtype_or_with_a_bad_version_is_refused():
     X, codes, _ = reference(3)
     data = lrf.rank_labels(X, codes).to_dict()
-    assert data["version"] == 2 and data["classes_dtype"] == "int64"
-    for version in (True, 3, "2", 2.0, None):
+    assert data["version"] == 3 and data["classes_dtype"] == "int64"
+    del data["names"]
+    data["version"] = 2
+    assert lrf.LabelRanking.from_dict(data) == lrf.rank_labels(X, codes)  # version 2 still read
+    for version in (True, 4, "2", 2.0, None):
         with pytest.raises(ValueError, match="unsupported ranking version"):
             lrf.LabelRanking.from_dict(dict(data, version=version))
     del data["classes_dtype"]

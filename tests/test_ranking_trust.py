@@ -14,7 +14,7 @@ import pytest
 import labelranker_fast as lrf
 
 torch = pytest.importorskip("torch")
-from labelranker_fast import _ranking  # noqa: E402
+from labelranker_fast import _ranking_torch  # noqa: E402
 from labelranker_fast.torch import RankedDataset, RankedTarget, ranked_class_to_idx  # noqa: E402
 
 
@@ -114,9 +114,9 @@ def test_torch_unmap_refuses_floats_bools_and_out_of_range_positions():
 
 # ------------------------------------------------- the CUDA check, without a device
 def test_device_assert_raises_with_the_message_when_it_fails():
-    _ranking.device_assert(torch.tensor(True), "never shown")
+    _ranking_torch.device_assert(torch.tensor(True), "never shown")
     with pytest.raises(RuntimeError, match="labels not among"):
-        _ranking.device_assert(torch.tensor(False), "labels not among the ranked classes")
+        _ranking_torch.device_assert(torch.tensor(False), "labels not among the ranked classes")
 
 
 def test_cuda_conditions_go_to_the_device_assert_and_are_never_read_on_the_host(monkeypatch):
@@ -128,12 +128,12 @@ def test_cuda_conditions_go_to_the_device_assert_and_are_never_read_on_the_host(
         def __bool__(self):
             raise AssertionError("a CUDA condition was read on the host (a synchronisation)")
 
-    monkeypatch.setattr(_ranking, "device_assert", lambda c, m: calls.append((c, m)))
+    monkeypatch.setattr(_ranking_torch, "device_assert", lambda c, m: calls.append((c, m)))
     condition = DeviceCondition()
-    _ranking._require(condition, "msg")
+    _ranking_torch.require(condition, "msg")
     assert calls == [(condition, "msg")]
     with pytest.raises(ValueError, match="msg"):
-        _ranking._require(torch.tensor(False), "msg")  # CPU: checked on the host
+        _ranking_torch.require(torch.tensor(False), "msg")  # CPU: checked on the host
 
 
 def test_lookup_tables_are_copied_to_a_device_once():
@@ -259,7 +259,7 @@ def test_class_map_refuses_duplicate_names_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="unique.*'a'"):
         ranking.to_class_map(path, names=["a", "b", "a"])  # used to be written
     for names in (["a", "b", " c"], ["a", "", "c"], ["a", "b\nc", "d"], ["a", "b", "\ud800"]):
-        with pytest.raises(ValueError, match="one per line|UTF-8"):
+        with pytest.raises(ValueError, match="one per line|UTF-8|empty"):
             ranking.to_class_map(path, names=names)
     with pytest.raises(TypeError, match="strings"):
         ranking.to_class_map(path, names=["a", "b", b"c"])

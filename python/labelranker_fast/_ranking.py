@@ -13,16 +13,15 @@ from ._inputs import is_torch_tensor, label_array, lookup_classes, to_numpy
 from ._io import read_json, write_json, write_text
 from ._ranking_text import (
     _canonical,
-    _check_lines,
     _class_name,
-    _classes_from_json,
-    _classes_to_json,
+    check_names,
+    class_map_lines,
+    ranking_dict,
+    ranking_fields,
 )
 
 __all__ = ["LabelRanking"]
 
-_FORMAT = "labelranker_fast/ranking"
-_VERSION = 2  # 2 records the classes' dtype; files of version 1 are still read
 _ARGMAX_HINT = "for logits or scores take .argmax(-1) first"
 PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
 
@@ -43,6 +42,11 @@ class LabelRanking:
         Of the discriminant directions (between- over within-class variance along each).
     shrinkage : float, default=0.0
         The shrinkage intensity the ranking was computed with.
+    names : sequence of str, optional
+        A display name for each class (``names[c]`` names ``classes[c]``), e.g. the folder
+        names of an image data set ranked by index. Saved in JSON, shown in ``repr`` and
+        used by ``to_class_map`` and ``to_hf_label_maps``; ``remap`` still takes
+        ``classes``.
 
     Attributes
     ----------
@@ -54,9 +58,9 @@ class LabelRanking:
     ValueError
         Classes not unique, fewer than 2 or NaN; ``order`` not a permutation of
         0..n_classes-1; centroids or eigenvalues not finite or of the wrong shape; a
-        shrinkage outside [0, 1].
+        shrinkage outside [0, 1]; names not unique, empty or not one per class.
     TypeError
-        Classes of a dtype the label rule refuses.
+        Classes of a dtype the label rule refuses; names that are not strings.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class LabelRanking:
         centroids: ArrayLike,
         eigenvalues: ArrayLike,
         shrinkage: float = 0.0,
+        names: Iterable[str] | None = None,
     ) -> None:
         classes = _canonical(label_array(classes, "classes"))
         order = np.array(order)  # copies: the arrays are frozen below, not the caller's
@@ -97,6 +102,7 @@ class LabelRanking:
         self.centroids = centroids
         self.eigenvalues = eigenvalues
         self.shrinkage = shrinkage
+        self.names = None if names is None else check_names(names, n)
         self._freeze()
 
     def _freeze(self) -> None:
@@ -129,8 +135,36 @@ class LabelRanking:
         """``classes[order]``: the label sitting at each position."""
         return self.classes[self.order]
 
+    @property
+    def ranked_names(self) -> tuple[str, ...] | None:
+        """``names`` in position order (None without names)."""
+        return None if self.names is None else tuple(self.names[c] for c in self.order)
+
+    def with_names(self, names: Iterable[str] | None) -> LabelRanking:
+        """The same ranking with class names (None: without).
+
+        Parameters
+        ----------
+        names : sequence of str, or None
+            One unique, non-empty name per class, in the order of ``classes`` (for a
+            ranking of folder indices: ``ImageFolder.classes``).
+
+        Returns
+        -------
+        LabelRanking
+
+        Raises
+        ------
+        TypeError, ValueError
+            As for the constructor's ``names``.
+        """
+        return type(self)(
+            self.classes, self.order, self.centroids, self.eigenvalues, self.shrinkage, names
+        )
+
     def __repr__(self) -> str:
-        shown = ", ".join(map(str, self.ranked_classes[:8].tolist()))
+        labels = self.ranked_names or self.ranked_classes[:8].tolist()
+        shown = ", ".join(map(str, labels[:8]))
         more = ", ..." if self.n_classes > 8 else ""
         return f"LabelRanking(n_classes={self.n_classes}, ranked=[{shown}{more}])"
 
@@ -143,6 +177,7 @@ class LabelRanking:
             and np.array_equal(self.centroids, other.centroids)
             and np.array_equal(self.eigenvalues, other.eigenvalues)
             and self.shrinkage == other.shrinkage
+            and self.names == other.names
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking: unhashable, as numpy
@@ -172,7 +207,7 @@ class LabelRanking:
             A float or bool tensor, or a tensor for a ranking of non-integer classes.
         """
         if is_torch_tensor(y):
-            return self._remap_torch(y)
+            return self._module_on(y.device, "remap").remap(y)
         labels = label_array(y, "labels")
         if labels.ndim > 1:
             raise ValueError(f"labels must be 0-D or 1-D, got shape {labels.shape}; {_ARGMAX_HINT}")
@@ -204,16 +239,7 @@ class LabelRanking:
             Positions outside [0, n_classes) (on CUDA, a device-side assert).
         """
         if is_torch_tensor(positions):
-            _torch_checked(positions, "positions")
-            table = self._table(
-                positions.device, "ranked", lambda: self._int_classes("unmap")[self.order]
-            )
-            index = positions.long()
-            _require(
-                ((index >= 0) & (index < self.n_classes)).all(),
-                f"positions must be in [0, {self.n_classes})",
-            )
-            return table[index]
+            return self._module_on(positions.device, "unmap").unmap(positions)
         pos = to_numpy(positions)
         if pos.dtype.kind not in "iu":
             raise TypeError(f"positions must be integers, got dtype {pos.dtype}; {_ARGMAX_HINT}")
@@ -221,75 +247,43 @@ class LabelRanking:
             raise ValueError(f"positions must be in [0, {self.n_classes})")
         return self.ranked_classes[pos]
 
-    def _int_classes(self, what: str) -> np.ndarray:
-        """The classes as int64 for a torch lookup table (TypeError if they are not ints)."""
+    def _module_on(self, device, what: str):
+        """The ranking's LabelRankingModule on ``device``, built and copied there on first
+        use only: a host to device copy synchronises, and ``remap`` may run in every step."""
+        key = str(device)
+        if key not in self._tables:
+            self._tables[key] = self._build_module(what).to(device)
+        return self._tables[key]
+
+    def _build_module(self, what: str):
         c = self.classes
         if c.dtype.kind not in "iu" or (c.dtype.kind == "u" and c.max() > np.iinfo(np.int64).max):
             raise TypeError(
                 f"{what} of a torch tensor needs integer classes that fit int64; "
                 f"this ranking has classes of dtype {c.dtype}: use numpy arrays"
             )
-        return c.astype(np.int64)
+        from ._ranking_torch import LabelRankingModule
 
-    def _table(self, device, name: str, make):
-        """``make()`` as a tensor on ``device``, copied there on first use only: a host to
-        device copy synchronises, and ``remap`` may run inside every training step."""
-        key = (name, str(device))
-        if key not in self._tables:
-            import torch
-
-            self._tables[key] = torch.from_numpy(np.array(make())).to(device)
-        return self._tables[key]
-
-    def _remap_torch(self, y):
-        _torch_checked(y, "labels")
-        if y.ndim > 1:
-            raise ValueError(
-                f"labels must be a 0-D or 1-D tensor, got shape {tuple(y.shape)}; {_ARGMAX_HINT}"
-            )
-        classes, n = self._int_classes("remap"), self.n_classes
-        positions = self._table(y.device, "positions", lambda: self.positions)
-        labels = y.long()
-        if np.array_equal(classes, np.arange(n)):
-            _require(
-                ((labels >= 0) & (labels < n)).all(),
-                f"labels must be among the ranked classes 0..{n - 1}",
-            )
-            return positions[labels]
-        import torch
-
-        sorter = np.argsort(classes, kind="stable")
-        sorted_classes = self._table(y.device, "sorted", lambda: classes[sorter])
-        idx = torch.searchsorted(sorted_classes, labels).clamp_(max=n - 1)
-        _require((sorted_classes[idx] == labels).all(), "labels not among the ranked classes")
-        return positions[self._table(y.device, "sorter", lambda: sorter)[idx]]
+        return LabelRankingModule(c.astype(np.int64), self.order)
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        """The ranking as plain JSON types (format version 2: the classes' dtype recorded).
+        """The ranking as plain JSON types (format version 3: the classes' dtype and names).
 
         Returns
         -------
         dict
             The fields ``from_dict`` reads, "format" and "version" among them.
         """
-        dtype, classes = _classes_to_json(self.classes)
-        return {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "classes_dtype": dtype,
-            "classes": classes,
-            "order": self.order.tolist(),
-            "centroids": self.centroids.tolist(),
-            "eigenvalues": self.eigenvalues.tolist(),
-            "shrinkage": self.shrinkage,
-        }
+        fields = {k: getattr(self, k) for k in ("classes", "order", "centroids", "eigenvalues")}
+        return ranking_dict(shrinkage=self.shrinkage, names=self.names, **fields)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabelRanking:
         """The ranking ``data`` holds (as ``to_dict`` makes it), validated; ValueError if
         not one. Version 1 did not record the classes' dtype: its classes are read by the
-        label rule (ints, floats or strings; integers above 2**63 as uint64).
+        label rule (ints, floats or strings; integers above 2**63 as uint64). Version 3
+        adds the optional "names".
 
         Parameters
         ----------
@@ -305,28 +299,9 @@ class LabelRanking:
         ValueError
             ``data`` is not a ranking: wrong format or version, missing or malformed fields.
         """
-        if not isinstance(data, dict):
-            raise ValueError("a ranking must be a JSON object")
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"not a ranking file: 'format' must be {_FORMAT!r}")
-        version = data.get("version")
-        if type(version) is not int or version not in (1, 2):
-            raise ValueError(f"unsupported ranking version {version!r}")
-        missing = [k for k in ("classes", "order", "centroids", "eigenvalues") if k not in data]
-        if version == 2 and "classes_dtype" not in data:
-            missing.append("classes_dtype")
-        if missing:
-            raise ValueError(f"ranking is missing {missing}")
+        fields = ranking_fields(data)
         try:
-            dtype = data["classes_dtype"] if version == 2 else None
-            classes = _classes_from_json(data["classes"], dtype)
-            return cls(
-                classes=classes,
-                order=data["order"],
-                centroids=data["centroids"],
-                eigenvalues=data["eigenvalues"],
-                shrinkage=data.get("shrinkage", 0.0),
-            )
+            return cls(**fields)
         except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"malformed ranking: {exc}") from exc
 
@@ -357,52 +332,97 @@ class LabelRanking:
             The file to write.
         names : sequence of str, optional
             Folder name of each class index (``ImageFolder.classes``) of a ranking of
-            indices 0..C-1 (``extract_and_rank``'s); required for integer classes, which
-            timm would match against folder names wrongly. Others are written as text.
+            indices 0..C-1 (``extract_and_rank``'s). Default: the ranking's ``names``;
+            without them, classes that are text are written as they are, and integer
+            classes (which timm would match against folder names wrongly) are refused.
 
         Raises
         ------
         ValueError
-            Integer classes without ``names``; names that are duplicated, empty, padded
+            Integer classes without names; names that are duplicated, empty, padded
             with spaces, span lines or are not UTF-8; ``names`` for a ranking not of
-            indices 0..C-1 or of the wrong length. Nothing is written then.
+            indices 0..C-1, of the wrong length or other than the ranking's own names.
+            Nothing is written then.
         TypeError
             ``names`` is one string, or holds something other than strings.
         """
-        if names is None:
-            if self.classes.dtype.kind in "iu":
-                raise ValueError(
-                    "this ranking's classes are integers: timm matches class-map lines "
-                    "against folder names, and ImageFolder numbers its folders in sorted-name "
-                    "order ('10' before '2'), so a map of numbers would match no folders or "
-                    "the wrong ones; pass names=dataset.classes (the folder name of each "
-                    "class index), or rank the folder names themselves"
-                )
-            lines = [_class_name(c) for c in self.ranked_classes]
-        else:
-            if isinstance(names, (str, bytes)):
-                raise TypeError("names must be a sequence of folder names, not one string")
-            names = list(names)
-            if self.classes.dtype.kind not in "iu" or not np.array_equal(
-                self.classes, np.arange(self.n_classes)
-            ):
-                raise ValueError(
-                    "names= needs a ranking of class indices 0..C-1; this one "
-                    f"ranks {self.classes[:5].tolist()}..."
-                )
-            if len(names) != self.n_classes:
-                raise ValueError(
-                    f"names has {len(names)} entries but the ranking has {self.n_classes} classes"
-                )
-            if not all(isinstance(n, str) for n in names):
-                raise TypeError("names must be strings (folder names)")
-            lines = [str(names[c]) for c in self.order.tolist()]
-        _check_lines(lines)
+        lines = class_map_lines(self.classes, self.order, self.names, names)
         write_text(path, "\n".join(lines) + "\n")
+
+    def to_hf_label_maps(self) -> tuple[dict[int, str], dict[str, int]]:
+        """``(id2label, label2id)`` for a Hugging Face ``PretrainedConfig``: position p is
+        labelled with the name of the class there (``names``, else the class as text).
+
+        Returns
+        -------
+        id2label : dict of {int: str}
+            Head position -> class name.
+        label2id : dict of {str: int}
+            Its inverse.
+
+        Raises
+        ------
+        ValueError
+            Two classes whose text is the same, or bytes classes that are not UTF-8.
+        """
+        labels = self.ranked_names or [_class_name(c) for c in self.ranked_classes]
+        if len(set(labels)) != len(labels):
+            raise ValueError("the classes' names are not unique; give them with with_names()")
+        id2label = dict(enumerate(labels))
+        return id2label, {name: p for p, name in id2label.items()}
+
+    def as_module(self):
+        """The lookup tables as a ``torch.nn.Module`` (``LabelRankingModule``), on the CPU.
+
+        Its tables are buffers, moved by ``.to(device)``; ``remap(y)``, ``unmap(p)`` and
+        ``unmap_logits(logits)`` then run where the tensors are, with no host copy.
+
+        Returns
+        -------
+        LabelRankingModule
+
+        Raises
+        ------
+        TypeError
+            Classes that are not integers (tensors hold integer labels only).
+        ImportError
+            torch is not installed.
+        """
+        return self._build_module("as_module")
+
+    def unmap_logits(self, logits: Any) -> Any:
+        """Score columns from head positions back to class order.
+
+        Parameters
+        ----------
+        logits : array-like or torch.Tensor of shape (..., n_classes)
+            Column p scores the class at position p (a head trained on ``remap``-ed targets).
+
+        Returns
+        -------
+        ndarray or torch.Tensor (on the same device) of the same shape
+            Column k scores ``classes[k]``: it is column ``positions[k]`` of ``logits``.
+
+        Raises
+        ------
+        ValueError
+            A last dimension other than n_classes.
+        TypeError
+            A tensor for a ranking of non-integer classes.
+        """
+        if is_torch_tensor(logits):
+            return self._module_on(logits.device, "unmap_logits").unmap_logits(logits)
+        scores = to_numpy(logits)
+        if scores.ndim < 1 or scores.shape[-1] != self.n_classes:
+            raise ValueError(
+                f"logits must have {self.n_classes} columns (one per position), "
+                f"got shape {scores.shape}"
+            )
+        return scores[..., self.positions]
 
     @classmethod
     def from_json(cls, path: PathArg) -> LabelRanking:
-        """Reads and validates a ranking written by ``to_json`` (format 1 or 2).
+        """Reads and validates a ranking written by ``to_json`` (format 1, 2 or 3).
 
         Parameters
         ----------
@@ -422,29 +442,3 @@ class LabelRanking:
             version, inconsistent fields, a directory).
         """
         return cls.from_dict(read_json(path, "ranking"))
-
-
-def _torch_checked(t, name: str) -> None:
-    """TypeError unless ``t`` has an integer dtype that ``long()`` keeps."""
-    import torch
-
-    if t.dtype.is_floating_point or t.is_complex() or t.dtype in (torch.bool, torch.uint64):
-        hint = _ARGMAX_HINT if t.dtype.is_floating_point else "convert to int64"
-        raise TypeError(f"{name} must be an integer tensor, got {t.dtype}; {hint}")
-
-
-def _require(condition, message: str) -> None:
-    """ValueError(message) unless ``condition`` (a 0-D bool tensor) holds: on the host,
-    except on CUDA (``device_assert``, so a training step never waits for the device)."""
-    if condition.device.type == "cuda":
-        device_assert(condition, message)
-    elif not bool(condition):
-        raise ValueError(message)
-
-
-def device_assert(condition, message: str) -> None:
-    """An asynchronous device-side assert: a failure surfaces at the next synchronisation
-    as a RuntimeError carrying ``message`` (and, on CUDA, ends the CUDA context)."""
-    import torch
-
-    torch._assert_async(condition, message)

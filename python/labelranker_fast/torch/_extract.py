@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -27,6 +27,7 @@ from .._accumulator import ScatterAccumulator
 from .._api import accumulate
 from .._inputs import check_int, check_n_components, parse_shrinkage
 from .._ranking import LabelRanking
+from .._ranking_text import check_names
 from .._stream import progress_bar
 from ._device import autocast_context, is_xla, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
@@ -174,6 +175,7 @@ def extract_and_rank(
     n_threads: int | None = ...,
     return_accumulator: Literal[False] = ...,
     distributed: Literal["auto"] | bool = ...,
+    class_names: Sequence[str] | None = ...,
 ) -> LabelRanking: ...
 
 
@@ -192,6 +194,7 @@ def extract_and_rank(
     n_threads: int | None = ...,
     return_accumulator: Literal[True],
     distributed: Literal["auto"] | bool = ...,
+    class_names: Sequence[str] | None = ...,
 ) -> tuple[LabelRanking, ScatterAccumulator]: ...
 
 
@@ -209,6 +212,7 @@ def extract_and_rank(
     n_threads: int | None = None,
     return_accumulator: bool = False,
     distributed: Literal["auto"] | bool = "auto",
+    class_names: Sequence[str] | None = None,
 ) -> LabelRanking | tuple[LabelRanking, ScatterAccumulator]:
     """Ranks the classes of ``loader`` by LDA on ``model``'s frozen features.
 
@@ -249,6 +253,10 @@ def extract_and_rank(
         a ``DistributedSampler`` (whose padding, when the data set size is not a multiple
         of the world size, counts a few samples twice: use ``drop_last`` or a size that
         divides).
+    class_names : sequence of str, optional
+        The name of each class index (the ranking's ``names``). Default: the loader's
+        ``dataset.classes`` when it is a list of strings (torchvision's ImageFolder and
+        data sets), else none.
 
     Returns
     -------
@@ -268,6 +276,7 @@ def extract_and_rank(
     check_pooling(pooling)
     parse_shrinkage(shrinkage)
     check_n_components(n_components)
+    names = _class_names(class_names, loader, num_classes)
     dev = pick_device(device)
     if distributed == "auto":
         from torch.utils.data.distributed import DistributedSampler
@@ -313,5 +322,21 @@ def extract_and_rank(
     finally:
         if bar is not None:
             bar.close()
-    ranking = acc.rank(shrinkage=shrinkage, n_components=n_components)
+    ranking = acc.rank(shrinkage=shrinkage, n_components=n_components).with_names(names)
     return (ranking, acc) if return_accumulator else ranking
+
+
+def _class_names(class_names, loader, num_classes: int) -> tuple[str, ...] | None:
+    """The names to give the ranking, checked before any batch is run."""
+    what = "class_names"
+    if class_names is None:
+        found = getattr(getattr(loader, "dataset", None), "classes", None)
+        if not isinstance(found, (list, tuple)) or not all(isinstance(c, str) for c in found):
+            return None
+        class_names, what = found, "loader.dataset.classes"
+        if len(found) != num_classes:
+            raise ValueError(
+                f"loader.dataset.classes has {len(found)} names but num_classes is "
+                f"{num_classes}; pass class_names= (or fix num_classes)"
+            )
+    return check_names(class_names, num_classes, what)
