@@ -18,6 +18,7 @@ LAYERS = {
     "_io": 1,
     "_ranking_text": 1,
     "_ranking_torch": 1,
+    "_ordering": 1,
     "_accumulator": 2,
     "_ranking": 2,
     "_state": 2,

@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 from . import _core
 from ._inputs import check_int, check_n_components, check_threads, in_memory, parse_shrinkage
 from ._io import STATE_KEYS, STATE_VERSION, plain_state
+from ._ordering import check_method
 from ._ranking import LabelRanking
 from ._state import PathArg, StateForms, ranking_of, stream_part
 from ._state import checked_rows as _rows
@@ -27,6 +28,7 @@ __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
 BLOCK_ROWS: int = _core.BLOCK_ROWS  # rows a worker thread takes at a time
 Shrinkage = Union[Literal["oas"], float, None]
+Method = Literal["anchor", "seriation"]
 
 
 class ScatterAccumulator(StateForms):
@@ -367,7 +369,11 @@ class ScatterAccumulator(StateForms):
             return self._core.solve(kind, value, n_components)
 
     def rank(
-        self, shrinkage: Shrinkage = None, n_components: int = 1, classes: ArrayLike | None = None
+        self,
+        shrinkage: Shrinkage = None,
+        n_components: int = 1,
+        classes: ArrayLike | None = None,
+        method: Method = "anchor",
     ) -> LabelRanking:
         """Ranks the classes along the top ``n_components`` discriminant directions.
 
@@ -380,6 +386,8 @@ class ScatterAccumulator(StateForms):
             Number of discriminant directions, at most min(C - 1, d).
         classes : array-like of shape (C,), optional
             Labels to report for the class indices (default: 0..C-1).
+        method : "anchor" or "seriation", default="anchor"
+            How the centroids become an order (see ``rank_labels``).
 
         Returns
         -------
@@ -389,9 +397,11 @@ class ScatterAccumulator(StateForms):
         ------
         ValueError, TypeError
             A class without samples, a singular S without shrinkage, or statistics that
-            overflowed; a ``shrinkage`` or ``n_components`` of the wrong value or type.
+            overflowed; a ``shrinkage``, ``n_components`` or ``method`` of the wrong value
+            or type; more classes than seriation takes.
         """
-        return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes)
+        check_method(method)
+        return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes, method)
 
     def get_state(self) -> dict[str, Any]:
         """The whole state as plain numpy arrays (see ``from_state``).

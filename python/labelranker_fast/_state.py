@@ -12,6 +12,7 @@ import numpy as np
 
 from ._inputs import as_class_indices, as_features, as_weights, check_n_features
 from ._io import NpzReader, read_plain_state, write_npz
+from ._ordering import order_of
 from ._ranking import LabelRanking
 
 PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
@@ -48,11 +49,12 @@ def selected_state(state: dict[str, Any], order, num_classes: int) -> dict[str, 
     return state
 
 
-def ranking_of(result: dict, num_classes: int, classes=None) -> LabelRanking:
-    """The LabelRanking of a ``solve()`` result."""
+def ranking_of(result: dict, num_classes: int, classes=None, method="anchor") -> LabelRanking:
+    """The LabelRanking of a ``solve()`` result, its classes ordered by ``method``."""
+    order = result["order"] if method == "anchor" else order_of(result["centroids"], method)
     return LabelRanking(
         classes=np.arange(num_classes) if classes is None else classes,
-        order=result["order"],
+        order=order,
         centroids=result["centroids"],
         eigenvalues=result["eigenvalues"],
         shrinkage=result["shrinkage"],
