@@ -19,6 +19,8 @@ LAYERS = {
     "_ranking_text": 1,
     "_ranking_torch": 1,
     "_ordering": 1,
+    "_stability": 1,
+    "_ranking_files": 1,
     "_accumulator": 2,
     "_ranking": 2,
     "_state": 2,

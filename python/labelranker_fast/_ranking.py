@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ._inputs import is_torch_tensor, label_array, lookup_classes, to_numpy
-from ._io import read_json, write_json, write_text
-from ._ranking_text import (
-    _canonical,
-    _class_name,
-    check_names,
-    class_map_lines,
-    ranking_dict,
-    ranking_fields,
-)
+from ._ranking_files import RankingFiles
+from ._ranking_text import _canonical, check_names
+from ._stability import Stability
 
 __all__ = ["LabelRanking"]
 
 _ARGMAX_HINT = "for logits or scores take .argmax(-1) first"
-PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
 
 
-class LabelRanking:
+class LabelRanking(RankingFiles):
     """The order of the classes along the top discriminant direction(s).
 
     Parameters
@@ -47,6 +39,8 @@ class LabelRanking:
         names of an image data set ranked by index. Saved in JSON, shown in ``repr`` and
         used by ``to_class_map`` and ``to_hf_label_maps``; ``remap`` still takes
         ``classes``.
+    stability : Stability, optional
+        The agreement of the orders of K disjoint folds (``folds=K``); saved in JSON.
 
     Attributes
     ----------
@@ -71,6 +65,7 @@ class LabelRanking:
         eigenvalues: ArrayLike,
         shrinkage: float = 0.0,
         names: Iterable[str] | None = None,
+        stability: Stability | None = None,
     ) -> None:
         classes = _canonical(label_array(classes, "classes"))
         order = np.array(order)  # copies: the arrays are frozen below, not the caller's
@@ -103,6 +98,11 @@ class LabelRanking:
         self.eigenvalues = eigenvalues
         self.shrinkage = shrinkage
         self.names = None if names is None else check_names(names, n)
+        if stability is not None and (
+            not isinstance(stability, Stability) or stability.position_interval.shape != (n, 2)
+        ):
+            raise TypeError(f"stability must be a Stability of {n} classes, or None")
+        self.stability = stability
         self._freeze()
 
     def _freeze(self) -> None:
@@ -159,7 +159,13 @@ class LabelRanking:
             As for the constructor's ``names``.
         """
         return type(self)(
-            self.classes, self.order, self.centroids, self.eigenvalues, self.shrinkage, names
+            self.classes,
+            self.order,
+            self.centroids,
+            self.eigenvalues,
+            self.shrinkage,
+            names,
+            self.stability,
         )
 
     def __repr__(self) -> str:
@@ -178,6 +184,7 @@ class LabelRanking:
             and np.array_equal(self.eigenvalues, other.eigenvalues)
             and self.shrinkage == other.shrinkage
             and self.names == other.names
+            and self.stability == other.stability
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking: unhashable, as numpy
@@ -267,110 +274,6 @@ class LabelRanking:
         return LabelRankingModule(c.astype(np.int64), self.order)
 
     # ---------------------------------------------------------- persistence
-    def to_dict(self) -> dict[str, Any]:
-        """The ranking as plain JSON types (format version 3: the classes' dtype and names).
-
-        Returns
-        -------
-        dict
-            The fields ``from_dict`` reads, "format" and "version" among them.
-        """
-        fields = {k: getattr(self, k) for k in ("classes", "order", "centroids", "eigenvalues")}
-        return ranking_dict(shrinkage=self.shrinkage, names=self.names, **fields)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LabelRanking:
-        """The ranking ``data`` holds (as ``to_dict`` makes it), validated; ValueError if
-        not one. Version 1 did not record the classes' dtype: its classes are read by the
-        label rule (ints, floats or strings; integers above 2**63 as uint64). Version 3
-        adds the optional "names".
-
-        Parameters
-        ----------
-        data : dict
-            As ``to_dict`` (or ``json.load`` of a ``to_json`` file) makes it.
-
-        Returns
-        -------
-        LabelRanking
-
-        Raises
-        ------
-        ValueError
-            ``data`` is not a ranking: wrong format or version, missing or malformed fields.
-        """
-        fields = ranking_fields(data)
-        try:
-            return cls(**fields)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"malformed ranking: {exc}") from exc
-
-    def to_json(self, path: PathArg) -> None:
-        """Writes the ranking as JSON, atomically (see ``labelranker_fast._io``).
-
-        Parameters
-        ----------
-        path : str, os.PathLike or bytes
-            The file to write.
-
-        Raises
-        ------
-        TypeError, FileNotFoundError, ValueError
-            As ``ScatterAccumulator.save``: not a path, no such folder, not writable.
-        """
-        write_json(path, self.to_dict())
-
-    def to_class_map(self, path: PathArg, names: Iterable[str] | None = None) -> None:
-        """Writes a timm class-map file: line p holds the name of the class at position p.
-
-        timm's ``train.py --class-map PATH`` (or ``timm.data.create_dataset(..., class_map=PATH)``)
-        then gives every image folder its ranked position as target (written atomically, UTF-8).
-
-        Parameters
-        ----------
-        path : str, os.PathLike or bytes
-            The file to write.
-        names : sequence of str, optional
-            Folder name of each class index (``ImageFolder.classes``) of a ranking of
-            indices 0..C-1 (``extract_and_rank``'s). Default: the ranking's ``names``;
-            without them, classes that are text are written as they are, and integer
-            classes (which timm would match against folder names wrongly) are refused.
-
-        Raises
-        ------
-        ValueError
-            Integer classes without names; names that are duplicated, empty, padded
-            with spaces, span lines or are not UTF-8; ``names`` for a ranking not of
-            indices 0..C-1, of the wrong length or other than the ranking's own names.
-            Nothing is written then.
-        TypeError
-            ``names`` is one string, or holds something other than strings.
-        """
-        lines = class_map_lines(self.classes, self.order, self.names, names)
-        write_text(path, "\n".join(lines) + "\n")
-
-    def to_hf_label_maps(self) -> tuple[dict[int, str], dict[str, int]]:
-        """``(id2label, label2id)`` for a Hugging Face ``PretrainedConfig``: position p is
-        labelled with the name of the class there (``names``, else the class as text).
-
-        Returns
-        -------
-        id2label : dict of {int: str}
-            Head position -> class name.
-        label2id : dict of {str: int}
-            Its inverse.
-
-        Raises
-        ------
-        ValueError
-            Two classes whose text is the same, or bytes classes that are not UTF-8.
-        """
-        labels = self.ranked_names or [_class_name(c) for c in self.ranked_classes]
-        if len(set(labels)) != len(labels):
-            raise ValueError("the classes' names are not unique; give them with with_names()")
-        id2label = dict(enumerate(labels))
-        return id2label, {name: p for p, name in id2label.items()}
-
     def as_module(self):
         """The lookup tables as a ``torch.nn.Module`` (``LabelRankingModule``), on the CPU.
 
@@ -419,26 +322,3 @@ class LabelRanking:
                 f"got shape {scores.shape}"
             )
         return scores[..., self.positions]
-
-    @classmethod
-    def from_json(cls, path: PathArg) -> LabelRanking:
-        """Reads and validates a ranking written by ``to_json`` (format 1, 2 or 3).
-
-        Parameters
-        ----------
-        path : str, os.PathLike or bytes
-            The file to read.
-
-        Returns
-        -------
-        LabelRanking
-
-        Raises
-        ------
-        FileNotFoundError
-            No file at ``path``.
-        ValueError
-            Not a valid ranking file (not JSON, nested too deeply, wrong format or
-            version, inconsistent fields, a directory).
-        """
-        return cls.from_dict(read_json(path, "ranking"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._inputs import label_array
+from ._stability import Stability
 
 FORMAT = "labelranker_fast/ranking"
 VERSION = 3  # 2 records the classes' dtype, 3 their names; older files are still read
@@ -140,7 +141,7 @@ def class_map_lines(classes: np.ndarray, order: np.ndarray, names, given) -> lis
     return lines
 
 
-def ranking_dict(classes, order, centroids, eigenvalues, shrinkage, names) -> dict:
+def ranking_dict(classes, order, centroids, eigenvalues, shrinkage, names, stability) -> dict:
     """A ranking's fields as plain JSON types, in the current format version."""
     dtype, values = _classes_to_json(classes)
     return {
@@ -153,6 +154,7 @@ def ranking_dict(classes, order, centroids, eigenvalues, shrinkage, names) -> di
         "eigenvalues": eigenvalues.tolist(),
         "shrinkage": shrinkage,
         "names": None if names is None else list(names),
+        "stability": None if stability is None else stability.to_dict(),
     }
 
 
@@ -177,9 +179,13 @@ def ranking_fields(data) -> dict:
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"malformed ranking: {exc}") from exc
     fields = {k: data[k] for k in ("order", "centroids", "eigenvalues")}
+    stability = data.get("stability") if version >= 3 else None
+    if stability is not None:
+        stability = Stability.from_dict(stability, classes.size)
     return dict(
         classes=classes,
         shrinkage=data.get("shrinkage", 0.0),
         names=data.get("names") if version >= 3 else None,
+        stability=stability,
         **fields,
     )
