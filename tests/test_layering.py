@@ -17,6 +17,7 @@ LAYERS = {
     "_pages": 1,
     "_io": 1,
     "_ranking_text": 1,
+    "_classifier": 1,  # the LDA classifier maths and the estimator's input checks
     "_accumulator": 2,
     "_ranking": 2,
     "_state": 2,
