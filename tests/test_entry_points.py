@@ -47,7 +47,7 @@ def assert_same(a: dict, b: dict):
 
 def test_a_failed_fit_leaves_the_estimator_as_it_was():
     X, y = blobs()
-    est = lrf.LabelRanker(n_components=2).fit(X, y)
+    est = lrf.LabelRanker(shrinkage=None, n_components=2).fit(X, y)
     before = fitted_state(est)
     # New labels, but a singular within-class scatter: the solve fails after the pass.
     X_bad = np.hstack([X, np.zeros((len(X), 1))])

@@ -35,7 +35,7 @@ def test_params_and_clone():
 def test_fit_sets_attributes_consistent_with_rank_labels(seed):
     X, y = make_blobs(seed, n=900, d=7, C=5)
     labels = np.array(list("vwxyz"))[y]
-    est = lrf.LabelRanker(n_components=2).fit(X, labels)
+    est = lrf.LabelRanker(shrinkage=None, n_components=2).fit(X, labels)
     ranking = lrf.rank_labels(X, labels, n_components=2)
     assert est.ranking_ == ranking
     np.testing.assert_array_equal(est.order_, ranking.order)
@@ -50,7 +50,7 @@ def test_fit_sets_attributes_consistent_with_rank_labels(seed):
 
 def test_transform_matches_sklearn_up_to_sign_and_offset(seed):
     X, y = make_blobs(seed, n=600, d=6, C=4)
-    est = lrf.LabelRanker(n_components=2)
+    est = lrf.LabelRanker(shrinkage=None, n_components=2)
     Z = est.fit_transform(X, y)
     sk = LinearDiscriminantAnalysis(solver="eigen").fit(X, y)
     Zs = X @ sk.scalings_[:, :2]  # scikit-learn's eigen solver does not centre
@@ -147,7 +147,7 @@ def test_digits_without_shrinkage_is_refused_naming_shrinkage():
     X, y = datasets.load_digits(return_X_y=True)
     with pytest.raises(np.linalg.LinAlgError):  # scikit-learn's eigen solver fails too
         LinearDiscriminantAnalysis(solver="eigen").fit(X, y)
-    est = lrf.LabelRanker()
+    est = lrf.LabelRanker(shrinkage=None)
     with pytest.raises(ValueError, match="singular.*shrinkage"):
         est.fit(X, y)
     assert not hasattr(est, "coef_")
@@ -165,7 +165,7 @@ def test_oas_classifier_uses_the_rankings_shrinkage():
 def test_binary_follows_sklearns_convention():
     X, y = datasets.load_iris(return_X_y=True)
     X, y = X[y > 0], np.array(["versicolor", "virginica"])[y[y > 0] - 1]  # they overlap
-    est = lrf.LabelRanker().fit(X, y)
+    est = lrf.LabelRanker(shrinkage=None).fit(X, y)
     sk = LinearDiscriminantAnalysis(solver="eigen").fit(X, y)
     assert est.coef_.shape == sk.coef_.shape == (1, 4)
     assert est.intercept_.shape == (1,) and est.decision_function(X).shape == (len(X),)

@@ -118,9 +118,11 @@ class LabelRanker(
 
     Parameters
     ----------
-    shrinkage : None, "oas" or float in [0, 1], default=None
-        Regularisation of the within-class covariance (see ``rank_labels``); None fails,
-        naming shrinkage, when the covariance is singular.
+    shrinkage : None, "oas" or float in [0, 1], default="oas"
+        Regularisation of the within-class covariance (see ``rank_labels``). The default
+        fits any data, as an estimator must; None is unregularised LDA (equal to
+        scikit-learn's ``solver="eigen"``), which fails, naming shrinkage, when the
+        covariance is singular. (``rank_labels`` defaults to None.)
     n_components : int, default=1
         Number of discriminant directions kept (``transform`` output width).
     n_threads : int, optional
@@ -164,7 +166,7 @@ class LabelRanker(
 
     def __init__(
         self,
-        shrinkage: Literal["oas"] | float | None = None,
+        shrinkage: Literal["oas"] | float | None = "oas",
         n_components: int = 1,
         n_threads: int | None = None,
     ) -> None:
