@@ -39,6 +39,7 @@ def rank_labels(
     checkpoint: PathArg | None = None,
     checkpoint_every: int | None = None,
     method: Literal["anchor", "seriation"] = "anchor",
+    folds: int | None = None,
 ) -> LabelRanking:
     """Ranks the classes of ``(X, y)`` by their centroids on the top LDA direction(s).
 
@@ -101,6 +102,14 @@ def rank_labels(
         under S), the end with the smaller first centroid first; it differs from the
         anchor rule when the classes do not lie along one line (use ``n_components`` of
         2 or more then). Needs scipy; at most 2048 classes (its cost grows as C^3).
+    folds : int, optional
+        K >= 2: also measure the ranking's stability, in the same pass. The j-th sample
+        of each class (in input order) goes to fold j mod K; each fold is ranked alone
+        with the same settings, its directions turned to agree with the full ranking's,
+        and ``ranking.stability`` compares the fold orders (mean pairwise Kendall tau,
+        each class's position interval, sign flips). The ranking itself is that of the
+        merged folds: the same order as without folds. Every class needs at least K
+        samples; not with ``checkpoint``.
 
     Returns
     -------
@@ -130,5 +139,6 @@ def rank_labels(
         progress=progress,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
+        folds=folds,
     )
     return acc.rank(shrinkage, n_components, classes, method)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._accumulator import BLOCK_ROWS, ScatterAccumulator
 from ._checkpoint import _NA, Checkpoint, Identity, chunk_fingerprint, source_fingerprint
+from ._folds import FoldedAccumulator
 from ._inputs import as_features, as_weights, check_int, check_n_features, check_threads
 from ._labels import ClassIndices, DiscoveredClasses, SortedClasses
 from ._sources import ArraySource, IterableSource, open_source
@@ -72,6 +73,7 @@ class StreamOptions:
     progress: bool = False
     checkpoint: object = None
     checkpoint_every: int | None = None
+    folds: int | None = None
 
     def __post_init__(self):
         if self.num_classes is not None:
@@ -82,6 +84,10 @@ class StreamOptions:
             if self.checkpoint is None:
                 raise ValueError("checkpoint_every needs a checkpoint path")
             check_int(self.checkpoint_every, "checkpoint_every", 1)
+        if self.folds is not None:
+            check_int(self.folds, "folds", 2)
+            if self.checkpoint is not None:
+                raise ValueError("folds= cannot be combined with a checkpoint")
 
 
 def _encoder(source, num_classes):
@@ -158,8 +164,9 @@ class _Pass:
 
     def __init__(self, source, encoder, options: StreamOptions, threads: int):
         self.source, self.encoder, self.threads = source, encoder, threads
+        self.folds = options.folds
         self.iterable = isinstance(source, IterableSource)
-        self.acc: ScatterAccumulator | None = None
+        self.acc: ScatterAccumulator | FoldedAccumulator | None = None
         self.done, self.complete, self.wide = 0, False, False
         self.digest = hashlib.sha256()  # an iterable's chunks, as they are read
         self.saved_fingerprint: str | None = None
@@ -199,7 +206,8 @@ class _Pass:
         self.complete, self.wide = progress["complete"], progress["wide"]
 
     def save(self, complete: bool) -> None:
-        assert self.saver is not None and self.acc is not None  # a checkpointed pass
+        # A checkpointed pass (never folded: StreamOptions refuses the two together).
+        assert self.saver is not None and isinstance(self.acc, ScatterAccumulator)
         if self.iterable:
             self.identity.update(
                 fingerprint=self.digest.hexdigest(),
@@ -317,8 +325,11 @@ def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> N
         if run.acc is None:
             if n_features is not None:
                 check_n_features(X_part.shape[1], n_features)
-            run.acc = ScatterAccumulator(
-                X_part.shape[1], run.encoder.capacity, n_threads=run.threads
+            shape = (X_part.shape[1], run.encoder.capacity)
+            run.acc = (
+                ScatterAccumulator(*shape, n_threads=run.threads)
+                if run.folds is None
+                else FoldedAccumulator(*shape, run.folds, n_threads=run.threads)
             )
             stack.enter_context(run.acc.streaming_pass())
         if run.iterable:
@@ -351,7 +362,7 @@ def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> N
         _add(run.acc, run.encoder, *gather.flush())
 
 
-def _add(acc: ScatterAccumulator, encoder, X, idx, w) -> None:
+def _add(acc: ScatterAccumulator | FoldedAccumulator, encoder, X, idx, w) -> None:
     if encoder.capacity > acc.num_classes:  # classes discovered beyond the slots so far
         acc.grow_classes(encoder.capacity)
     acc.update(X, idx, w)

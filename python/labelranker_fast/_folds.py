@@ -1,0 +1,230 @@
+"""FoldedAccumulator: K disjoint folds of one pass, for a ranking's stability.
+
+The j-th sample of each class, in input order, goes to fold j mod K: deterministic,
+balanced per class, and computable in a stream (a per-class counter). Each fold has its
+own ScatterAccumulator; the whole data set's statistics are their merge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from ._accumulator import ScatterAccumulator, Shrinkage
+from ._inputs import check_int
+from ._ordering import check_method, order_of
+from ._ranking import LabelRanking
+from ._stability import Stability
+from ._state import checked_rows, ranking_of
+
+
+class FoldedAccumulator:
+    """K ScatterAccumulators filled in one pass, the j-th sample of each class in fold
+    j mod K. Takes the pass calls a ScatterAccumulator takes (``update`` with class
+    indices, ``streaming_pass``, ``grow_classes``); ``rank`` adds the ranking's stability.
+
+    Parameters
+    ----------
+    n_features, num_classes : int
+        As for ScatterAccumulator.
+    folds : int
+        K >= 2.
+    n_threads : int, optional
+        Worker threads of each fold's accumulation.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Sizes, ``folds`` or a thread count of the wrong value or type.
+    """
+
+    def __init__(
+        self, n_features: int, num_classes: int, folds: int, *, n_threads: int | None = None
+    ) -> None:
+        k = check_int(folds, "folds", 2)
+        self.folds = [ScatterAccumulator(n_features, num_classes, n_threads=n_threads)]
+        self.folds += [self.folds[0].copy() for _ in range(k - 1)]
+        self._seen = np.zeros(num_classes, dtype=np.int64)  # samples of each class so far
+        self._open = False  # inside streaming_pass
+        self._lock = threading.RLock()  # one pass or update at a time, as for the folds
+
+    n_features = property(lambda self: self.folds[0].n_features)
+    num_classes = property(lambda self: self.folds[0].num_classes)
+    n_threads = property(lambda self: self.folds[0].n_threads)
+    n_samples = property(lambda self: sum(f.n_samples for f in self.folds))
+
+    def fold_of(self, idx: np.ndarray) -> np.ndarray:
+        """The fold of each row of class indices ``idx`` that would come next (the
+        counters are not advanced)."""
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_idx)) + 1]
+        run = np.arange(idx.size) - np.repeat(starts, np.diff(np.r_[starts, idx.size]))
+        within = np.empty(idx.size, dtype=np.int64)
+        within[order] = run  # how many earlier rows of this chunk share the row's class
+        return (self._seen[idx] + within) % len(self.folds)
+
+    def update(self, X, y, sample_weight=None) -> FoldedAccumulator:
+        """Adds rows with class indices in [0, num_classes), each to its fold; all of
+        them or, on any error, none.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features)
+        y : array-like of int, shape (n,)
+        sample_weight : array-like of shape (n,), optional
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError, TypeError
+            As for ``ScatterAccumulator.update``.
+        """
+        X, y, w = checked_rows(X, y, sample_weight, self.n_features, self.num_classes)
+        # Inside a pass the pass undoes a failure; outside, this call is its own pass.
+        with self._lock, contextlib.nullcontext() if self._open else self.streaming_pass():
+            fold = self.fold_of(y)
+            for f, acc in enumerate(self.folds):
+                rows = np.flatnonzero(fold == f)
+                if rows.size:
+                    acc.update(X[rows], y[rows], None if w is None else w[rows])
+            self._seen += np.bincount(y, minlength=self.num_classes)
+        return self
+
+    @contextlib.contextmanager
+    def streaming_pass(self) -> Iterator[FoldedAccumulator]:
+        """A pass over every fold: committed together, or all dropped on an error.
+
+        Yields
+        ------
+        FoldedAccumulator
+        """
+        with self._lock:
+            with self._pass():
+                yield self
+
+    @contextlib.contextmanager
+    def _pass(self) -> Iterator[None]:
+        if self._open:
+            raise ValueError("a pass is already open")
+        seen = self._seen.copy()
+        try:
+            with contextlib.ExitStack() as stack:
+                for acc in self.folds:
+                    stack.enter_context(acc.streaming_pass())
+                self._open = True
+                yield
+        except BaseException:
+            self._seen = seen
+            raise
+        finally:
+            self._open = False
+
+    def commit_so_far(self) -> None:
+        """Refused: a folded pass is not checkpointed."""
+        raise ValueError("folds= cannot be combined with a checkpoint")
+
+    def grow_classes(self, num_classes: int) -> None:
+        """Adds empty class slots to every fold.
+
+        Parameters
+        ----------
+        num_classes : int
+            At least the current number.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Below the current count, or not an int.
+        """
+        for acc in self.folds:
+            acc.grow_classes(num_classes)
+        extra = self.num_classes - self._seen.size
+        self._seen = np.r_[self._seen, np.zeros(extra, dtype=np.int64)]
+
+    def release_buffers(self) -> None:
+        """Frees every fold's work buffers."""
+        for acc in self.folds:
+            acc.release_buffers()
+
+    def _select_classes(self, order) -> FoldedAccumulator:
+        out = object.__new__(FoldedAccumulator)
+        out.folds = [acc._select_classes(order) for acc in self.folds]
+        out._seen = self._seen[np.asarray(order, dtype=np.int64)]
+        out._open, out._lock = False, threading.RLock()
+        return out
+
+    def total(self) -> ScatterAccumulator:
+        """The whole pass's statistics: the merge of the folds, in fold order.
+
+        Returns
+        -------
+        ScatterAccumulator
+            A new accumulator.
+        """
+        out = self.folds[0].copy()
+        for acc in self.folds[1:]:
+            out.merge(acc)
+        return out
+
+    def rank(
+        self,
+        shrinkage: Shrinkage = None,
+        n_components: int = 1,
+        classes=None,
+        method: str = "anchor",
+    ) -> LabelRanking:
+        """The ranking of the whole pass, with its ``stability`` over the folds.
+
+        Each fold is ranked alone with the same settings; a fold direction whose dot
+        product with the full ranking's under S_w is negative is turned round first.
+
+        Parameters
+        ----------
+        shrinkage, n_components, classes, method :
+            As for ``ScatterAccumulator.rank``.
+
+        Returns
+        -------
+        LabelRanking
+
+        Raises
+        ------
+        ValueError, TypeError
+            As for ``ScatterAccumulator.rank``; a class with fewer samples than folds.
+        """
+        check_method(method)
+        counts = np.array([acc.class_counts for acc in self.folds])
+        short = np.flatnonzero((counts <= 0).any(axis=0) & (counts.sum(axis=0) > 0))
+        if short.size:
+            label = (short if classes is None else np.asarray(classes)[short])[0].tolist()
+            raise ValueError(
+                f"folds={len(self.folds)} needs at least that many samples of every class; "
+                f"class {label!r} has {int(self._seen[short[0]])}"
+            )
+        full_acc = self.total()
+        full = full_acc.solve(shrinkage, n_components)
+        within = full_acc.within_scatter()
+        fold_orders, flips = [], 0
+        for acc in self.folds:
+            part = acc.solve(shrinkage, n_components)
+            agree = np.einsum("ij,ik,kj->j", part["directions"], within, full["directions"])
+            signs = np.where(agree < 0, -1.0, 1.0)
+            flips += int((signs < 0).any())
+            fold_orders.append(order_of(part["centroids"] * signs, method))
+        ranking = ranking_of(full, self.num_classes, classes, method)
+        stability = Stability.of_orders(fold_orders, flips)
+        return LabelRanking(
+            ranking.classes,
+            ranking.order,
+            ranking.centroids,
+            ranking.eigenvalues,
+            ranking.shrinkage,
+            stability=stability,
+        )
