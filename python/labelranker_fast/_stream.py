@@ -181,7 +181,11 @@ class _Pass:
         if (
             self.rows is None
             and not self.iterable
-            and (self.saver is not None or not isinstance(source, ArraySource))
+            and (
+                self.saver is not None
+                or self.folds is not None  # a fold's rows are copied: a chunk at a time
+                or not isinstance(source, ArraySource)
+            )
         ):
             self.rows = default_chunk_rows(source.n_features, source.itemsize, threads)
 
