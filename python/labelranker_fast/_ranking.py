@@ -274,6 +274,35 @@ class LabelRanking(RankingFiles):
         return LabelRankingModule(c.astype(np.int64), self.order)
 
     # ---------------------------------------------------------- persistence
+    def plot(self, ax: Any = None, max_names: int = 50) -> Any:
+        """The paper's Figure 3: the classes along the first discriminant axis.
+
+        One component: each class at its position with its centroid, the band of one
+        within-class standard deviation either side (1 in the units of W^T S W = I), its
+        name, and its interval of positions over the folds when the ranking has a
+        ``stability``. Two or more: the centroids in the first two directions, joined in
+        the order's path.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Where to draw (default: a new figure).
+        max_names : int, default=50
+            Names are written for at most this many classes.
+
+        Returns
+        -------
+        matplotlib Axes
+
+        Raises
+        ------
+        ImportError
+            matplotlib is not installed.
+        """
+        from ._plot import plot_ranking
+
+        return plot_ranking(self, ax, max_names)
+
     def as_module(self):
         """The lookup tables as a ``torch.nn.Module`` (``LabelRankingModule``), on the CPU.
 
