@@ -68,13 +68,27 @@ def lda_classifier(counts, means, within_cov, shrinkage: float) -> dict:
     ValueError
         S is not positive definite (the ranking's solve would have failed first).
     """
+    coef, intercept, S = class_rows(counts, means, within_cov, shrinkage)
+    if len(counts) == 2:  # the binary convention: one row, the log-odds of class 1
+        coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
+    return {
+        "coef_": coef,
+        "intercept_": intercept,
+        "priors_": counts / counts.sum(),
+        "covariance_": S,
+    }
+
+
+def class_rows(counts, means, within_cov, shrinkage: float):
+    """``(coef, intercept, S)``: one LDA row per class, (C, d) and (C,), whatever C (no
+    binary convention), and the shrunk covariance S they use; arguments and errors as for
+    ``lda_classifier``."""
     d = within_cov.shape[0]
     S = np.array(within_cov, dtype=np.float64)
     if shrinkage > 0.0:
         target = np.trace(S) / d
         S *= 1.0 - shrinkage
         S[np.diag_indices(d)] += shrinkage * target
-    priors = counts / counts.sum()
     try:
         coef = _spd_solve(S, means.T).T  # S^-1 mu_k, by Cholesky: no explicit inverse
     except np.linalg.LinAlgError as exc:
@@ -82,10 +96,8 @@ def lda_classifier(counts, means, within_cov, shrinkage: float) -> dict:
             "the within-class covariance is not positive definite; pass shrinkage='oas' "
             "or a shrinkage in (0, 1]"
         ) from exc
-    intercept = -0.5 * np.einsum("kd,kd->k", means, coef) + np.log(priors)
-    if len(counts) == 2:  # the binary convention: one row, the log-odds of class 1
-        coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
-    return {"coef_": coef, "intercept_": intercept, "priors_": priors, "covariance_": S}
+    intercept = -0.5 * np.einsum("kd,kd->k", means, coef) + np.log(counts / counts.sum())
+    return coef, intercept, S
 
 
 def _spd_solve(S: np.ndarray, B: np.ndarray) -> np.ndarray:

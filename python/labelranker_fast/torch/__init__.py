@@ -29,6 +29,7 @@ from ._device import pick_device
 from ._distributed import all_reduce_
 from ._extract import extract_and_rank
 from ._finetune import Classifier, FinetuneResult, evaluate, finetune, predict
+from ._head import lda_head
 from ._pooling import pool
 from ._targets import RankedDataset, RankedTarget, ranked_class_to_idx
 
@@ -46,4 +47,5 @@ __all__ = [
     "ranked_class_to_idx",
     "pool",
     "pick_device",
+    "lda_head",
 ]

@@ -1,0 +1,76 @@
+"""An LDA-initialised classifier head: each class's row is its LDA discriminant.
+
+The head's row at position p is the LDA classifier of class ``order[p]``: ``coef_k =
+S^-1 mu_k`` and ``intercept_k = -mu_k . coef_k / 2 + log pi_k`` (DESIGN.md section 7),
+the ``coef_``/``intercept_`` of ``LabelRanker``. A class keeps its own row wherever it
+sits, so two rankings give heads that are row permutations of each other, and label
+order cannot change fine-tuning (weight imprinting, as in LP-FT).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .._accumulator import ScatterAccumulator
+from .._classifier import class_rows
+from .._inputs import parse_shrinkage
+from .._ranking import LabelRanking
+
+
+def lda_head(
+    accumulator: ScatterAccumulator,
+    ranking: LabelRanking | None = None,
+    shrinkage: Literal["oas"] | float | None = "oas",
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weights of an LDA-initialised head, rows in position order.
+
+    Parameters
+    ----------
+    accumulator : ScatterAccumulator
+        Statistics of the backbone's pooled features on the training set (as
+        ``extract_and_rank(..., return_accumulator=True)`` returns them).
+    ranking : LabelRanking, optional
+        Of the class indices 0..C-1: row p is class ``ranking.order[p]``. Default: row k
+        is class k.
+    shrinkage : None, "oas" or float in [0, 1], default="oas"
+        Of the within-class covariance S (OAS: the intensity the ranking's solve uses).
+    scale : float, default=1.0
+        Multiplies weights and biases (a softer start for large logits).
+
+    Returns
+    -------
+    weight : torch.Tensor of shape (C, d), float32
+    bias : torch.Tensor of shape (C,), float32
+
+    Raises
+    ------
+    TypeError
+        Not a ScatterAccumulator or LabelRanking.
+    ValueError
+        A class without samples, a singular S without shrinkage, a ranking of other
+        classes than 0..C-1, or a ``scale`` that is not a positive finite number.
+    """
+    if not isinstance(accumulator, ScatterAccumulator):
+        raise TypeError(f"accumulator must be a ScatterAccumulator, got {type(accumulator)}")
+    parse_shrinkage(shrinkage)
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale < np.inf:
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    C = accumulator.num_classes
+    order = np.arange(C)
+    if ranking is not None:
+        if not isinstance(ranking, LabelRanking):
+            raise TypeError(f"ranking must be a LabelRanking, got {type(ranking).__name__}")
+        if not np.array_equal(ranking.classes, np.arange(C)):
+            raise ValueError(f"ranking must rank the class indices 0..{C - 1}")
+        order = ranking.order
+    used = accumulator.solve(shrinkage)["shrinkage"]  # fails, naming it, on a singular S
+    counts = accumulator.class_counts
+    within = accumulator.within_scatter() / counts.sum()
+    coef, intercept, _ = class_rows(counts, accumulator.class_means, within, used)
+    weight = torch.from_numpy(np.ascontiguousarray(coef[order] * scale, dtype=np.float32))
+    bias = torch.from_numpy(np.ascontiguousarray(intercept[order] * scale, dtype=np.float32))
+    return weight, bias
