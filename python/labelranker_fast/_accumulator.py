@@ -19,16 +19,13 @@ from numpy.typing import ArrayLike
 from . import _core
 from ._inputs import check_int, check_n_components, check_threads, in_memory, parse_shrinkage
 from ._io import STATE_KEYS, STATE_VERSION, plain_state
-from ._ordering import check_method
-from ._ranking import LabelRanking
-from ._state import PathArg, StateForms, ranking_of, stream_part
+from ._state import PathArg, StateForms, stream_part
 from ._state import checked_rows as _rows
 
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
 
 BLOCK_ROWS: int = _core.BLOCK_ROWS  # rows a worker thread takes at a time
 Shrinkage = Union[Literal["oas"], float, None]
-Method = Literal["anchor", "seriation"]
 
 
 class ScatterAccumulator(StateForms):
@@ -269,18 +266,6 @@ class ScatterAccumulator(StateForms):
             self._core = _core.Accumulator.from_state(other._core.get_state())  # not shared
             self._core.n_threads = threads
 
-    def copy(self) -> ScatterAccumulator:
-        """An independent accumulator with the same statistics and thread count.
-
-        Returns
-        -------
-        ScatterAccumulator
-        """
-        with self._lock:
-            out = type(self).from_state(self.get_state())
-            out.n_threads = self.n_threads
-        return out
-
     @property
     def n_threads(self) -> int:
         """Threads used by ``update`` and by the solver's BLAS calls."""
@@ -367,41 +352,6 @@ class ScatterAccumulator(StateForms):
         n_components = check_n_components(n_components)
         with self._lock:
             return self._core.solve(kind, value, n_components)
-
-    def rank(
-        self,
-        shrinkage: Shrinkage = None,
-        n_components: int = 1,
-        classes: ArrayLike | None = None,
-        method: Method = "anchor",
-    ) -> LabelRanking:
-        """Ranks the classes along the top ``n_components`` discriminant directions.
-
-        Parameters
-        ----------
-        shrinkage : None, "oas" or float in [0, 1]
-            Regularisation of the within-class covariance S = S_w / N towards
-            (tr S / d) I. None fails (naming shrinkage) when S is singular.
-        n_components : int
-            Number of discriminant directions, at most min(C - 1, d).
-        classes : array-like of shape (C,), optional
-            Labels to report for the class indices (default: 0..C-1).
-        method : "anchor" or "seriation", default="anchor"
-            How the centroids become an order (see ``rank_labels``).
-
-        Returns
-        -------
-        LabelRanking
-
-        Raises
-        ------
-        ValueError, TypeError
-            A class without samples, a singular S without shrinkage, or statistics that
-            overflowed; a ``shrinkage``, ``n_components`` or ``method`` of the wrong value
-            or type; more classes than seriation takes.
-        """
-        check_method(method)
-        return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes, method)
 
     def get_state(self) -> dict[str, Any]:
         """The whole state as plain numpy arrays (see ``from_state``).

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._accumulator import ScatterAccumulator, ranking_of
+from ._accumulator import ScatterAccumulator
 from ._api import accumulate
 from ._classifier import (
     checked_features,
@@ -21,6 +21,7 @@ from ._classifier import (
     log_softmax,
 )
 from ._inputs import as_weights, check_n_components, lookup_classes, parse_shrinkage, to_numpy
+from ._state import ranking_of
 
 try:  # scikit-learn is optional: with it, LabelRanker is a full BaseEstimator.
     from sklearn.base import (

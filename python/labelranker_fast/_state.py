@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 import numpy as np
 
 from ._inputs import as_class_indices, as_features, as_weights, check_n_features
 from ._io import NpzReader, read_plain_state, write_npz
-from ._ordering import order_of
+from ._ordering import check_method, order_of
 from ._ranking import LabelRanking
 
 PathArg = Union[str, "os.PathLike[str]", bytes]  # a file path, as the readers take it
@@ -104,6 +104,52 @@ class StateForms:
 
         @classmethod
         def from_state(cls: type[_Acc], state: dict[str, Any]) -> _Acc: ...
+
+        def solve(self, shrinkage: Any = None, n_components: int = 1) -> dict[str, Any]: ...
+
+    def rank(
+        self,
+        shrinkage: Literal["oas"] | float | None = None,
+        n_components: int = 1,
+        classes: Any = None,
+        method: Literal["anchor", "seriation"] = "anchor",
+    ) -> LabelRanking:
+        """Ranks the classes along the top ``n_components`` discriminant directions.
+
+        Parameters
+        ----------
+        shrinkage : None, "oas" or float in [0, 1]
+            Regularisation of the within-class covariance S = S_w / N towards
+            (tr S / d) I. None fails (naming shrinkage) when S is singular.
+        n_components : int
+            Number of discriminant directions, at most min(C - 1, d).
+        classes : array-like of shape (C,), optional
+            Labels to report for the class indices (default: 0..C-1).
+        method : "anchor" or "seriation", default="anchor"
+            How the centroids become an order (see ``rank_labels``).
+
+        Returns
+        -------
+        LabelRanking
+
+        Raises
+        ------
+        ValueError, TypeError
+            A class without samples, a singular S without shrinkage, or statistics that
+            overflowed; a ``shrinkage``, ``n_components`` or ``method`` of the wrong value
+            or type; more classes than seriation takes.
+        """
+        check_method(method)
+        return ranking_of(self.solve(shrinkage, n_components), self.num_classes, classes, method)
+
+    def copy(self: _Acc) -> _Acc:
+        """An independent accumulator with the same statistics and thread count.
+
+        Returns
+        -------
+        ScatterAccumulator
+        """
+        return self._rebuilt(self.get_state())
 
     @classmethod
     def read_state(cls: type[_Acc], reader: NpzReader, prefix: str = "") -> _Acc:
