@@ -22,6 +22,7 @@ LAYERS = {
     "_stability": 1,
     "_folds": 2,
     "_plot": 1,
+    "_multilabel": 1,
     "_ranking_files": 1,
     "_classifier": 1,  # the LDA classifier maths and the estimator's input checks
     "_accumulator": 2,

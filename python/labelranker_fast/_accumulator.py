@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 from . import _core
 from ._inputs import check_int, check_n_components, check_threads, in_memory, parse_shrinkage
 from ._io import STATE_KEYS, STATE_VERSION, plain_state
+from ._multilabel import is_label_matrix, label_weight_rows, pair_states
 from ._state import PathArg, StateForms, stream_part
 from ._state import checked_rows as _rows
 
@@ -75,6 +76,7 @@ class ScatterAccumulator(StateForms):
     def _adopt(self, core) -> None:
         self._core = core
         self._lock = threading.RLock()
+        self._pending: ScatterAccumulator | None = None  # label-weight rows of an open pass
 
     @classmethod
     def _wrap(cls, core) -> ScatterAccumulator:
@@ -130,20 +132,64 @@ class ScatterAccumulator(StateForms):
             if part is not None:
                 self._absorb(part)
             return self
+        if is_label_matrix(y):
+            self._absorb(self._label_weights_part(X, y, sample_weight), joins_pass=True)
+            return self
         X, y, w = _rows(X, y, sample_weight, self.n_features, self.num_classes)
         with self._lock:
             self._core.update(X, y, w)
         return self
 
-    def _absorb(self, part: ScatterAccumulator) -> None:
-        """Adds a privately streamed part: adopted by an empty accumulator, else merged."""
+    def _label_weights_part(self, X, Y, sample_weight) -> ScatterAccumulator:
+        """A private accumulator of rows X with a label-weight matrix Y (``_multilabel``)."""
+        single, multi = label_weight_rows(X, Y, sample_weight, self.n_features, self.num_classes)
+        part = ScatterAccumulator(self.n_features, self.num_classes, n_threads=self.n_threads)
+        if single is not None:
+            part._core.update(*single)
+        if multi is not None:
+            rows, weights = multi
+            for state in pair_states(rows, weights, self._moment):
+                part._core.merge(_core.Accumulator.from_state(state))
+        return part
+
+    def _moment(self, Z: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
+        """The engine's state of rows Z with ``weights``, all in class 0."""
+        one = _core.Accumulator(self.n_features, 2)
+        one.n_threads = self.n_threads
+        one.update(Z, np.zeros(Z.shape[0], dtype=np.int64), weights)
+        return one.get_state()
+
+    def _absorb(self, part: ScatterAccumulator, joins_pass: bool = False) -> None:
+        """Adds a privately built part: adopted by an empty accumulator, else merged.
+        Inside a pass, a part that ``joins_pass`` waits for the commit (the pass's abort
+        drops it); a streamed part cannot join one."""
         with self._lock:
-            if self._core.pass_open:  # its rows could not be undone with the pass
-                raise ValueError("a streamed update cannot join an open streaming_pass")
-            if self._core.n_samples == 0:
+            if self._core.pass_open:
+                if not joins_pass:  # its rows could not be undone with the pass
+                    raise ValueError("a streamed update cannot join an open streaming_pass")
+                if self._pending is None:
+                    self._pending = part
+                else:
+                    self._pending._core.merge(part._core)
+            elif self._core.n_samples == 0:
                 self._core = part._core
             else:
                 self._core.merge(part._core)
+
+    def _commit(self) -> None:
+        """Commits the open pass and the parts waiting for it, all or nothing."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            self._core.commit_pass()
+            return
+        before = self._core.get_state()  # the committed statistics, without the pass
+        self._core.commit_pass()
+        try:
+            self._core.merge(pending._core)
+        except BaseException:
+            threads, self._core = self._core.n_threads, _core.Accumulator.from_state(before)
+            self._core.n_threads = threads
+            raise
 
     @contextlib.contextmanager
     def streaming_pass(self) -> Iterator[ScatterAccumulator]:
@@ -165,9 +211,10 @@ class ScatterAccumulator(StateForms):
             try:
                 yield self
             except BaseException:
+                self._pending = None
                 self._core.abort_pass()
                 raise
-            self._core.commit_pass()
+            self._commit()
 
     def commit_so_far(self) -> None:
         """Inside ``streaming_pass``: commits what the pass added so far and goes on
@@ -179,7 +226,7 @@ class ScatterAccumulator(StateForms):
             No pass is open.
         """
         with self._lock:
-            self._core.commit_pass()
+            self._commit()
             self._core.begin_pass()
 
     def grow_classes(self, num_classes: int) -> None:
@@ -199,7 +246,7 @@ class ScatterAccumulator(StateForms):
         with self._lock:
             open_pass = self._core.pass_open
             if open_pass:
-                self._core.commit_pass()
+                self._commit()
             self._core = self._with_capacity(num_classes)._core
             if open_pass:
                 self._core.begin_pass()

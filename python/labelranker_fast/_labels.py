@@ -18,6 +18,7 @@ from ._inputs import (
     label_array,
     lookup_classes,
 )
+from ._multilabel import check_label_weights, is_label_matrix
 
 __all__ = ["ClassIndices", "SortedClasses", "DiscoveredClasses"]
 
@@ -52,6 +53,8 @@ class ClassIndices:
         self.classes = np.arange(self.capacity)
 
     def encode(self, labels, n_rows: int) -> np.ndarray:
+        if is_label_matrix(labels):  # (n, C) label weights: multi-label or soft labels
+            return check_label_weights(labels, n_rows, self.capacity)
         return as_class_indices(labels, n_rows, self.capacity)
 
     def finish(self, acc):
@@ -111,6 +114,11 @@ class DiscoveredClasses:
         self.capacity = 2
 
     def encode(self, labels, n_rows: int) -> np.ndarray:
+        if is_label_matrix(labels):
+            raise ValueError(
+                "chunks with a label-weight matrix (n, C) need num_classes=C: classes are "
+                "the matrix's columns, not discovered"
+            )
         labels = _check_label_array(labels, n_rows)
         seen = np.unique(labels)
         if self.classes is None:

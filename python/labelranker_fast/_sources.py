@@ -89,8 +89,9 @@ class _Source:
             if arr is None:
                 continue
             arr_shape = tuple(getattr(arr, "shape", np.shape(arr)))
-            if len(arr_shape) != 1:
-                raise ValueError(f"{name} must be 1-D, got shape {arr_shape}")
+            if len(arr_shape) != 1 and not (name == "y" and len(arr_shape) == 2):
+                also = " (or a 2-D label-weight matrix)" if name == "y" else ""
+                raise ValueError(f"{name} must be 1-D{also}, got shape {arr_shape}")
             if arr_shape[0] != self.n_rows:
                 raise ValueError(f"{name} has {arr_shape[0]} entries but X has {self.n_rows} rows")
         self.X, self.y, self.w = X, y, w

@@ -95,6 +95,8 @@ def _encoder(source, num_classes):
         return ClassIndices(num_classes)
     if isinstance(source, IterableSource):
         return DiscoveredClasses()
+    if np.ndim(source.y) == 2:  # a label-weight matrix: its columns are the classes
+        return ClassIndices(source.y.shape[1])
     return SortedClasses(source.y, source.n_rows)
 
 
@@ -113,7 +115,7 @@ class _Gather:
 
     def add(self, X, idx, w):
         """Yields the batches that are complete once (X, idx, w) has been added."""
-        key = (X.dtype, X.shape[1], w is None)
+        key = (X.dtype, X.shape[1], w is None, idx.shape[1:])
         if self.filled and (key != self.key or self.filled + X.shape[0] > self.rows):
             yield self.flush()
         if X.shape[0] * 2 >= self.rows:  # big enough on its own
@@ -122,7 +124,7 @@ class _Gather:
         if self.filled == 0:
             self.key = key
             self.X = np.empty((self.rows, X.shape[1]), dtype=X.dtype)
-            self.idx = np.empty(self.rows, dtype=np.int64)
+            self.idx = np.empty((self.rows, *idx.shape[1:]), dtype=idx.dtype)
             self.w = None if w is None else np.empty(self.rows, dtype=np.float64)
         stop = self.filled + X.shape[0]
         self.X[self.filled : stop] = X
@@ -325,6 +327,8 @@ def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> N
             X_part = X_part.astype(np.float64)  # exact: float32 widens without rounding
         n = X_part.shape[0]
         idx = run.encoder.encode(chunk.y, n)
+        if idx.ndim == 2 and (run.saver is not None or run.folds is not None):
+            raise ValueError("a label-weight matrix cannot be combined with checkpoint or folds")
         w_part = as_weights(chunk.w, n)
         if run.acc is None:
             if n_features is not None:
