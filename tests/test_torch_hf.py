@@ -802,3 +802,24 @@ def test_finetune_of_an_hf_classifier_is_finetune_of_its_backbone(tmp_path):
         want = head.model.head(clf.fc_norm(tokens.mean(1)))
         got = head.model.eval()(x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_finetune_refusing_its_arguments_leaves_the_backbones_flags_alone():
+    """finetune probes the feature width on one batch before building the head; a call
+    refused after that probe (a bad head_seed, a ranking of other classes) must leave
+    every submodule's training flag as it was (the probe once set them all to train)."""
+    from labelranker_fast.torch import finetune
+
+    clf, _, shape = tiny_hf_classifier("videomae")
+    clf.train()
+    clf.videomae.encoder.eval()  # frozen layers while the rest trains
+    before = flags(clf)
+    x, y = images_and_labels(shape=shape)
+    kw = {"num_classes": C, "epochs": 1, "device": "cpu", "progress": False}
+    with pytest.raises(ValueError, match="head_seed"):
+        finetune(clf, loader_of(x, y), head_seed=-1, **kw)
+    assert flags(clf) == before
+    other = lrf.LabelRanking(np.arange(5), np.arange(5), np.arange(5.0), [1.0])
+    with pytest.raises(ValueError, match="ranking of the class indices"):
+        finetune(clf, loader_of(x, y), ranking=other, **kw)
+    assert flags(clf) == before and hooks(clf) == 0
