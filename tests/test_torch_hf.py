@@ -545,3 +545,281 @@ def test_finetuned_vitmae_classifier_sees_every_patch_and_keeps_its_flags():
     with torch.no_grad():  # training mode too: all patches
         out1, out2 = clf(x[:8]), clf(x[:8])
     torch.testing.assert_close(out1, out2, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------- Hugging Face classifiers
+HF_TINY = {
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "image_size": 16,
+    "num_labels": C,
+}
+
+
+def tiny_hf_classifier(kind):
+    """(classifier, its backbone, input shape); random weights, dropout off by default."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    if kind == "vit":
+        m = tf.ViTForImageClassification(tf.ViTConfig(patch_size=4, **HF_TINY))
+        return m, m.vit, (3, 16, 16)
+    if kind == "deit":
+        m = tf.DeiTForImageClassification(tf.DeiTConfig(patch_size=4, **HF_TINY))
+        return m, m.deit, (3, 16, 16)
+    if kind == "dinov2":
+        m = tf.Dinov2ForImageClassification(tf.Dinov2Config(patch_size=4, **HF_TINY))
+        return m, m.dinov2, (3, 16, 16)
+    mean = kind == "videomae"  # "videomae-first": use_mean_pooling=False
+    config = tf.VideoMAEConfig(
+        patch_size=8, num_frames=4, tubelet_size=2, use_mean_pooling=mean, **HF_TINY
+    )
+    m = tf.VideoMAEForVideoClassification(config)
+    return m, m.videomae, (4, 3, 16, 16)  # (T, C, H, W)
+
+
+def head_input_by_hand(kind, model, tokens):
+    """What each architecture's classifier sees, written from its definition."""
+    if kind in ("vit", "deit", "videomae-first"):
+        return tokens[:, 0]
+    if kind == "dinov2":
+        return torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], 1)
+    return model.fc_norm(tokens.mean(1))  # VideoMAE with use_mean_pooling
+
+
+PREFIX = {"vit": 1, "deit": 2, "dinov2": 1, "videomae": 0, "videomae-first": 0}
+
+
+@pytest.mark.parametrize("kind", ["vit", "deit", "dinov2", "videomae", "videomae-first"])
+@pytest.mark.parametrize("pooling", ["avg", "cls", "max", "callable", "head"])
+def test_hf_classifier_ranks_as_its_backbone(kind, pooling):
+    """A *ForImageClassification / *ForVideoClassification gives the same statistics, bit
+    for bit, as its base model with the same pooling ("head": the base model's tokens
+    pooled as the classifier pools them, computed here by hand); the features are those
+    computed independently from the backbone's tokens."""
+    clf, backbone, shape = tiny_hf_classifier(kind)
+    clf.eval()
+    x, y = images_and_labels(shape=shape)
+    with torch.no_grad():
+        tokens = backbone(pixel_values=x).last_hidden_state
+        head_feats = head_input_by_hand(kind, clf, tokens).double().numpy()
+    tokens = tokens.double().numpy()
+    patches = tokens[:, PREFIX[kind] :]
+    if pooling == "cls" and PREFIX[kind] == 0:
+        with pytest.raises(ValueError, match="class token"):
+            run(clf, loader_of(x, y), pooling=pooling)
+        return
+    want = {
+        "avg": patches.mean(1),
+        "cls": tokens[:, 0],
+        "max": patches.max(1),
+        "callable": tokens[:, -1],
+        "head": head_feats,
+    }[pooling]
+    fn = (lambda out: out.last_hidden_state[:, -1]) if pooling == "callable" else pooling
+    ranking, acc = run(clf, loader_of(x, y), pooling=fn)
+    assert_matches_features(ranking, acc, want, y.numpy())
+    if pooling != "head":  # the backbone itself, same pooling: identical statistics
+        ref_ranking, ref_acc = run(backbone, loader_of(x, y), pooling=fn)
+        assert_same_state(acc, ref_acc)
+        np.testing.assert_array_equal(ranking.order, ref_ranking.order)
+        np.testing.assert_array_equal(ranking.centroids, ref_ranking.centroids)
+    elif kind in ("vit", "deit"):  # their head sees the class token: pooling="cls"
+        ref_ranking, ref_acc = run(backbone, loader_of(x, y), pooling="cls")
+        assert_same_state(acc, ref_acc)
+        assert ranking == ref_ranking
+
+
+def test_hf_classifier_flags_and_hooks_are_restored():
+    """Mixed training flags come back, and the head hook of pooling="head" is gone, after
+    a call and after a failure midway."""
+    clf, _, shape = tiny_hf_classifier("videomae")
+    clf.train()
+    clf.fc_norm.eval()
+    before = flags(clf)
+    x, y = images_and_labels(shape=shape)
+    run(clf, loader_of(x, y), pooling="head")
+    assert flags(clf) == before and hooks(clf) == 0
+
+    def failing():
+        for i, batch in enumerate(loader_of(x, y)):
+            if i == 2:
+                raise RuntimeError("loader failed on batch 3")
+            yield batch
+
+    with pytest.raises(RuntimeError, match="batch 3"):
+        run(clf, failing(), pooling="head")
+    assert flags(clf) == before and hooks(clf) == 0
+    assert no_feeder_threads()
+
+
+class CountingLoader:
+    def __init__(self, loader):
+        self.loader, self.batches = loader, 0
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.batches += 1
+            yield batch
+
+
+def test_hf_classifier_without_a_findable_backbone_is_refused_before_any_batch():
+    """CLIP's classifier keeps its encoder at vision_model, not at base_model_prefix
+    ("clip"): refused by name with advice, not pooled from a guess; a model with two heads
+    (DeiT's distilled classifier) or none (a bare ViTModel) refuses pooling="head"."""
+    import transformers as tf
+
+    from labelranker_fast.torch import Classifier, finetune
+
+    vision = {k: v for k, v in HF_TINY.items() if k != "num_labels"} | {"patch_size": 8}
+    text = {k: HF_TINY[k] for k in ("hidden_size", "num_hidden_layers", "intermediate_size")}
+    text["num_attention_heads"] = 2
+    clip = tf.CLIPForImageClassification(
+        tf.CLIPConfig(vision_config=vision, text_config=text, num_labels=C)
+    )
+    x, y = images_and_labels(shape=(3, 16, 16))
+    loader = CountingLoader(loader_of(x, y))
+    for pooling in ["avg", "cls", lambda out: out[0][:, 0]]:
+        with pytest.raises(
+            ValueError, match=r"CLIPForImageClassification.*model\.clip.*vision_model"
+        ):
+            run(clip, loader, pooling=pooling)
+    assert loader.batches == 0 and no_feeder_threads()
+    with pytest.raises(ValueError, match="base_model_prefix"):
+        Classifier(clip, 16, C)
+    with pytest.raises(ValueError, match="base_model_prefix"):
+        finetune(clip, loader, num_classes=C, epochs=1, device="cpu", progress=False)
+    assert loader.batches == 0
+
+    teacher = tf.DeiTForImageClassificationWithTeacher(tf.DeiTConfig(patch_size=4, **HF_TINY))
+    bare = tf.ViTModel(tf.ViTConfig(patch_size=4, **HF_TINY))
+    for model in (teacher, bare):
+        with pytest.raises(ValueError, match="pooling='head' needs .*`classifier`"):
+            run(model, loader_of(x, y), pooling="head")
+        assert hooks(model) == 0
+    ranking, acc = run(teacher, loader_of(x, y), pooling="avg")  # its backbone is found
+    _, ref = run(teacher.deit, loader_of(x, y), pooling="avg")
+    assert_same_state(acc, ref)
+
+
+def logits_by_hand(clf, x):
+    with torch.no_grad():
+        return clf.eval()(pixel_values=x).logits.double().numpy()
+
+
+@pytest.mark.parametrize("kind", ["vit", "videomae"])
+def test_predict_and_evaluate_take_an_hf_classifier(kind):
+    """predict/evaluate read ``.logits`` of a ModelOutput: predictions are the ranking's
+    classes at the argmax columns, loss and accuracy those of a float64 log-softmax."""
+    from labelranker_fast.torch import evaluate, predict
+
+    clf, _, shape = tiny_hf_classifier(kind)
+    x, y = images_and_labels(shape=shape)
+    ranking = lrf.LabelRanking(np.arange(C), [2, 0, 3, 1], np.arange(C, dtype=float), [1.0])
+    positions = np.array([1, 3, 0, 2])  # of classes 0..3 under order [2, 0, 3, 1]
+    logits = logits_by_hand(clf, x)
+    clf.train()
+    clf.classifier.eval()  # mixed flags must come back as they were
+    before = flags(clf)
+    pred = predict(clf, loader_of(x, y), ranking=ranking, device="cpu")
+    np.testing.assert_array_equal(pred, np.array([2, 0, 3, 1])[logits.argmax(1)])
+    np.testing.assert_array_equal(predict(clf, loader_of(x, y), device="cpu"), logits.argmax(1))
+    got = evaluate(clf, loader_of(x, y), ranking=ranking, device="cpu")  # C from config
+    z = logits - logits.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    pos = positions[y.numpy()]
+    assert got["loss"] == pytest.approx(-logp[np.arange(N), pos].mean(), rel=1e-5)
+    assert got["accuracy"] == pytest.approx((logits.argmax(1) == pos).mean())
+    assert flags(clf) == before
+
+
+def test_predict_and_evaluate_refuse_outputs_without_logits():
+    from labelranker_fast.torch import evaluate, predict
+
+    x, y = images_and_labels(shape=(3, 16, 16))
+    clf, _, _ = tiny_hf_classifier("vit")
+
+    class AsTuple(torch.nn.Module):  # what return_dict=False gives
+        def __init__(self):
+            super().__init__()
+            self.clf = clf
+
+        def forward(self, x):
+            return (self.clf(pixel_values=x).logits,)
+
+    with pytest.raises(TypeError, match="return_dict=True"):
+        predict(AsTuple(), loader_of(x, y), device="cpu")
+    with pytest.raises(TypeError, match=r"\.logits"):
+        evaluate(AsTuple(), loader_of(x, y), num_classes=C, device="cpu")
+    with pytest.raises(ValueError, match="4 logits per sample, but num_classes is 5"):
+        evaluate(clf, loader_of(x, y), num_classes=5, device="cpu")
+    tokens = torch.nn.Sequential(torch.nn.Flatten(2))  # (B, 3, 256): not logits
+    with pytest.raises(ValueError, match=r"\(batch, classes\)"):
+        predict(tokens, loader_of(x, y), device="cpu")
+    with pytest.raises(TypeError, match="pass num_classes"):
+        evaluate(tokens, loader_of(x, y), device="cpu")
+
+
+def test_finetune_of_an_hf_classifier_is_finetune_of_its_backbone(tmp_path):
+    """With poolings other than "head", fine-tuning the classifier trains exactly what
+    fine-tuning its backbone trains (same losses, same weights after), and the
+    classifier's own head is left as it was; its checkpoint resumes; with "head" the
+    fresh head sits on the classifier's pre-logits features (VideoMAE: fc_norm of the
+    mean token)."""
+    import copy
+
+    from labelranker_fast.torch import finetune
+
+    clf, _, shape = tiny_hf_classifier("videomae")
+    twin, fresh = copy.deepcopy(clf), copy.deepcopy(clf)
+    own_head = copy.deepcopy(clf.classifier.state_dict())
+    x, y = images_and_labels(shape=shape)
+    kw = {"num_classes": C, "epochs": 2, "warmup_epochs": 1, "device": "cpu", "progress": False}
+    ranking = lrf.LabelRanking(np.arange(C), [2, 0, 3, 1], np.arange(C, dtype=float), [1.0])
+    ckpt = tmp_path / "ckpt.pt"
+    a = finetune(clf, loader_of(x, y), ranking=ranking, head_seed=5, checkpoint_path=ckpt, **kw)
+    resumed = finetune(
+        fresh, loader_of(x, y), ranking=ranking, head_seed=5, checkpoint_path=ckpt, **kw
+    )  # every epoch done: the checkpoint's weights and history, nothing trained
+    assert resumed.history == a.history
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    b = finetune(twin.videomae, loader_of(x, y), ranking=ranking, head_seed=5, **kw)
+    assert a.model.backbone is clf
+    for ha, hb in zip(a.history, b.history):
+        assert ha["train_loss"] == pytest.approx(hb["train_loss"], rel=1e-6, abs=1e-7)
+    for (name, p), q in zip(clf.videomae.named_parameters(), twin.videomae.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
+    torch.testing.assert_close(a.model.head.weight, b.model.head.weight, rtol=1e-6, atol=1e-7)
+    for k, v in clf.classifier.state_dict().items():
+        torch.testing.assert_close(v, own_head[k], rtol=0, atol=0)  # not trained
+
+    head = finetune(clf, loader_of(x, y), pooling="head", **{**kw, "epochs": 1})
+    with torch.no_grad():
+        tokens = clf.videomae(pixel_values=x).last_hidden_state
+        want = head.model.head(clf.fc_norm(tokens.mean(1)))
+        got = head.model.eval()(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_finetune_refusing_its_arguments_leaves_the_backbones_flags_alone():
+    """finetune probes the feature width on one batch before building the head; a call
+    refused after that probe (a bad head_seed, a ranking of other classes) must leave
+    every submodule's training flag as it was (the probe once set them all to train)."""
+    from labelranker_fast.torch import finetune
+
+    clf, _, shape = tiny_hf_classifier("videomae")
+    clf.train()
+    clf.videomae.encoder.eval()  # frozen layers while the rest trains
+    before = flags(clf)
+    x, y = images_and_labels(shape=shape)
+    kw = {"num_classes": C, "epochs": 1, "device": "cpu", "progress": False}
+    with pytest.raises(ValueError, match="head_seed"):
+        finetune(clf, loader_of(x, y), head_seed=-1, **kw)
+    assert flags(clf) == before
+    other = lrf.LabelRanking(np.arange(5), np.arange(5), np.arange(5.0), [1.0])
+    with pytest.raises(ValueError, match="ranking of the class indices"):
+        finetune(clf, loader_of(x, y), ranking=other, **kw)
+    assert flags(clf) == before and hooks(clf) == 0

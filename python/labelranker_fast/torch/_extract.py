@@ -31,7 +31,7 @@ from .._ranking_text import check_names
 from .._stream import progress_bar
 from ._device import autocast_context, is_xla, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
-from ._pooling import backbone_features, check_pooling, frozen, input_dtype
+from ._pooling import backbone_features, check_pooling, features_module, frozen, input_dtype
 
 __all__ = ["extract_and_rank", "split_batch"]
 
@@ -219,7 +219,11 @@ def extract_and_rank(
     Parameters
     ----------
     model : torch.nn.Module or callable
-        A timm model, a Hugging Face vision model, or any module returning a tensor. It
+        A timm model, a Hugging Face vision model, or any module returning a tensor. A
+        Hugging Face model with a head (``ViTForImageClassification``,
+        ``VideoMAEForVideoClassification``, ...) is ranked on its base model's features
+        (``getattr(model, model.base_model_prefix)``): the same ranking as passing that
+        backbone, for every pooling but ``"head"``. It
         is moved to ``device`` and run in eval mode without gradients; afterwards every
         submodule has its own training flag back, also after an error or Ctrl-C. A
         Hugging Face ViTMAE sees every patch, in order: its masking (which it applies
@@ -231,7 +235,10 @@ def extract_and_rank(
         "labels"; targets are class indices in [0, num_classes).
     num_classes : int
     pooling : "avg", "cls", "max", "avgmax", "head" or callable
-        How token or map outputs become one vector per sample (see ``pool``).
+        How token or map outputs become one vector per sample (see ``pool``). "head":
+        timm's ``forward_head(..., pre_logits=True)``, or the input of a Hugging Face
+        classifier's ``classifier`` module (the features its head sees, pooled as the
+        model pools: ViT's class token, VideoMAE's ``fc_norm`` of the mean token).
     device : "auto", str or torch.device
         "auto": XLA when torch_xla is importable and configured, else CUDA, else CPU.
     shrinkage, n_components :
@@ -266,7 +273,9 @@ def extract_and_rank(
     ------
     ValueError, TypeError
         Invalid arguments, batches or labels, a pooling the model's output does not allow
-        (``"cls"`` without a class token), masking that cannot be turned off, or a solve
+        (``"cls"`` without a class token, ``"head"`` on a model without a known head), a
+        Hugging Face classifier whose backbone is not under its ``base_model_prefix``,
+        masking that cannot be turned off, or a solve
         that fails (a singular scatter without shrinkage). The model's configuration and
         every submodule's training flag are restored, and the feeder thread is stopped.
     KeyboardInterrupt
@@ -284,9 +293,10 @@ def extract_and_rank(
         distributed = is_distributed() and isinstance(
             getattr(loader, "sampler", None), DistributedSampler
         )
+    # A Hugging Face classifier's backbone, found (or refused) before any batch runs.
+    dtype = input_dtype(features_module(model, pooling))
     if isinstance(model, torch.nn.Module):
         model = model.to(dev)
-    dtype = input_dtype(model)
 
     bar = progress_bar(
         progress,

@@ -34,7 +34,8 @@ from .._stream import progress_bar
 from ._checkpoints import load_checkpoint, save_checkpoint
 from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
-from ._pooling import backbone_features, check_pooling, every_patch, frozen
+from ._hf import head_width, logits_of
+from ._pooling import backbone_features, check_pooling, every_patch, features_module, frozen
 
 __all__ = ["Classifier", "FinetuneResult", "finetune", "evaluate", "predict", "load_checkpoint"]
 
@@ -45,6 +46,9 @@ class Classifier(torch.nn.Module):
     Parameters
     ----------
     backbone : torch.nn.Module
+        Any backbone ``extract_and_rank`` takes. A Hugging Face classifier gives its base
+        model's features (its own head, and ``fc_norm``, unused and so not trained), or
+        with ``pooling="head"`` the input of its own ``classifier`` (which stays unused).
     feature_dim : int
         Width of the pooled features.
     num_classes : int
@@ -57,7 +61,8 @@ class Classifier(torch.nn.Module):
     Raises
     ------
     ValueError, TypeError
-        An unknown pooling or a negative or non-integer ``head_seed``.
+        An unknown pooling, a negative or non-integer ``head_seed``, or a Hugging Face
+        classifier whose backbone cannot be found (see ``extract_and_rank``).
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class Classifier(torch.nn.Module):
     ) -> None:
         super().__init__()
         check_pooling(pooling)
+        features_module(backbone, pooling)  # a Hugging Face backbone found, or ValueError
         self.backbone = backbone
         self.pooling = pooling
         self.head = torch.nn.Linear(feature_dim, num_classes)
@@ -166,15 +172,11 @@ def _position_table(ranking, num_classes: int, device):
 
 
 def _feature_dim(backbone, loader, pooling, device) -> int:
+    check_pooling(pooling)
+    features_module(backbone, pooling)  # ValueError before a batch is read
     x, _ = split_batch(next(iter(loader)))
-    training = getattr(backbone, "training", False)
-    if hasattr(backbone, "eval"):
-        backbone.eval()
-    with torch.no_grad():
-        dim = backbone_features(backbone, x[:2].to(device), pooling).shape[1]
-    if training:
-        backbone.train()
-    return int(dim)
+    with frozen(backbone), torch.no_grad():
+        return int(backbone_features(backbone, x[:2].to(device), pooling).shape[1])
 
 
 def _device_loader(loader, device):
@@ -199,12 +201,16 @@ def evaluate(
     Parameters
     ----------
     model : torch.nn.Module
-        A ``Classifier``, or any module returning logits over head positions.
+        A ``Classifier``, or any module returning logits over head positions: a tensor
+        or an output with ``.logits`` (a Hugging Face classifier trained on ranked
+        positions, as by ``Trainer`` in the README).
     loader : iterable of (inputs, targets); targets are class indices.
     ranking : LabelRanking, optional
         Targets are scored at their head positions (None: position = class index).
     num_classes : int, optional
-        Default: ``model.head.out_features``.
+        Default: ``model.head.out_features`` (a ``Classifier``), else
+        ``model.config.num_labels`` (a Hugging Face model). Logits of another width are
+        a ValueError.
     device, amp :
         As for ``extract_and_rank``.
 
@@ -216,10 +222,11 @@ def evaluate(
     ------
     ValueError, TypeError
         A ranking of other classes than 0..num_classes-1, batches that are not (inputs,
-        targets). Every submodule's training flag is restored.
+        targets), outputs without logits, no ``num_classes`` to be found, or logits of
+        another width. Every submodule's training flag is restored.
     """
     dev = pick_device(device)
-    positions = num_classes or cast(torch.nn.Linear, model.head).out_features
+    positions = head_width(model, num_classes)
     table = _position_table(ranking, positions, dev)
     loss_sum = torch.zeros((), device=dev)
     hits = torch.zeros((), device=dev, dtype=torch.long)
@@ -228,7 +235,7 @@ def evaluate(
         for batch in _device_loader(loader, dev):
             x, y = split_batch(batch)
             x, pos = x.to(dev, non_blocking=True), table[y.to(dev, non_blocking=True)]
-            logits = model(x).float()
+            logits = logits_of(model(x), positions).float()
             loss_sum += F.cross_entropy(logits, pos, reduction="sum")
             hits += (logits.argmax(1) == pos).sum()
             count += int(y.shape[0])
@@ -249,6 +256,8 @@ def predict(
     Parameters
     ----------
     model : torch.nn.Module
+        Returns logits over head positions: a tensor or an output with ``.logits`` (a
+        Hugging Face classifier).
     loader : iterable of batches (their targets, if any, are ignored)
     ranking : LabelRanking, optional
         None: the positions themselves.
@@ -262,14 +271,15 @@ def predict(
     Raises
     ------
     ValueError, TypeError
-        Batches that are not (inputs, ...). Every submodule's training flag is restored.
+        Batches that are not (inputs, ...), outputs without 2-D logits. Every
+        submodule's training flag is restored.
     """
     dev = pick_device(device)
     out = []
     with frozen(model), torch.no_grad(), autocast_context(dev, amp):
         for batch in _device_loader(loader, dev):
             x, _ = split_batch(batch)
-            out.append(model(x.to(dev, non_blocking=True)).argmax(1).cpu())
+            out.append(logits_of(model(x.to(dev, non_blocking=True))).argmax(1).cpu())
     positions = torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
     return positions if ranking is None else ranking.unmap(positions)
 
@@ -300,7 +310,11 @@ def finetune(
     ----------
     model : torch.nn.Module
         The backbone (timm, Hugging Face or any module; see ``pool``), or a
-        ``Classifier`` to continue training one.
+        ``Classifier`` to continue training one. A Hugging Face classifier
+        (``*ForImageClassification``, ``*ForVideoClassification``) is a backbone too: the
+        fresh head sits on the features ``extract_and_rank`` ranks it on (its base
+        model's, or with ``pooling="head"`` its own head's input); its own head is not
+        used and not trained.
     train_loader, val_loader : iterables of (inputs, targets)
         Targets are class indices 0..num_classes-1; with ``ranking`` the loss and
         accuracy use their head positions ``ranking.positions[target]``.

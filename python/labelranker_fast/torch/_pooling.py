@@ -7,7 +7,9 @@ Backbones and what they return:
   ``pooling="head"`` timm's own ``forward_head(..., pre_logits=True)`` pools instead.
 - Hugging Face models (``ViTMAEModel``, ``VideoMAEModel``, ``ViTModel``, ...): an output
   object whose ``last_hidden_state`` is (B, T, D); the prefix tokens are read off the
-  model's embeddings (a class token, DeiT's distillation token, register tokens).
+  model's embeddings (a class token, DeiT's distillation token, register tokens). A model
+  with a head (``*ForImageClassification``, ``*ForVideoClassification``) is pooled as its
+  base model; ``pooling="head"`` takes the input of its ``classifier`` (see ``_hf``).
 - anything else: a tensor, (B, D) already pooled, or tokens / maps as above; a module may
   declare ``num_prefix_tokens`` (and ``has_class_token``) as timm's do.
 
@@ -26,10 +28,13 @@ from typing import Any
 
 import torch
 
+from ._hf import classifier_input, hf_backbone
+
 __all__ = [
     "POOLINGS",
     "backbone_features",
     "every_patch",
+    "features_module",
     "frozen",
     "input_dtype",
     "pool",
@@ -177,12 +182,20 @@ def input_dtype(model):
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
+def features_module(model, pooling):
+    """The module ``backbone_features`` runs: ``model`` itself for ``"head"``, else the
+    base model of a Hugging Face model with a head (``hf_backbone``)."""
+    return model if pooling == "head" else hf_backbone(model)
+
+
 def backbone_features(model, x: torch.Tensor, pooling="avg") -> torch.Tensor:
-    """Runs ``model`` on ``x`` and pools to (B, D)."""
+    """Runs ``model`` on ``x`` and pools to (B, D). A Hugging Face classifier gives its
+    backbone's features, or with ``"head"`` the input of its classifier (see ``_hf``)."""
     if pooling == "head":
-        if not hasattr(model, "forward_head"):
-            raise ValueError("pooling='head' needs a timm model (forward_features/forward_head)")
-        return pool(model.forward_head(model.forward_features(x), pre_logits=True), "avg")
+        if hasattr(model, "forward_head"):
+            return pool(model.forward_head(model.forward_features(x), pre_logits=True), "avg")
+        return classifier_input(model, x)  # ValueError unless a Hugging Face classifier
+    model = hf_backbone(model)
     if hasattr(model, "forward_features"):
         out = model.forward_features(x)
         if torch.is_tensor(out) and out.ndim == 4 and getattr(model, "output_fmt", None) == "NHWC":
