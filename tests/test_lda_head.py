@@ -62,3 +62,69 @@ def test_bad_arguments_are_refused(wine):
     empty = lrf.ScatterAccumulator(X.shape[1], 4).update(X, y)  # class 3 has no samples
     with pytest.raises(ValueError):
         lda_head(empty)
+
+
+def tiny_backbone():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 24), torch.nn.GELU(), torch.nn.Dropout(0.1)
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_loader():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    images = torch.from_numpy(X[:600].reshape(-1, 1, 8, 8) / 16.0).float()
+    data = torch.utils.data.TensorDataset(images, torch.from_numpy(y[:600]))
+
+    def make():
+        gen = torch.Generator().manual_seed(0)
+        return torch.utils.data.DataLoader(data, batch_size=100, shuffle=True, generator=gen)
+
+    return make
+
+
+def run(digits_loader, ranking, head_init):
+    from labelranker_fast.torch import finetune
+
+    torch.manual_seed(1)  # dropout draws the same in every run
+    return finetune(
+        tiny_backbone(), digits_loader(), num_classes=10, ranking=ranking, epochs=3,
+        warmup_epochs=1, lr=1e-3, head_init=head_init, device="cpu", progress=False,
+    )  # fmt: skip
+
+
+def test_an_lda_head_makes_fine_tuning_independent_of_the_label_order(digits_loader):
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(10) for _ in range(2)]
+    rankings = [
+        lrf.LabelRanking(np.arange(10), o, np.argsort(o).astype(float), [1.0]) for o in orders
+    ]
+    lda = [run(digits_loader, r, "lda") for r in rankings]
+    losses = [[h["train_loss"] for h in res.history] for res in lda]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    heads = [res.model.head.weight.detach() for res in lda]
+    for p in range(10):  # a class's row is the same row, wherever it sits
+        q = int(rankings[0].positions[rankings[1].order[p]])
+        torch.testing.assert_close(heads[1][p], heads[0][q], rtol=1e-4, atol=1e-5)
+    random = [run(digits_loader, r, "random") for r in rankings]
+    random_losses = [[h["train_loss"] for h in res.history] for res in random]
+    assert not np.allclose(random_losses[0], random_losses[1], rtol=1e-5)  # the test can fail
+
+
+def test_head_init_is_checked(digits_loader):
+    from labelranker_fast.torch import Classifier, finetune
+
+    with pytest.raises(ValueError, match="head_init must be"):
+        finetune(tiny_backbone(), digits_loader(), num_classes=10, head_init="zeros", epochs=1,
+                 device="cpu", progress=False)  # fmt: skip
+    clf = Classifier(tiny_backbone(), 24, 10)
+    with pytest.raises(ValueError, match="keeps its own head"):
+        finetune(clf, digits_loader(), num_classes=10, head_init="lda", epochs=1, device="cpu",
+                 progress=False)  # fmt: skip
+    wrong = lrf.ScatterAccumulator(5, 10)
+    with pytest.raises(ValueError, match="5 features and 10 classes"):
+        finetune(tiny_backbone(), digits_loader(), num_classes=10, head_init=wrong, epochs=1,
+                 device="cpu", progress=False)  # fmt: skip

@@ -16,17 +16,17 @@ and hits are summed on the device and read once per epoch.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._accumulator import ScatterAccumulator
 from .._inputs import check_int
 from .._io import as_path, write_json
 from .._ranking import LabelRanking
@@ -36,6 +36,7 @@ from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
 from ._hf import head_width, logits_of
 from ._pooling import backbone_features, check_pooling, every_patch, features_module, frozen
+from ._recipe import cosine_with_warmup, init_head, position_table
 
 __all__ = ["Classifier", "FinetuneResult", "finetune", "evaluate", "predict", "load_checkpoint"]
 
@@ -144,33 +145,6 @@ class FinetuneResult:
     history: list = field(default_factory=list)  # one dict per epoch
 
 
-def _cosine_with_warmup(warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def _position_table(ranking, num_classes: int, device):
-    """Lookup table original class index -> position on ``device`` (identity without a
-    ranking), built once so a step never goes back to the host."""
-    if ranking is None:
-        return torch.arange(num_classes, device=device)
-    if not isinstance(ranking, LabelRanking):
-        raise TypeError(f"ranking must be a LabelRanking, got {type(ranking).__name__}")
-    if ranking.n_classes != num_classes or not np.array_equal(
-        ranking.classes, np.arange(num_classes)
-    ):
-        raise ValueError(
-            "finetune needs a ranking of the class indices 0..num_classes-1 (the loader's "
-            "targets); apply RankedTarget to other labels in the dataset instead"
-        )
-    return torch.from_numpy(ranking.positions.copy()).to(device)
-
-
 def _feature_dim(backbone, loader, pooling, device) -> int:
     check_pooling(pooling)
     features_module(backbone, pooling)  # ValueError before a batch is read
@@ -227,7 +201,7 @@ def evaluate(
     """
     dev = pick_device(device)
     positions = head_width(model, num_classes)
-    table = _position_table(ranking, positions, dev)
+    table = position_table(ranking, positions, dev)
     loss_sum = torch.zeros((), device=dev)
     hits = torch.zeros((), device=dev, dtype=torch.long)
     count = 0
@@ -300,6 +274,7 @@ def finetune(
     pooling: str | Callable[[Any], torch.Tensor] = "avg",
     device: str | torch.device = "auto",
     amp: bool | torch.dtype | None = None,
+    head_init: Literal["random", "lda"] | ScatterAccumulator = "random",
     history_path: str | os.PathLike[str] | bytes | None = None,
     checkpoint_path: str | os.PathLike[str] | bytes | None = None,
     progress: bool = True,
@@ -328,6 +303,13 @@ def finetune(
         Seed of the head's initialisation, and nothing else.
     pooling, device, amp :
         As for ``extract_and_rank``.
+    head_init : "random", "lda" or ScatterAccumulator, default="random"
+        "random": truncated normal from ``head_seed``. "lda": row p is the LDA classifier
+        of the class at position p (``lda_head``; OAS shrinkage), from one frozen pass of
+        the backbone over ``train_loader`` first, or from the statistics given (a
+        ScatterAccumulator of the backbone's pooled features, e.g. from
+        ``extract_and_rank(..., return_accumulator=True)``). Each class then starts with
+        its own row wherever it sits, so the label order cannot change the run.
     history_path : path, optional
         Per-epoch history written there as JSON after every epoch (atomically).
     checkpoint_path : path, optional
@@ -363,11 +345,12 @@ def finetune(
         model = model.to(dev)
         dim = _feature_dim(model, train_loader, pooling, dev)
         clf = Classifier(model, dim, num_classes, pooling=pooling, head_seed=head_seed).to(dev)
-    table = _position_table(ranking, num_classes, dev)
+    table = position_table(ranking, num_classes, dev)
+    lda = init_head(clf, head_init, ranking, train_loader, model is clf, dev, amp)
     steps = len(cast(Sized, train_loader))  # the schedule needs the steps per epoch
     optimizer = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps)
+        optimizer, cosine_with_warmup(min(warmup_epochs, epochs) * steps, epochs * steps)
     )
     start = 0
     history: list[dict] = []
@@ -382,6 +365,7 @@ def finetune(
         "pooling": pooling if isinstance(pooling, str) else "callable",
         "steps_per_epoch": steps,
         "positions": None if ranking is None else ranking.positions.tolist(),
+        **({"head_init": "lda"} if lda else {}),  # random-head checkpoints stay as they were
     }
     if checkpoint_path is not None and os.path.exists(as_path(checkpoint_path, "checkpoint_path")):
         start, history = load_checkpoint(
