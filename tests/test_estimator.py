@@ -24,7 +24,13 @@ from conftest import make_blobs, reference_scatter
 
 def test_params_and_clone():
     est = lrf.LabelRanker(shrinkage="oas", n_components=2)
-    assert est.get_params() == {"shrinkage": "oas", "n_components": 2, "n_threads": None}
+    assert est.get_params() == {
+        "shrinkage": "oas",
+        "n_components": 2,
+        "n_threads": None,
+        "method": "anchor",
+        "folds": None,
+    }
     twin = clone(est)
     assert twin is not est and twin.get_params() == est.get_params()
     est.set_params(n_components=1)

@@ -23,6 +23,7 @@ LAYERS = {
     "_folds": 2,
     "_plot": 1,
     "_multilabel": 1,
+    "_sklearn_base": 1,
     "_ranking_files": 1,
     "_classifier": 1,  # the LDA classifier maths and the estimator's input checks
     "_accumulator": 2,

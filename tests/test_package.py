@@ -36,7 +36,8 @@ rng = np.random.default_rng(0)
 y = np.repeat([0, 1, 2], 50)
 X = rng.standard_normal((150, 4)) + 3.0 * np.eye(4)[y]
 est = lrf.LabelRanker(shrinkage=None).fit(X, y)
-assert est.get_params() == {"n_components": 1, "shrinkage": None, "n_threads": None}
+assert est.get_params() == {"n_components": 1, "shrinkage": None, "n_threads": None,
+                          "method": "anchor", "folds": None}
 assert 'torch' not in sys.modules and 'sklearn' not in sys.modules
 assert 'scipy' not in sys.modules
 print(json.dumps({"order": est.order_.tolist(), "scalings": est.scalings_.tolist(),

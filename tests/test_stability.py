@@ -161,3 +161,21 @@ def test_kendall_tau_of_reversed_and_equal_orders():
     assert kendall_tau(order, order[::-1]) == -1.0
     s = Stability.of_orders([order, order, order[::-1]], 0)
     assert s.kendall_tau == pytest.approx((1 - 1 - 1) / 3)
+
+
+def test_label_ranker_takes_method_and_folds_in_fit_and_partial_fit():
+    X, y = line_data()
+    est = lrf.LabelRanker(shrinkage=None, method="seriation", folds=4).fit(X, y)
+    want = lrf.rank_labels(X, y, method="seriation", folds=4)
+    np.testing.assert_array_equal(est.order_, want.order)
+    assert est.ranking_.stability == want.stability
+    plain = lrf.LabelRanker(shrinkage=None).fit(X, y)
+    np.testing.assert_allclose(est.coef_, plain.coef_, rtol=1e-9)  # the classifier: all data
+    part = lrf.LabelRanker(shrinkage=None, folds=4)
+    for i in range(0, len(y), 500):
+        part.partial_fit(X[i : i + 500], y[i : i + 500], classes=np.arange(12))
+    assert part.ranking_.stability == lrf.rank_labels(X, y, folds=4).stability
+    with pytest.raises(ValueError, match="folds must be >= 2"):
+        lrf.LabelRanker(folds=1).fit(X, y)
+    with pytest.raises(ValueError, match="method must be one of"):
+        lrf.LabelRanker(method="tsp").fit(X, y)

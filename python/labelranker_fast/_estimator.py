@@ -3,7 +3,6 @@ statistics define (fit / partial_fit / transform / predict / predict_proba)."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 import numpy as np
@@ -20,84 +19,24 @@ from ._classifier import (
     lda_classifier,
     log_softmax,
 )
-from ._inputs import as_weights, check_n_components, lookup_classes, parse_shrinkage, to_numpy
+from ._folds import FoldedAccumulator
+from ._inputs import (
+    as_weights,
+    check_int,
+    check_n_components,
+    lookup_classes,
+    parse_shrinkage,
+    to_numpy,
+)
+from ._ordering import check_method
+from ._sklearn_base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    NotFittedError,
+    TransformerMixin,
+)
 from ._state import ranking_of
-
-try:  # scikit-learn is optional: with it, LabelRanker is a full BaseEstimator.
-    from sklearn.base import (
-        BaseEstimator,
-        ClassifierMixin,
-        ClassNamePrefixFeaturesOutMixin,
-        TransformerMixin,
-    )
-    from sklearn.exceptions import NotFittedError
-except ImportError:  # pragma: no cover - exercised by the test that hides scikit-learn
-
-    class NotFittedError(ValueError, AttributeError):  # type: ignore[no-redef]
-        """Raised when a LabelRanker is used before fit."""
-
-    class BaseEstimator:  # type: ignore[no-redef]
-        """get_params/set_params as scikit-learn defines them (parameters = __init__ args)."""
-
-        @classmethod
-        def _get_param_names(cls):
-            sig = inspect.signature(cls.__init__)
-            return sorted(p for p in sig.parameters if p != "self")
-
-        def get_params(self, deep=True):
-            return {name: getattr(self, name) for name in self._get_param_names()}
-
-        def set_params(self, **params):
-            valid = self._get_param_names()
-            for key, value in params.items():
-                if key not in valid:
-                    raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}")
-                setattr(self, key, value)
-            return self
-
-        def __repr__(self):
-            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-            return f"{type(self).__name__}({args})"
-
-    class TransformerMixin:  # type: ignore[no-redef]
-        def fit_transform(self, X, y=None, **fit_params):
-            """fit, then transform X (see ``LabelRanker.transform``)."""
-            return self.fit(X, y, **fit_params).transform(X)
-
-    class ClassifierMixin:  # type: ignore[no-redef]
-        def score(self, X, y, sample_weight=None):
-            """Mean accuracy of ``predict(X)`` against y (weighted by sample_weight).
-
-            Parameters
-            ----------
-            X : array-like of shape (n_samples, n_features_in_)
-            y : array-like of shape (n_samples,)
-            sample_weight : array-like of shape (n_samples,), optional
-
-            Returns
-            -------
-            float
-            """
-            hits = np.asarray(self.predict(X) == to_numpy(y), dtype=np.float64)
-            return float(np.average(hits, weights=sample_weight))
-
-    class ClassNamePrefixFeaturesOutMixin:  # type: ignore[no-redef]
-        def get_feature_names_out(self, input_features=None):
-            """Output feature names: the lowercased class name and the column index.
-
-            Parameters
-            ----------
-            input_features : array-like of str, optional
-                Ignored (checked against ``feature_names_in_`` with scikit-learn).
-
-            Returns
-            -------
-            ndarray of str objects, shape (n_components,)
-            """
-            self._check_fitted()
-            prefix = type(self).__name__.lower()
-            return np.array([f"{prefix}{i}" for i in range(self._n_features_out)], dtype=object)
-
 
 __all__ = ["LabelRanker", "NotFittedError"]
 
@@ -129,6 +68,11 @@ class LabelRanker(
     n_threads : int, optional
         Threads for accumulation and the solver's BLAS (default: all cores); results are
         identical for every count.
+    method : "anchor" or "seriation", default="anchor"
+        How the centroids become the order (see ``rank_labels``).
+    folds : int, optional
+        K >= 2: ``ranking_.stability`` over K folds of the same pass (see
+        ``rank_labels``); the classifier and the order are those of all the data.
 
     Attributes
     ----------
@@ -170,10 +114,14 @@ class LabelRanker(
         shrinkage: Literal["oas"] | float | None = "oas",
         n_components: int = 1,
         n_threads: int | None = None,
+        method: Literal["anchor", "seriation"] = "anchor",
+        folds: int | None = None,
     ) -> None:
         self.shrinkage = shrinkage
         self.n_components = n_components
         self.n_threads = n_threads
+        self.method = method
+        self.folds = folds
 
     def fit(
         self, X: Any, y: ArrayLike | None = None, sample_weight: ArrayLike | None = None
@@ -205,21 +153,21 @@ class LabelRanker(
             weight; a singular covariance without shrinkage); the estimator is left
             exactly as it was.
         """
-        parse_shrinkage(self.shrinkage)
-        check_n_components(self.n_components)
+        self._check_params()
         names = None
         if y is None and in_memory_kind(X):  # an array is not an iterable of chunks
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None "
                 "(y may be None only when X is an iterable of (X, y) chunks)"
             )
+        opts = dict(n_threads=self.n_threads, folds=self.folds)
         if is_streamed(X, y, sample_weight):
-            acc, classes = accumulate(X, y, sample_weight, n_threads=self.n_threads)
+            acc, classes = accumulate(X, y, sample_weight, **opts)
         else:
             X, names = checked_fit_features(X, 2)
             labels = checked_targets(y, X.shape[0])
             weights = _checked_weights(sample_weight, X.shape[0])
-            acc, classes = accumulate(X, labels, weights, n_threads=self.n_threads)
+            acc, classes = accumulate(X, labels, weights, **opts)
         self._set(self._fitted(acc, classes), names)  # all at once, or nothing
         return self
 
@@ -260,8 +208,7 @@ class LabelRanker(
             known = np.unique(to_numpy(classes))
             if known.size < 2:
                 raise ValueError("classes must contain at least 2 labels")
-            parse_shrinkage(self.shrinkage)
-            check_n_components(self.n_components)
+            self._check_params()
         else:
             X = checked_features(self, X)
             names = getattr(self, "feature_names_in_", None)
@@ -272,19 +219,32 @@ class LabelRanker(
             known = self.classes_
         labels = checked_targets(y, X.shape[0])
         idx = lookup_classes(known, labels, "y has labels not in classes")
-        if first:
+        acc: ScatterAccumulator | FoldedAccumulator
+        if first and self.folds is not None:
+            acc = FoldedAccumulator(X.shape[1], known.size, self.folds, n_threads=self.n_threads)
+        elif first:
             acc = ScatterAccumulator(X.shape[1], known.size, n_threads=self.n_threads)
         else:  # a copy, so a failure below leaves the fitted state and its rows unchanged
-            acc = self._accumulator.copy()
+            acc = self._accumulator._select_classes(np.arange(known.size))
         acc.update(X, idx, as_weights(sample_weight, X.shape[0]))
         fitted = {"_accumulator": acc, "classes_": known, "n_features_in_": acc.n_features}
-        if np.all(acc.class_counts > 0):
+        counts = np.array([part.class_counts for part in getattr(acc, "folds", [acc])])
+        if np.all(counts > 0):  # every class in every fold
             fitted = self._fitted(acc, known)
         self._set(fitted, names)
         return self
 
-    def _fitted(self, acc: ScatterAccumulator, classes) -> dict:
+    def _check_params(self) -> None:
+        parse_shrinkage(self.shrinkage)
+        check_n_components(self.n_components)
+        check_method(self.method)
+        if self.folds is not None:
+            check_int(self.folds, "folds", 2)
+
+    def _fitted(self, acc: ScatterAccumulator | FoldedAccumulator, classes) -> dict:
         """Every fitted attribute of ``acc``'s solution, computed before any is set."""
+        folded = acc
+        acc = acc.total() if isinstance(acc, FoldedAccumulator) else acc
         if acc.n_samples == acc.num_classes:  # a regression target, most likely
             raise ValueError(
                 f"y has {acc.num_classes} classes in {acc.n_samples} samples: with one "
@@ -292,11 +252,13 @@ class LabelRanker(
                 "regularises (a continuous target? LabelRanker needs repeated labels)"
             )
         result = acc.solve(self.shrinkage, self.n_components)
-        ranking = ranking_of(result, acc.num_classes, classes)
+        ranking = ranking_of(result, acc.num_classes, classes, self.method)
+        if folded is not acc:  # the same order, with the folds' stability
+            ranking = folded.rank(self.shrinkage, self.n_components, classes, self.method)
         counts, means = acc.class_counts, acc.class_means
         within = acc.within_scatter() / counts.sum()
         return {
-            "_accumulator": acc,
+            "_accumulator": folded,
             "classes_": classes,
             "ranking_": ranking,
             "order_": ranking.order,

@@ -23,9 +23,9 @@ from typing import Any, Literal, overload
 import numpy as np
 import torch
 
-from .._accumulator import ScatterAccumulator
 from .._api import accumulate
 from .._inputs import check_int, check_n_components, parse_shrinkage
+from .._ordering import check_method
 from .._ranking import LabelRanking
 from .._ranking_text import check_names
 from .._stream import progress_bar
@@ -62,12 +62,15 @@ def split_batch(batch):
 class _Feeder:
     """A thread that accumulates (features, labels) batches put by the model's thread."""
 
-    def __init__(self, num_classes: int, n_threads, depth: int = 4):
+    def __init__(self, num_classes: int, n_threads, folds=None, depth: int = 4):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._result = None
         self._error = None
         self._thread = threading.Thread(
-            target=self._run, args=(num_classes, n_threads), name="labelranker-feeder", daemon=True
+            target=self._run,
+            args=(num_classes, n_threads, folds),
+            name="labelranker-feeder",
+            daemon=True,
         )
         self._thread.start()
 
@@ -83,9 +86,11 @@ class _Feeder:
                 ready.synchronize()  # the device-to-host copy has landed
             yield feats, labels
 
-    def _run(self, num_classes, n_threads):
+    def _run(self, num_classes, n_threads, folds):
         try:
-            self._result = accumulate(self._batches(), num_classes=num_classes, n_threads=n_threads)
+            batches = self._batches()
+            opts = dict(num_classes=num_classes, n_threads=n_threads, folds=folds)
+            self._result = accumulate(batches, **opts)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the model's thread
             self._error = exc
 
@@ -176,6 +181,8 @@ def extract_and_rank(
     return_accumulator: Literal[False] = ...,
     distributed: Literal["auto"] | bool = ...,
     class_names: Sequence[str] | None = ...,
+    method: Literal["anchor", "seriation"] = ...,
+    folds: int | None = ...,
 ) -> LabelRanking: ...
 
 
@@ -195,7 +202,9 @@ def extract_and_rank(
     return_accumulator: Literal[True],
     distributed: Literal["auto"] | bool = ...,
     class_names: Sequence[str] | None = ...,
-) -> tuple[LabelRanking, ScatterAccumulator]: ...
+    method: Literal["anchor", "seriation"] = ...,
+    folds: int | None = ...,
+) -> tuple[LabelRanking, Any]: ...
 
 
 def extract_and_rank(
@@ -213,7 +222,9 @@ def extract_and_rank(
     return_accumulator: bool = False,
     distributed: Literal["auto"] | bool = "auto",
     class_names: Sequence[str] | None = None,
-) -> LabelRanking | tuple[LabelRanking, ScatterAccumulator]:
+    method: Literal["anchor", "seriation"] = "anchor",
+    folds: int | None = None,
+) -> LabelRanking | tuple[LabelRanking, Any]:
     """Ranks the classes of ``loader`` by LDA on ``model``'s frozen features.
 
     Parameters
@@ -232,7 +243,8 @@ def extract_and_rank(
         are cast to the model's parameter dtype (a half-precision model takes float32).
     loader : iterable of batches
         ``(inputs, targets)`` tuples (a DataLoader) or dicts with "pixel_values" and
-        "labels"; targets are class indices in [0, num_classes).
+        "labels"; targets are class indices in [0, num_classes), or multi-hot or soft
+        label weights of shape (B, num_classes) (see ``rank_labels``).
     num_classes : int
     pooling : "avg", "cls", "max", "avgmax", "head" or callable
         How token or map outputs become one vector per sample (see ``pool``). "head":
@@ -252,7 +264,8 @@ def extract_and_rank(
     n_threads : int, optional
         Host threads for the accumulation (default: all cores).
     return_accumulator : bool
-        Also return the ScatterAccumulator (to merge with other processes' or save).
+        Also return the ScatterAccumulator (to merge with other processes' or save); with
+        ``folds``, the FoldedAccumulator (its ``total()`` is the ScatterAccumulator).
     distributed : "auto" or bool
         Combine the statistics of every rank (``all_reduce_``) before ranking, so that
         every rank returns the same ranking of the whole data set. "auto": when
@@ -264,6 +277,11 @@ def extract_and_rank(
         The name of each class index (the ranking's ``names``). Default: the loader's
         ``dataset.classes`` when it is a list of strings (torchvision's ImageFolder and
         data sets), else none.
+    method : "anchor" or "seriation", default="anchor"
+        As for ``rank_labels``.
+    folds : int, optional
+        As for ``rank_labels``: ``ranking.stability`` over K folds of the same pass (each
+        fold combined over the ranks when ``distributed``).
 
     Returns
     -------
@@ -285,6 +303,9 @@ def extract_and_rank(
     check_pooling(pooling)
     parse_shrinkage(shrinkage)
     check_n_components(n_components)
+    check_method(method)
+    if folds is not None:
+        check_int(folds, "folds", 2)
     names = _class_names(class_names, loader, num_classes)
     dev = pick_device(device)
     if distributed == "auto":
@@ -311,7 +332,7 @@ def extract_and_rank(
     feeder = None
     try:
         with frozen(model), no_grad_context(dev), autocast_context(dev, amp):
-            feeder = _Feeder(num_classes, n_threads)
+            feeder = _Feeder(num_classes, n_threads, folds)
             for batch in loader:
                 x, y = split_batch(batch)
                 labels = _owned_labels(y)
@@ -324,7 +345,8 @@ def extract_and_rank(
                     bar.update(1)
             acc, _ = feeder.finish()
         if distributed:
-            all_reduce_(acc)
+            for part in getattr(acc, "folds", [acc]):  # each fold over the ranks
+                all_reduce_(part)
     except BaseException:
         if feeder is not None:
             feeder.cancel()
@@ -332,7 +354,7 @@ def extract_and_rank(
     finally:
         if bar is not None:
             bar.close()
-    ranking = acc.rank(shrinkage=shrinkage, n_components=n_components).with_names(names)
+    ranking = acc.rank(shrinkage, n_components, method=method).with_names(names)
     return (ranking, acc) if return_accumulator else ranking
 
 
