@@ -3,6 +3,7 @@ traceback."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -158,3 +159,115 @@ def test_cli_bad_arguments_exit_2():
         assert out.returncode == 2 and len(lines) == 1, (args, out.stderr)
         assert lines[0].startswith("labelranker: error:") and "Traceback" not in out.stderr
     assert run_cli("--help").returncode == 0
+
+
+def test_cli_version_is_the_package_version():
+    out = run_cli("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"labelranker_fast {lrf.__version__}"
+
+
+def ranked_reference(X, y):
+    """The order computed in Python, for the command's files to be checked against."""
+    return lrf.rank_labels(X, y)
+
+
+def test_cli_rank_names_class_map_and_label_maps(tmp_path):
+    X, y = blobs(C=4)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    names = ["n0", "zebra", "10", "a b"]  # names[k] names label k
+    # A BOM, Windows line ends and no final newline are all read as the same names.
+    (tmp_path / "names.txt").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(names).encode())
+    files = {f: tmp_path / f for f in ("r.json", "map.txt", "maps.json")}
+    out = run_cli(
+        "rank", tmp_path / "X.npy", tmp_path / "y.npy", "--no-progress",
+        "--names", tmp_path / "names.txt", "-o", files["r.json"],
+        "--class-map", files["map.txt"], "--label-maps", files["maps.json"],
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    order = ranked_reference(X, y).order
+    lines = files["map.txt"].read_text().split("\n")
+    assert lines == [names[c] for c in order] + [""]
+    ranking = lrf.LabelRanking.from_json(files["r.json"])
+    assert ranking.names == tuple(names) and list(ranking.ranked_names) == lines[:-1]
+    maps = json.loads(files["maps.json"].read_text())
+    assert maps == {
+        "id2label": {str(p): names[c] for p, c in enumerate(order)},
+        "label2id": {names[c]: p for p, c in enumerate(order)},
+    }
+    assert "zebra" in out.stdout  # the printed table names the classes
+
+
+def test_cli_rank_class_map_of_text_labels_needs_no_names(tmp_path):
+    X, y = blobs()
+    labels = np.array(["cat", "dog", "emu"])[y]
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", labels)
+    out = run_cli("rank", tmp_path / "X.npy", tmp_path / "y.npy", "--no-progress",
+                  "--class-map", tmp_path / "map.txt")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    order = ranked_reference(X, labels).order
+    assert tmp_path.joinpath("map.txt").read_text() == "".join(
+        f"{['cat', 'dog', 'emu'][c]}\n" for c in order
+    )
+
+
+@pytest.mark.parametrize(
+    "case", ["too few", "empty line", "duplicate", "missing", "not utf-8", "no names, int labels"]
+)
+def test_cli_rank_bad_names_are_one_line_errors_and_write_nothing(tmp_path, case):
+    X, y = blobs()
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    names = tmp_path / "names.txt"
+    text, expect = {
+        "too few": (b"a\nb\n", "has 2 entries but the ranking has 3"),
+        "empty line": (b"a\n\nc\n", "line 2 is empty"),
+        "duplicate": (b"a\nb\na\n", "duplicates"),
+        "missing": (None, "no such file"),
+        "not utf-8": (b"a\n\xff\nc\n", "not UTF-8"),
+        "no names, int labels": (None, "--class-map of integer labels needs --names"),
+    }[case]
+    if text is not None:
+        names.write_bytes(text)
+    args = ["rank", tmp_path / "X.npy", tmp_path / "y.npy", "--no-progress",
+            "-o", tmp_path / "r.json", "--class-map", tmp_path / "map.txt"]  # fmt: skip
+    if case != "no names, int labels":
+        args += ["--names", names]
+    out = run_cli(*args)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("labelranker: error:") and expect in lines[0], out.stderr
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "map.txt").exists()
+
+
+def test_cli_rank_works_and_extract_says_what_it_needs_without_torch(tmp_path):
+    X, y = blobs()
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    hide = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'torch', 'torchvision', 'timm', 'transformers'}:\n"
+        "            raise ImportError('hidden: ' + name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from labelranker_fast._cli import main\n"
+        "status = main(sys.argv[1:])\n"
+        "assert 'torch' not in sys.modules\n"
+        "sys.exit(status)\n"
+    )
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", hide, *map(str, args)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    out = run("rank", tmp_path / "X.npy", tmp_path / "y.npy", "--no-progress",
+              "-o", tmp_path / "r.json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert lrf.LabelRanking.from_json(tmp_path / "r.json") == ranked_reference(X, y)
+    out = run("extract", "--model", "timm:resnet18", "--data", tmp_path, "-o", tmp_path / "e.json")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert "extract needs PyTorch" in lines[0] and "Traceback" not in out.stderr

@@ -2,7 +2,11 @@
 
 labelranker                      rank scikit-learn's bundled digits (a built-in demo)
 labelranker rank X.npy y.npy     rank the classes of a features file and a labels file
+labelranker extract --model M --data FOLDER -o ranking.json
+                                 rank the classes of an image folder on a model's features
+                                 (needs torch, torchvision and timm or transformers)
 labelranker study [--quick]      does label order matter? (needs the torch extra)
+labelranker --version
 """
 
 from __future__ import annotations
@@ -12,38 +16,19 @@ import sys
 import time
 from typing import NoReturn
 
-import numpy as np
-
+from . import _cli_extract
 from ._api import rank_labels
+from ._cli_outputs import (
+    add_output_options,
+    check_outputs,
+    parse_shrinkage,
+    print_ranking,
+    read_names,
+    write_outputs,
+)
+from ._ranking_text import check_names
 from ._sources import open_npy
-
-
-def _shrinkage(text: str):
-    if text.lower() in ("none", ""):
-        return None
-    if text.lower() == "oas":
-        return "oas"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected none, oas or a number in [0, 1], got {text!r}"
-        ) from None
-
-
-def _print_ranking(ranking, title: str, seconds: float, out) -> None:
-    print(title, file=out)
-    print(
-        f"shrinkage={ranking.shrinkage:.4g}  "
-        f"eigenvalue(s)={np.round(ranking.eigenvalues, 4).tolist()}"
-        f"  time={seconds * 1e3:.1f} ms",
-        file=out,
-    )
-    print(f"{'position':>8}  {'class':>12}  centroid", file=out)
-    for p, c in enumerate(ranking.order):
-        cent = ", ".join(f"{v:+.4f}" for v in ranking.centroids[c])
-        print(f"{p:>8}  {str(ranking.classes[c]):>12}  {cent}", file=out)
-    print("order: " + " ".join(str(v) for v in ranking.ranked_classes.tolist()), file=out)
+from ._version import __version__
 
 
 def _study(args) -> int:
@@ -123,18 +108,25 @@ def _main(argv) -> int:
         description="Order classification labels by LDA on features (Label Ranker). With no "
         "command, ranks scikit-learn's bundled digits data set.",
     )
+    parser.add_argument("--version", action="version", version=f"labelranker_fast {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     p = sub.add_parser("rank", help="rank the classes of FEATURES.npy / LABELS.npy")
     p.add_argument("features", help=".npy file of shape (n_samples, n_features)")
     p.add_argument("labels", help=".npy file of shape (n_samples,)")
     p.add_argument(
         "--shrinkage",
-        type=_shrinkage,
+        type=parse_shrinkage,
         default=None,
         help="none (default), oas, or a number in [0, 1]",
     )
     p.add_argument("--n-components", type=int, default=1)
-    p.add_argument("--output", "-o", help="write the ranking as JSON to this path")
+    p.add_argument(
+        "--names",
+        metavar="PATH",
+        help="class names: a UTF-8 text file, line k naming the k-th class in sorted "
+        "label order (for labels 0..C-1: label k)",
+    )
+    add_output_options(p)
     p.add_argument("--n-threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument(
         "--chunk-size",
@@ -145,6 +137,7 @@ def _main(argv) -> int:
     p.add_argument(
         "--no-progress", dest="progress", action="store_false", help="do not show a progress bar"
     )
+    _cli_extract.add_parser(sub)
     st = sub.add_parser(
         "study",
         help="rerun the label-order experiment (needs torch)",
@@ -185,6 +178,8 @@ def _main(argv) -> int:
     args = parser.parse_args(argv)
     if args.command == "study":
         return _study(args)
+    if args.command == "extract":
+        return _cli_extract.run(args)
 
     if args.command is None:
         from sklearn.datasets import load_digits
@@ -198,8 +193,10 @@ def _main(argv) -> int:
             f"digits (scikit-learn, bundled): {X.shape[0]} samples, {X.shape[1]} "
             "features, 10 classes, shrinkage='oas'"
         )
-        _print_ranking(ranking, title, dt, sys.stdout)
+        print_ranking(ranking, title, dt, sys.stdout)
         return 0
+    check_outputs(args)
+    names = None if args.names is None else read_names(args.names)
     # The files are streamed (memory-mapped, read ahead, released): never held whole.
     X = open_npy(args.features, "features")
     t = time.perf_counter()
@@ -213,11 +210,19 @@ def _main(argv) -> int:
         progress=args.progress,
     )
     dt = time.perf_counter() - t
+    if names is not None:
+        ranking = ranking.with_names(
+            check_names(names, ranking.n_classes, f"--names {args.names!r}")
+        )
+    if args.class_map and ranking.names is None and ranking.classes.dtype.kind in "iu":
+        raise ValueError(
+            "--class-map of integer labels needs --names (line k naming label k): timm "
+            "matches class-map lines against folder names, which sort as text ('10' "
+            "before '2')"
+        )
     title = (
         f"{args.features}: {X.shape[0]} samples, {X.shape[1]} features, {ranking.n_classes} classes"
     )
-    _print_ranking(ranking, title, dt, sys.stdout)
-    if args.output:
-        ranking.to_json(args.output)
-        print(f"wrote {args.output}")
+    print_ranking(ranking, title, dt, sys.stdout)
+    write_outputs(ranking, args)
     return 0

@@ -1,0 +1,129 @@
+"""What the command's sub-commands share: option types, the printed ranking, the
+``--names`` file and the output files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from ._io import as_path, write_json
+
+
+def parse_shrinkage(text: str):
+    """A ``--shrinkage`` value: none, oas or a number (the range is checked by the solve)."""
+    if text.lower() in ("none", ""):
+        return None
+    if text.lower() == "oas":
+        return "oas"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected none, oas or a number in [0, 1], got {text!r}"
+        ) from None
+
+
+def print_ranking(ranking, title: str, seconds: float, out) -> None:
+    """The ranking as a table, by position, its classes named when it has names."""
+    print(title, file=out)
+    print(
+        f"shrinkage={ranking.shrinkage:.4g}  "
+        f"eigenvalue(s)={np.round(ranking.eigenvalues, 4).tolist()}"
+        f"  time={seconds * 1e3:.1f} ms",
+        file=out,
+    )
+    print(f"{'position':>8}  {'class':>12}  centroid", file=out)
+    labels = ranking.classes if ranking.names is None else ranking.names
+    for p, c in enumerate(ranking.order):
+        cent = ", ".join(f"{v:+.4f}" for v in ranking.centroids[c])
+        print(f"{p:>8}  {str(labels[c]):>12}  {cent}", file=out)
+    ranked = ranking.ranked_names or ranking.ranked_classes.tolist()
+    print("order: " + " ".join(str(v) for v in ranked), file=out)
+
+
+def read_names(path) -> list[str]:
+    """The class names in a ``--names`` file: UTF-8 text (a BOM allowed), one name per
+    line, line k naming the k-th class in sorted label order (``ranking.classes``).
+    Line ends are \\n or \\r\\n; the last line may end without one. An empty line is
+    an error, as everything else ``LabelRanking.with_names`` refuses."""
+    path = as_path(path, "--names")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--names {path!r}: no such file") from None
+    except OSError as exc:
+        raise ValueError(f"--names {path!r} cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--names {path!r} is not UTF-8 text: {exc}") from None
+    if text.endswith("\n"):
+        text = text[:-1]
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    empty = [i + 1 for i, line in enumerate(lines) if not line]
+    if empty:
+        raise ValueError(f"--names {path!r}: line {empty[0]} is empty (one name per line)")
+    return lines
+
+
+def check_outputs(args, flags=("output", "class_map", "label_maps")) -> None:
+    """Refuses, before any work, output paths that could not be written: a folder, a
+    path in a folder that does not exist, or one path given for two outputs."""
+    seen: dict[str, str] = {}
+    for flag in flags:
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        option = "--" + flag.replace("_", "-")
+        path = as_path(path, option)
+        if os.path.isdir(path):
+            raise ValueError(f"{option} {path!r} is a folder")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(f"{option} {path!r}: no such folder {parent!r}")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ValueError(f"{option} and {seen[real]} are the same file {path!r}")
+        seen[real] = option
+
+
+def write_outputs(ranking, args) -> None:
+    """Writes the ranking (-o), its class map and its label maps, each atomically. What
+    can fail on the ranking's content (names a class map or label maps refuse) fails
+    before anything is written."""
+    maps = ranking.to_hf_label_maps() if getattr(args, "label_maps", None) else None
+    if getattr(args, "class_map", None):
+        ranking.to_class_map(args.class_map)
+    if args.output:
+        ranking.to_json(args.output)
+    if maps is not None:
+        id2label, label2id = maps
+        write_json(args.label_maps, {"id2label": id2label, "label2id": label2id})
+    for flag in ("output", "class_map", "label_maps"):
+        if getattr(args, flag, None):
+            print(f"wrote {getattr(args, flag)}")
+
+
+def add_output_options(p, required: bool = False) -> None:
+    """``-o``, ``--class-map`` and ``--label-maps``, as ``write_outputs`` reads them."""
+    p.add_argument(
+        "--output",
+        "-o",
+        required=required,
+        metavar="RANKING_JSON",
+        help="write the ranking as JSON to this path",
+    )
+    p.add_argument(
+        "--class-map",
+        metavar="PATH",
+        help="write timm's class map: line p is the name of the class at position p",
+    )
+    p.add_argument(
+        "--label-maps",
+        metavar="PATH",
+        help='write {"id2label": ..., "label2id": ...} JSON (to_hf_label_maps) for a '
+        "Hugging Face config",
+    )
