@@ -271,3 +271,28 @@ def test_cli_rank_works_and_extract_says_what_it_needs_without_torch(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1, out.stderr
     assert "extract needs PyTorch" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_rank_folds_method_and_plot_options(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 6, 3000)
+    X = np.outer(y, rng.normal(size=8)) + rng.normal(size=(3000, 8))
+    np.save(tmp_path / "f.npy", X)
+    np.save(tmp_path / "l.npy", y)
+    out = run_cli(
+        "rank", str(tmp_path / "f.npy"), str(tmp_path / "l.npy"), "--folds", "4",
+        "--method", "seriation", "--n-components", "2", "--plot", str(tmp_path / "r.png"),
+        "-o", str(tmp_path / "r.json"), "--no-progress",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    want = lrf.rank_labels(X, y, folds=4, method="seriation", n_components=2)
+    got = lrf.LabelRanking.from_json(tmp_path / "r.json")
+    assert got == want and got.stability == want.stability
+    assert f"mean Kendall tau {want.stability.kendall_tau:.3f}" in out.stdout
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = run_cli("rank", str(tmp_path / "f.npy"), str(tmp_path / "l.npy"), "--folds", "1")
+    assert bad.returncode == 2 and "folds must be >= 2" in bad.stderr
+    missing = run_cli(
+        "rank", str(tmp_path / "f.npy"), str(tmp_path / "l.npy"), "--plot", "/no/such/p.png"
+    )
+    assert missing.returncode == 2 and "--plot" in missing.stderr

@@ -20,6 +20,7 @@ from . import _cli_extract
 from ._api import rank_labels
 from ._cli_outputs import (
     add_output_options,
+    add_ranking_options,
     check_outputs,
     parse_shrinkage,
     print_ranking,
@@ -127,6 +128,7 @@ def _main(argv) -> int:
         "label order (for labels 0..C-1: label k)",
     )
     add_output_options(p)
+    add_ranking_options(p)
     p.add_argument("--n-threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument(
         "--chunk-size",
@@ -208,6 +210,8 @@ def _main(argv) -> int:
         n_threads=args.n_threads,
         chunk_size=args.chunk_size,
         progress=args.progress,
+        method=args.method,
+        folds=args.folds,
     )
     dt = time.perf_counter() - t
     if names is not None:

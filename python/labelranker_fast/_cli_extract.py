@@ -13,6 +13,7 @@ import time
 
 from ._cli_outputs import (
     add_output_options,
+    add_ranking_options,
     check_outputs,
     parse_shrinkage,
     print_ranking,
@@ -64,6 +65,7 @@ def add_parser(sub) -> None:
         "--data", required=True, metavar="FOLDER", help="image folder: one sub-folder per class"
     )
     add_output_options(p, required=True)
+    add_ranking_options(p)
     p.add_argument("--pooling", choices=POOLINGS, default="avg", help="default: avg")
     p.add_argument(
         "--input-size", type=_positive, metavar="N", help="timm models: images resized to N x N"
@@ -135,6 +137,8 @@ def run(args) -> int:
             device=dev,
             shrinkage=args.shrinkage,
             progress=args.progress,
+            method=args.method,
+            folds=args.folds,
         )
     except Exception as exc:
         message = worker_error(exc)  # a worker's error arrives as its whole traceback

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from ._io import as_path, write_json
+from ._io import as_path, atomic_write, write_json
 
 
 def parse_shrinkage(text: str):
@@ -34,13 +34,24 @@ def print_ranking(ranking, title: str, seconds: float, out) -> None:
         f"  time={seconds * 1e3:.1f} ms",
         file=out,
     )
-    print(f"{'position':>8}  {'class':>12}  centroid", file=out)
+    stability = ranking.stability
+    folds = "" if stability is None else f"  {'fold positions':>14}"
+    print(f"{'position':>8}  {'class':>12}  centroid{folds}", file=out)
     labels = ranking.classes if ranking.names is None else ranking.names
     for p, c in enumerate(ranking.order):
         cent = ", ".join(f"{v:+.4f}" for v in ranking.centroids[c])
-        print(f"{p:>8}  {str(labels[c]):>12}  {cent}", file=out)
+        span = "" if stability is None else "  {:>6}-{}".format(*stability.position_interval[c])
+        print(f"{p:>8}  {str(labels[c]):>12}  {cent}{span}", file=out)
     ranked = ranking.ranked_names or ranking.ranked_classes.tolist()
     print("order: " + " ".join(str(v) for v in ranked), file=out)
+    if stability is not None:
+        widths = stability.position_interval[:, 1] - stability.position_interval[:, 0]
+        print(
+            f"stability over {stability.folds} folds: mean Kendall tau "
+            f"{stability.kendall_tau:.3f}, widest position interval {int(widths.max())}, "
+            f"sign flips {stability.sign_flips}",
+            file=out,
+        )
 
 
 def read_names(path) -> list[str]:
@@ -69,7 +80,7 @@ def read_names(path) -> list[str]:
     return lines
 
 
-def check_outputs(args, flags=("output", "class_map", "label_maps")) -> None:
+def check_outputs(args, flags=("output", "class_map", "label_maps", "plot")) -> None:
     """Refuses, before any work, output paths that could not be written: a folder, a
     path in a folder that does not exist, or one path given for two outputs."""
     seen: dict[str, str] = {}
@@ -102,13 +113,52 @@ def write_outputs(ranking, args) -> None:
     if maps is not None:
         id2label, label2id = maps
         write_json(args.label_maps, {"id2label": id2label, "label2id": label2id})
-    for flag in ("output", "class_map", "label_maps"):
+    if getattr(args, "plot", None):
+        _save_plot(ranking, args.plot)
+    for flag in ("output", "class_map", "label_maps", "plot"):
         if getattr(args, flag, None):
             print(f"wrote {getattr(args, flag)}")
 
 
+def _save_plot(ranking, path) -> None:
+    """``ranking.plot()`` saved to ``path`` (the format from its suffix), atomically."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+    except ImportError:
+        raise ImportError("--plot needs matplotlib (pip install matplotlib)") from None
+    import matplotlib.pyplot as plt
+
+    suffix = os.path.splitext(os.fsdecode(as_path(path, "--plot")))[1].lstrip(".").lower()
+    fig = ranking.plot().figure
+    try:
+        save = lambda fh: fig.savefig(fh, format=suffix or "png", dpi=100, bbox_inches="tight")  # noqa: E731
+        atomic_write(path, save, "--plot")
+    finally:
+        plt.close(fig)
+
+
+def add_ranking_options(p) -> None:
+    """``--method`` and ``--folds``: how the order is made, and its stability."""
+    p.add_argument(
+        "--method",
+        choices=("anchor", "seriation"),
+        default="anchor",
+        help="anchor (default, the paper's rule) or seriation (neighbours adjacent)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also report the ranking's stability over K folds of the same pass",
+    )
+
+
 def add_output_options(p, required: bool = False) -> None:
-    """``-o``, ``--class-map`` and ``--label-maps``, as ``write_outputs`` reads them."""
+    """``-o``, ``--class-map``, ``--label-maps`` and ``--plot``, as ``write_outputs``
+    reads them."""
     p.add_argument(
         "--output",
         "-o",
@@ -126,4 +176,9 @@ def add_output_options(p, required: bool = False) -> None:
         metavar="PATH",
         help='write {"id2label": ..., "label2id": ...} JSON (to_hf_label_maps) for a '
         "Hugging Face config",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="save ranking.plot() (the paper's Figure 3) there, e.g. ranking.png",
     )
