@@ -416,10 +416,12 @@ def test_ctrl_c_during_the_pass_exits_130_without_a_traceback(timm_checkpoint, t
     import signal
     import time
 
+    # 800 one-image batches: the pass outlasts the 0.7 s below even on a fast machine
+    # (with 80 it could end first, and the signal then found no handler).
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        for i in range(40):
-            Image.new("RGB", (8, 8), (6 * i, 0, 0)).save(tmp_path / name / f"{i}.png")
+        for i in range(400):
+            Image.new("RGB", (8, 8), (i % 250, 0, 0)).save(tmp_path / name / f"{i}.png")
     path, _ = timm_checkpoint
     args = ["extract", "--model", f"timm:test_vit@{path}", "--data", tmp_path, "--input-size",
             SIZE, "--batch-size", 1, "--num-workers", 2, "-o", tmp_path / "r.json"]  # fmt: skip
