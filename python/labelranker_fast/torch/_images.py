@@ -275,7 +275,7 @@ def image_folder(folder: str, transform):
     it, numbered in sorted order); ValueError when it is not one with 2 classes or more,
     each holding an image."""
     # torchvision ships no type information (pyproject.toml lists no override for it yet).
-    from torchvision.datasets import ImageFolder  # type: ignore[import-untyped,unused-ignore]
+    from torchvision.datasets import ImageFolder
 
     if not os.path.exists(folder):
         raise FileNotFoundError(f"--data {folder!r}: no such folder")
