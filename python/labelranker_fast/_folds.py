@@ -90,12 +90,23 @@ class FoldedAccumulator:
         # Inside a pass the pass undoes a failure; outside, this call is its own pass.
         with self._lock, contextlib.nullcontext() if self._open else self.streaming_pass():
             fold = self.fold_of(y)
-            for f, acc in enumerate(self.folds):
-                rows = np.flatnonzero(fold == f)
-                if rows.size:
-                    acc.update(X[rows], y[rows], None if w is None else w[rows])
+            by_fold = np.argsort(fold, kind="stable")  # each fold's rows, in input order
+            ends = np.searchsorted(fold[by_fold], np.arange(1, len(self.folds) + 1))
+            scratch = self._scratch_for(X, int(np.diff(np.r_[0, ends]).max()))
+            for acc, start, stop in zip(self.folds, np.r_[0, ends[:-1]], ends):
+                rows = by_fold[start:stop]
+                if rows.size:  # gathered into one reused buffer: no fresh pages per call
+                    part = np.take(X, rows, axis=0, out=scratch[: rows.size])
+                    acc.update(part, y[rows], None if w is None else w[rows])
             self._seen += np.bincount(y, minlength=self.num_classes)
         return self
+
+    def _scratch_for(self, X: np.ndarray, rows: int) -> np.ndarray:
+        """A buffer of at least ``rows`` rows of X's width and dtype, kept between calls."""
+        buf = getattr(self, "_scratch", None)
+        if buf is None or buf.dtype != X.dtype or buf.shape[1] != X.shape[1] or len(buf) < rows:
+            buf = self._scratch = np.empty((rows, X.shape[1]), dtype=X.dtype)
+        return buf
 
     @contextlib.contextmanager
     def streaming_pass(self) -> Iterator[FoldedAccumulator]:
@@ -150,6 +161,7 @@ class FoldedAccumulator:
 
     def release_buffers(self) -> None:
         """Frees every fold's work buffers."""
+        self._scratch = None
         for acc in self.folds:
             acc.release_buffers()
 

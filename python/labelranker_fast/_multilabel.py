@@ -132,7 +132,7 @@ def _block_state(X, W, moment) -> dict[str, Any]:
     counts = W.sum(axis=0)
     present = counts > 0
     # The block's mean, in the input precision, is the common offset taken out first.
-    r = ((w_row @ X.astype(np.float64)) / w_row.sum()).astype(dtype)
+    r = (w_row.astype(dtype) @ X) / dtype.type(w_row.sum())
     Xc = X - r
     r = r.astype(np.float64)
     rows, cols = np.nonzero(W)  # row-major: grouped by row
@@ -143,7 +143,8 @@ def _block_state(X, W, moment) -> dict[str, Any]:
         shifted[present] /= counts[present, None]  # m_k - r
         a = _row_sums(shifted, rows, cols, vals) / w_row[:, None]  # a_i - r
     else:  # BLAS: O(n C d), less than the moment's O(n d^2 / 2) for C < d / 2
-        shifted = W.T @ Xc.astype(np.float64)
+        # The class sums in float64 (exact means); a_i in the input precision.
+        shifted = W.T @ (Xc if dtype == np.float64 else Xc.astype(np.float64))
         shifted[present] /= counts[present, None]
         a = W.astype(dtype) @ shifted.astype(dtype) / w_row[:, None].astype(dtype)
     shifted[~present] = 0.0

@@ -189,7 +189,12 @@ class _Pass:
                 or not isinstance(source, ArraySource)
             )
         ):
-            self.rows = default_chunk_rows(source.n_features, source.itemsize, threads)
+            self.rows = self._default_rows(source.n_features, source.itemsize)
+
+    def _default_rows(self, n_features: int, itemsize: int) -> int:
+        """A chunk of one block per thread; folded, K of them: each fold's share of a
+        chunk is then a block per thread too, so every engine call keeps all threads."""
+        return default_chunk_rows(n_features, itemsize, self.threads) * (self.folds or 1)
 
     def _resume(self) -> None:
         assert self.saver is not None  # called only with a checkpoint
@@ -342,9 +347,7 @@ def _feed(run: _Pass, chunks, stack: contextlib.ExitStack, bar, n_features) -> N
             stack.enter_context(run.acc.streaming_pass())
         if run.iterable:
             if gather is None:
-                run.rows = run.rows or default_chunk_rows(
-                    X_part.shape[1], X_part.dtype.itemsize, run.threads
-                )
+                run.rows = run.rows or run._default_rows(X_part.shape[1], X_part.dtype.itemsize)
                 gather = _Gather(run.rows)
             batches = list(gather.add(X_part, idx, w_part))
         else:
