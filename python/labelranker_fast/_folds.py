@@ -49,6 +49,7 @@ class FoldedAccumulator:
         self.folds += [self.folds[0].copy() for _ in range(k - 1)]
         self._seen = np.zeros(num_classes, dtype=np.int64)  # samples of each class so far
         self._open = False  # inside streaming_pass
+        self._scratch: np.ndarray | None = None  # the gathered rows of one fold
         self._lock = threading.RLock()  # one pass or update at a time, as for the folds
 
     n_features = property(lambda self: self.folds[0].n_features)
@@ -103,7 +104,7 @@ class FoldedAccumulator:
 
     def _scratch_for(self, X: np.ndarray, rows: int) -> np.ndarray:
         """A buffer of at least ``rows`` rows of X's width and dtype, kept between calls."""
-        buf = getattr(self, "_scratch", None)
+        buf = self._scratch
         if buf is None or buf.dtype != X.dtype or buf.shape[1] != X.shape[1] or len(buf) < rows:
             buf = self._scratch = np.empty((rows, X.shape[1]), dtype=X.dtype)
         return buf
@@ -169,7 +170,7 @@ class FoldedAccumulator:
         out = object.__new__(FoldedAccumulator)
         out.folds = [acc._select_classes(order) for acc in self.folds]
         out._seen = self._seen[np.asarray(order, dtype=np.int64)]
-        out._open, out._lock = False, threading.RLock()
+        out._open, out._lock, out._scratch = False, threading.RLock(), None
         return out
 
     def total(self) -> ScatterAccumulator:
