@@ -113,6 +113,20 @@ def test_timm_backbone_at_its_input_size(tmp_path):
     assert runs[3]["accuracy"] == runs[0]["accuracy"]  # control 1 holds for timm models too
 
 
+def test_a_timm_cnn_backbone_runs(tmp_path):
+    """timm CNNs take no img_size: timm:resnet18 used to fail with a TypeError. timm's
+    small test_resnet takes the same path (resnet18 itself: the closing note's run)."""
+    pytest.importorskip("timm")
+    out = run_study(
+        out_dir=str(tmp_path), log=lambda *_: None, backbones=("timm:test_resnet",),
+        random_orders=1, seeds=1, head_seeds=1, epochs=1, device="cpu",
+    )  # fmt: skip
+    runs = out["results"]["runs"]
+    assert all(r["model"] == "test_resnet" for r in runs)
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in runs)
+    assert runs[3]["accuracy"] == runs[0]["accuracy"]  # control 1
+
+
 def test_order_effect_test_detects_an_effect_and_not_noise():
     rng = np.random.default_rng(0)
     seeds, orders = 3, 8

@@ -133,13 +133,13 @@ def build_backbone(
     if spec.kind.startswith("timm:"):
         import timm
 
-        model = timm.create_model(
-            spec.kind[5:],
-            pretrained=False,
-            num_classes=0,
-            img_size=size,
-            in_chans=train_images.shape[1],
-        )
+        kwargs = dict(pretrained=False, num_classes=0, in_chans=train_images.shape[1])
+        try:  # ViTs are built at the input size (their position embeddings depend on it)
+            model = timm.create_model(spec.kind[5:], img_size=size, **kwargs)
+        except TypeError as exc:  # CNNs (timm:resnet18) take any size and no img_size
+            if "img_size" not in str(exc):
+                raise
+            model = timm.create_model(spec.kind[5:], **kwargs)
         if spec.checkpoint:
             try:
                 state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
