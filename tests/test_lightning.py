@@ -421,3 +421,51 @@ def test_ddp_ranks_agree_with_the_whole_data_set(tmp_path):
     np.testing.assert_allclose(got[0].centroids, expected.centroids, rtol=1e-5)
     for r in ranks:
         check_targets([(np.array(a), np.array(b)) for a, b in r["seen"]], expected)
+
+
+def test_readme_lightning_example_runs_as_written(tmp_path):
+    """The README's Lightning block, run as written: only the Trainer's epochs and logging
+    are shortened, and the names it leaves to the reader (backbone, loaders) are given."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    section = text[text.index("### Lightning") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "max_epochs=100" in code
+    code = code.replace(
+        "max_epochs=100",
+        "max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, "
+        "enable_model_summary=False, accelerator='cpu', default_root_dir=str(tmp_path)",
+    )
+
+    class Backbone(torch.nn.Module):
+        num_features = 6
+
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(4, 6)
+
+        def forward(self, x):
+            return self.net(x)
+
+    class Data(torch.utils.data.TensorDataset):
+        classes = ["ant", "bee", "cat"]
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    x = torch.randn(60, 4, generator=g) + torch.nn.functional.one_hot(y, 4).float() * 3
+    train = Data(x, y)
+    namespace = {
+        "torch": torch,
+        "backbone": Backbone(),
+        "train": train,
+        "loader": torch.utils.data.DataLoader(train, batch_size=20),
+        "train_loader": torch.utils.data.DataLoader(train, batch_size=20, shuffle=True),
+        "tmp_path": tmp_path,
+    }
+    exec(compile(code, "README.md (Lightning)", "exec"), namespace)
+    ranker = namespace["ranker"]
+    assert ranker.ranking.names == ("ant", "bee", "cat")
+    assert set(ranker.ranking.ranked_names) == {"ant", "bee", "cat"}
+    assert namespace["trainer"].global_step == 3  # it trained: 60 samples, batches of 20
