@@ -212,8 +212,14 @@ class FoldedAccumulator:
         full = full_acc.solve(shrinkage, n_components)
         within = full_acc.within_scatter()
         fold_orders, flips = [], 0
-        for acc in self.folds:
-            part = acc.solve(shrinkage, n_components)
+        for f, acc in enumerate(self.folds):
+            try:
+                part = acc.solve(shrinkage, n_components)
+            except ValueError as exc:  # the whole data may rank where a fold cannot
+                raise ValueError(
+                    f"fold {f} of folds={len(self.folds)} ({acc.n_samples} samples) cannot be "
+                    f"ranked alone: {exc}"
+                ) from exc
             agree = np.einsum("ij,ik,kj->j", part["directions"], within, full["directions"])
             signs = np.where(agree < 0, -1.0, 1.0)
             flips += int((signs < 0).any())
