@@ -117,3 +117,21 @@ def test_plot_draws_fold_intervals_that_exclude_the_full_position():
     spans = [sorted((s[0][1], s[1][1])) for s in intervals.lines[2][0].get_segments()]
     np.testing.assert_array_equal(spans, stability.position_interval[r.order])
     plt.close(ax.figure)
+
+
+def test_cli_refuses_a_plot_format_before_the_pass_and_writes_nothing(tmp_path, capsys):
+    # It ran the whole pass, wrote -o, then failed on the plot's suffix.
+    pytest.importorskip("matplotlib")
+    from labelranker_fast._cli import main
+
+    rng = np.random.default_rng(6)
+    y = np.arange(300) % 3
+    np.save(tmp_path / "X.npy", rng.normal(size=(300, 2)) + y[:, None])
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "r.json"
+    args = ["rank", tmp_path / "X.npy", tmp_path / "y.npy", "-o", out, "--plot", tmp_path / "p.xyz"]
+    assert main([str(a) for a in args]) != 0
+    captured = capsys.readouterr()
+    assert "--plot" in captured.err and "xyz" in captured.err
+    assert "order:" not in captured.out  # refused before ranking
+    assert not out.exists()
