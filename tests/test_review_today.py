@@ -135,3 +135,23 @@ def test_cli_refuses_a_plot_format_before_the_pass_and_writes_nothing(tmp_path, 
     assert "--plot" in captured.err and "xyz" in captured.err
     assert "order:" not in captured.out  # refused before ranking
     assert not out.exists()
+
+
+def test_a_fitted_label_ranker_with_folds_pickles_and_goes_on_in_its_folds():
+    # FoldedAccumulator held an RLock: pickle, deepcopy and joblib.dump raised TypeError.
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 3, 301)
+    X = rng.normal(size=(301, 4)) + y[:, None]
+    est = lrf.LabelRanker(folds=3).fit(X[:200], y[:200])
+    for twin in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est)):
+        assert twin.ranking_ == est.ranking_
+        twin.partial_fit(X[200:], y[200:])
+        # The folds go on where they stopped: the same as one fit on all rows.
+        whole = lrf.LabelRanker(folds=3).fit(X, y)
+        assert twin.ranking_.stability == whole.ranking_.stability
+        for a, b in zip(twin._accumulator.folds, whole._accumulator.folds):
+            np.testing.assert_array_equal(a.class_counts, b.class_counts)
+            np.testing.assert_allclose(a.class_means, b.class_means, rtol=1e-12)

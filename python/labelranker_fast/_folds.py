@@ -153,6 +153,15 @@ class FoldedAccumulator:
         for acc in self.folds:
             acc.release_buffers()
 
+    def __getstate__(self):
+        # The folds pickle as their statistics; the lock and an open pass do not travel.
+        with self._lock:
+            return {"folds": list(self.folds), "seen": self._seen.copy()}
+
+    def __setstate__(self, state):
+        self.folds, self._seen = state["folds"], state["seen"]
+        self._open, self._lock = False, threading.RLock()
+
     def _select_classes(self, order) -> FoldedAccumulator:
         out = object.__new__(FoldedAccumulator)
         out.folds = [acc._select_classes(order) for acc in self.folds]
