@@ -155,3 +155,30 @@ def test_a_fitted_label_ranker_with_folds_pickles_and_goes_on_in_its_folds():
         for a, b in zip(twin._accumulator.folds, whole._accumulator.folds):
             np.testing.assert_array_equal(a.class_counts, b.class_counts)
             np.testing.assert_allclose(a.class_means, b.class_means, rtol=1e-12)
+
+
+def test_a_rankings_stability_is_as_frozen_as_the_ranking():
+    # LabelRanking's arrays are read-only; its stability's were writable, and shared
+    # with the caller's: an edit changed ==, JSON and the plot after the fact.
+    orders = np.array([[0, 1, 2], [1, 0, 2]])
+    stability = Stability(1.0 / 3.0, np.array([[0, 1], [0, 1], [2, 2]]), 0, orders)
+    orders[0] = [2, 1, 0]  # the caller's array, changed after construction
+    assert stability.fold_orders.tolist() == [[0, 1, 2], [1, 0, 2]]
+    r = lrf.rank_labels(*line_data(), folds=3)
+    for a in (r.stability.fold_orders, r.stability.position_interval):
+        with pytest.raises(ValueError, match="read-only"):
+            a[0, 0] = 7
+
+
+def line_data(C=4, n=400, seed=8):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % C
+    return np.outer(np.arange(C), rng.normal(size=3))[y] + rng.normal(size=(n, 3)), y
+
+
+def test_an_unpickled_stability_stays_frozen():
+    import pickle
+
+    r = pickle.loads(pickle.dumps(lrf.rank_labels(*line_data(), folds=3)))
+    with pytest.raises(ValueError, match="read-only"):
+        r.stability.fold_orders[0, 0] = 7
