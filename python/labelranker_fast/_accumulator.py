@@ -20,7 +20,7 @@ from . import _core
 from ._inputs import check_int, check_n_components, check_threads, in_memory, parse_shrinkage
 from ._io import STATE_KEYS, STATE_VERSION, plain_state
 from ._multilabel import is_label_matrix, label_weight_rows, pair_states
-from ._state import PathArg, StateForms, stream_part
+from ._state import PathArg, StateForms, stream_part, widened
 from ._state import checked_rows as _rows
 
 __all__ = ["ScatterAccumulator", "BLOCK_ROWS", "STATE_KEYS"]
@@ -164,6 +164,7 @@ class ScatterAccumulator(StateForms):
         Inside a pass, a part that ``joins_pass`` waits for the commit (the pass's abort
         drops it); a streamed part cannot join one."""
         with self._lock:
+            part = widened(part, self.num_classes)  # grown meanwhile by another thread
             if self._core.pass_open:
                 if not joins_pass:  # its rows could not be undone with the pass
                     raise ValueError("a streamed update cannot join an open streaming_pass")

@@ -99,6 +99,8 @@ def check_outputs(args, flags=("output", "class_map", "label_maps", "plot")) -> 
         if real in seen:
             raise ValueError(f"{option} and {seen[real]} are the same file {path!r}")
         seen[real] = option
+    if "plot" in flags and getattr(args, "plot", None):
+        _plot_format(args.plot)  # before the pass, which may take hours
 
 
 def write_outputs(ranking, args) -> None:
@@ -120,20 +122,34 @@ def write_outputs(ranking, args) -> None:
             print(f"wrote {getattr(args, flag)}")
 
 
-def _save_plot(ranking, path) -> None:
-    """``ranking.plot()`` saved to ``path`` (the format from its suffix), atomically."""
+def _plot_format(path) -> str:
+    """The image format of ``--plot`` ``path`` (its suffix; png without one), or
+    ImportError without matplotlib, ValueError for a format it cannot write."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # files only: no display needed
     except ImportError:
         raise ImportError("--plot needs matplotlib (pip install matplotlib)") from None
-    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
 
     suffix = os.path.splitext(os.fsdecode(as_path(path, "--plot")))[1].lstrip(".").lower()
+    known = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in known:
+        raise ValueError(
+            f"--plot {path!r}: matplotlib cannot write .{suffix} (use {sorted(known)})"
+        )
+    return suffix or "png"
+
+
+def _save_plot(ranking, path) -> None:
+    """``ranking.plot()`` saved to ``path`` (the format from its suffix), atomically."""
+    fmt = _plot_format(path)  # selects the Agg backend before pyplot is imported
+    import matplotlib.pyplot as plt
+
     fig = ranking.plot().figure
     try:
-        save = lambda fh: fig.savefig(fh, format=suffix or "png", dpi=100, bbox_inches="tight")  # noqa: E731
+        save = lambda fh: fig.savefig(fh, format=fmt, dpi=100, bbox_inches="tight")  # noqa: E731
         atomic_write(path, save, "--plot")
     finally:
         plt.close(fig)

@@ -166,6 +166,15 @@ class FoldedAccumulator:
         for acc in self.folds:
             acc.release_buffers()
 
+    def __getstate__(self):
+        # The folds pickle as their statistics; the lock and an open pass do not travel.
+        with self._lock:
+            return {"folds": list(self.folds), "seen": self._seen.copy()}
+
+    def __setstate__(self, state):
+        self.folds, self._seen = state["folds"], state["seen"]
+        self._open, self._lock = False, threading.RLock()
+
     def _select_classes(self, order) -> FoldedAccumulator:
         out = object.__new__(FoldedAccumulator)
         out.folds = [acc._select_classes(order) for acc in self.folds]
@@ -225,8 +234,14 @@ class FoldedAccumulator:
         full = full_acc.solve(shrinkage, n_components)
         within = full_acc.within_scatter()
         fold_orders, flips = [], 0
-        for acc in self.folds:
-            part = acc.solve(shrinkage, n_components)
+        for f, acc in enumerate(self.folds):
+            try:
+                part = acc.solve(shrinkage, n_components)
+            except ValueError as exc:  # the whole data may rank where a fold cannot
+                raise ValueError(
+                    f"fold {f} of folds={len(self.folds)} ({acc.n_samples} samples) cannot be "
+                    f"ranked alone: {exc}"
+                ) from exc
             agree = np.einsum("ij,ik,kj->j", part["directions"], within, full["directions"])
             signs = np.where(agree < 0, -1.0, 1.0)
             flips += int((signs < 0).any())

@@ -51,7 +51,10 @@ def label_weight_rows(X, Y, sample_weight, n_features: int, num_classes: int):
     if w is not None:
         if not np.isfinite(w).all() or (w < 0).any():
             raise ValueError("sample_weight must be finite and >= 0")
-        W = W * w[:, None]
+        with np.errstate(over="ignore"):
+            W = W * w[:, None]
+        if not np.isfinite(W).all():
+            raise ValueError("sample_weight times the label weights of y overflows float64")
     single, y, w1, multi = split_rows(W)  # W carries the sample weights now
     one = None
     if single.size:
@@ -65,13 +68,10 @@ def check_label_weights(W, n_rows: int, num_classes: int, name: str = "y") -> np
     """``W`` as a C-contiguous float64 (n_rows, num_classes) matrix of finite, non-negative
     label weights, or TypeError/ValueError naming ``name``."""
     arr = to_numpy(W)
+    if arr.ndim == 2:  # a column of labels is named as one before its dtype is checked
+        label_matrix_classes(arr, name)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} as a label-weight matrix must be numeric, got dtype {arr.dtype}")
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        raise ValueError(
-            f"{name} has shape {arr.shape}: labels must be 1-D (a column vector? pass "
-            f"{name}.ravel()), or a label-weight matrix of one column per class"
-        )
     if arr.shape != (n_rows, num_classes):
         raise ValueError(
             f"{name} as a label-weight matrix must have shape ({n_rows}, {num_classes}) "
@@ -81,6 +81,18 @@ def check_label_weights(W, n_rows: int, num_classes: int, name: str = "y") -> np
     if not np.isfinite(arr).all() or (arr < 0).any():
         raise ValueError(f"{name} label weights must be finite and >= 0")
     return arr
+
+
+def label_matrix_classes(W, name: str = "y") -> int:
+    """The number of classes (columns) of a 2-D ``W``; ValueError for one column, which
+    is a column vector of labels far more often than a one-class matrix."""
+    shape = np.shape(W)
+    if shape[1] == 1:
+        raise ValueError(
+            f"{name} has shape {shape}: labels must be 1-D (a column vector? pass "
+            f"{name}.ravel()), or a label-weight matrix of one column per class"
+        )
+    return int(shape[1])
 
 
 def split_rows(W: np.ndarray):
@@ -146,7 +158,9 @@ def _block_state(X, W, moment) -> dict[str, Any]:
         # The class sums in float64 (exact means); a_i in the input precision.
         shifted = W.T @ (Xc if dtype == np.float64 else Xc.astype(np.float64))
         shifted[present] /= counts[present, None]
-        a = W.astype(dtype) @ shifted.astype(dtype) / w_row[:, None].astype(dtype)
+        # In float64 like the weights: in float32 a weight below 1e-45 (or a product
+        # above 3e38) would vanish or overflow, and a_i come out NaN.
+        a = (W @ shifted) / w_row[:, None]
     shifted[~present] = 0.0
     # x_i - a_i: a_i in the input precision is a_i to its rounding, which moves S_w by
     # about as much as the engine's own float32 products do.

@@ -50,9 +50,11 @@ def _one_axis(ax, ranking, x: np.ndarray, labels) -> None:
     ax.plot(x, pos, "o", color="tab:blue", label="centroid")
     stability = ranking.stability
     if stability is not None:
-        interval = stability.position_interval[ranking.order]
+        # Drawn about the interval's middle: the full order's position may lie outside
+        # every fold's (an error bar about it could not show that).
+        low, high = ranking.stability.position_interval[ranking.order].T
         ax.errorbar(
-            x, pos, yerr=np.abs(np.stack([pos - interval[:, 0], interval[:, 1] - pos])),
+            x, (low + high) / 2, yerr=(high - low) / 2,
             fmt="none", ecolor="tab:red", capsize=3,
             label=f"positions over {stability.folds} folds",
         )  # fmt: skip

@@ -72,6 +72,18 @@ class Stability:
     sign_flips: int
     fold_orders: np.ndarray
 
+    def __post_init__(self) -> None:
+        # Read-only copies, like a LabelRanking's arrays: the caller's stay its own.
+        for name in ("position_interval", "fold_orders"):
+            arr = np.array(getattr(self, name), dtype=np.int64)
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+    def __setstate__(self, state) -> None:  # unpickled arrays are writable again
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
     @property
     def folds(self) -> int:
         """Number of folds K."""

@@ -61,6 +61,13 @@ def ranking_of(result: dict, num_classes: int, classes=None, method="anchor") ->
     )
 
 
+def widened(part: _Acc, num_classes: int) -> _Acc:
+    """``part`` with ``num_classes`` class slots: a part built (outside the lock) before
+    another thread grew the accumulator it joins. Slots are only ever added at the end,
+    so its class indices mean the same in the grown accumulator."""
+    return part if part.num_classes >= num_classes else part._with_capacity(num_classes)
+
+
 def stream_part(hook, acc, X, y, sample_weight, **opts):
     """The streamed ``update`` of ``acc`` through ``hook`` (the passes layer's entry
     point): the private accumulator it returns, or None."""

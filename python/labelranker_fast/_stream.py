@@ -23,6 +23,7 @@ from ._checkpoint import _NA, Checkpoint, Identity, chunk_fingerprint, source_fi
 from ._folds import FoldedAccumulator
 from ._inputs import as_features, as_weights, check_int, check_n_features, check_threads
 from ._labels import ClassIndices, DiscoveredClasses, SortedClasses
+from ._multilabel import label_matrix_classes
 from ._sources import ArraySource, IterableSource, open_source
 
 __all__ = ["StreamOptions", "stream", "default_chunk_rows", "resolve_threads", "progress_bar"]
@@ -96,7 +97,7 @@ def _encoder(source, num_classes):
     if isinstance(source, IterableSource):
         return DiscoveredClasses()
     if np.ndim(source.y) == 2:  # a label-weight matrix: its columns are the classes
-        return ClassIndices(source.y.shape[1])
+        return ClassIndices(label_matrix_classes(source.y))
     return SortedClasses(source.y, source.n_rows)
 
 
