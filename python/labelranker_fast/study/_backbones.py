@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import time
+from typing import Any
 
 import torch
 
@@ -133,7 +134,9 @@ def build_backbone(
     if spec.kind.startswith("timm:"):
         import timm
 
-        kwargs = dict(pretrained=False, num_classes=0, in_chans=train_images.shape[1])
+        kwargs: dict[str, Any] = dict(
+            pretrained=False, num_classes=0, in_chans=train_images.shape[1]
+        )
         try:  # ViTs are built at the input size (their position embeddings depend on it)
             model = timm.create_model(spec.kind[5:], img_size=size, **kwargs)
         except TypeError as exc:  # CNNs (timm:resnet18) take any size and no img_size
