@@ -67,14 +67,16 @@ def test_classes_grown_while_a_label_matrix_part_is_built(monkeypatch, rows_befo
     acc = ScatterAccumulator(X.shape[1], 3)
     y0 = np.arange(rows_before) % 3
     acc.update(X[:rows_before], y0)
-    moment = ScatterAccumulator._moment
+    from labelranker_fast import _accumulator
 
-    def grow_meanwhile(self, Z, w):
+    pairs_state = _accumulator.pairs_state
+
+    def grow_meanwhile(*args):  # the part is being built: another thread grows acc
         if acc.num_classes == 3:
             acc.grow_classes(5)
-        return moment(self, Z, w)
+        return pairs_state(*args)
 
-    monkeypatch.setattr(ScatterAccumulator, "_moment", grow_meanwhile)
+    monkeypatch.setattr(_accumulator, "pairs_state", grow_meanwhile)
     acc.update(X, W)
     assert acc.num_classes == 5
     Xr = np.r_[X[:rows_before], X]

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from . import _core
 from ._inputs import check_int, check_n_components, check_threads, in_memory, parse_shrinkage
 from ._io import STATE_KEYS, STATE_VERSION, plain_state
-from ._multilabel import is_label_matrix, label_weight_rows, pair_states
+from ._multilabel import is_label_matrix, label_weight_rows, pairs_state
 from ._state import PathArg, StateForms, stream_part, widened
 from ._state import checked_rows as _rows
 
@@ -148,16 +148,10 @@ class ScatterAccumulator(StateForms):
             part._core.update(*single)
         if multi is not None:
             rows, weights = multi
-            for state in pair_states(rows, weights, self._moment):
-                part._core.merge(_core.Accumulator.from_state(state))
+            moment = _core.Accumulator(self.n_features, 2)
+            moment.n_threads = self.n_threads
+            part._core.merge(_core.Accumulator.from_state(pairs_state(rows, weights, moment)))
         return part
-
-    def _moment(self, Z: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
-        """The engine's state of rows Z with ``weights``, all in class 0."""
-        one = _core.Accumulator(self.n_features, 2)
-        one.n_threads = self.n_threads
-        one.update(Z, np.zeros(Z.shape[0], dtype=np.int64), weights)
-        return one.get_state()
 
     def _absorb(self, part: ScatterAccumulator, joins_pass: bool = False) -> None:
         """Adds a privately built part: adopted by an empty accumulator, else merged.

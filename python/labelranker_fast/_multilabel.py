@@ -24,7 +24,6 @@ single-label path; a one-hot W is exactly the labels.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -126,57 +125,67 @@ def _row_sums(values, rows, cols, vals) -> np.ndarray:
     return np.add.reduceat(values[cols] * vals[:, None], starts)
 
 
-def pair_states(
-    X: np.ndarray, W: np.ndarray, moment: Callable[[np.ndarray, np.ndarray], dict[str, Any]]
-) -> Iterator[dict[str, Any]]:
-    """The accumulator states of rows ``X`` with label weights ``W`` (each row with a
-    positive total weight), one per block of rows, to be merged. ``moment(Z, w)`` is the
-    engine's state of rows Z with weights w, all in one class."""
-    for start in range(0, X.shape[0], BLOCK_ROWS):
-        stop = start + BLOCK_ROWS
-        yield _block_state(X[start:stop], W[start:stop], moment)
-
-
-def _block_state(X, W, moment) -> dict[str, Any]:
+def pairs_state(X: np.ndarray, W: np.ndarray, moment: Any) -> dict[str, Any]:
+    """The accumulator state of rows ``X`` with label weights ``W`` (each row with a
+    positive total weight), built block by block. ``moment`` is an empty engine
+    accumulator: every block's centred rows go into its class 0, so the O(n d^2) part is
+    one engine pass. Class k's shift is its mean in the first block it appears in; the
+    rest is added up in float64 with the offset of each block taken out first."""
     n, C = W.shape
-    dtype = X.dtype  # the input precision: float32 rows stay float32 for the engine
-    w_row = W.sum(axis=1)
-    counts = W.sum(axis=0)
-    present = counts > 0
-    # The block's mean, in the input precision, is the common offset taken out first.
-    r = (w_row.astype(dtype) @ X) / dtype.type(w_row.sum())
-    Xc = X - r
-    r = r.astype(np.float64)
-    rows, cols = np.nonzero(W)  # row-major: grouped by row
-    if C > SPARSE_CLASSES and rows.size * 4 <= W.size:
-        # Many classes, a few labels per row: only the non-zeros are read (O(nnz d)).
-        vals = W[rows, cols]
-        shifted = _class_sums(Xc, rows, cols, vals, C)  # sum_i W_ik (x_i - r), float64
-        shifted[present] /= counts[present, None]  # m_k - r
-        a = _row_sums(shifted, rows, cols, vals) / w_row[:, None]  # a_i - r
-    else:  # BLAS: O(n C d), less than the moment's O(n d^2 / 2) for C < d / 2
-        # The class sums in float64 (exact means); a_i in the input precision.
-        shifted = W.T @ (Xc if dtype == np.float64 else Xc.astype(np.float64))
-        shifted[present] /= counts[present, None]
-        # In float64 like the weights: in float32 a weight below 1e-45 (or a product
-        # above 3e38) would vanish or overflow, and a_i come out NaN.
-        a = (W @ shifted) / w_row[:, None]
-    shifted[~present] = 0.0
-    # x_i - a_i: a_i in the input precision is a_i to its rounding, which moves S_w by
-    # about as much as the engine's own float32 products do.
-    state = moment(np.ascontiguousarray(Xc - a.astype(dtype)), w_row)
+    d = X.shape[1]
+    shifts = np.zeros((C, d))
+    have = np.zeros(C, dtype=bool)  # classes whose shift is set
+    counts, sums, m2 = np.zeros(C), np.zeros((C, d)), np.zeros((d, d))
+    for start in range(0, n, BLOCK_ROWS):
+        Xb, Wb = X[start : start + BLOCK_ROWS], W[start : start + BLOCK_ROWS]
+        w_row, n_b = Wb.sum(axis=1), Wb.sum(axis=0)
+        r, Xc, P = _block_sums(Xb, Wb, w_row)  # P_k = sum_i W_ik (x_i - r), float64
+        new = (n_b > 0) & ~have
+        shifts[new] = r + P[new] / n_b[new, None]
+        have |= new
+        rel = np.where(have[:, None], shifts - r, 0.0)  # s_k - r, small
+        a = _weighted_rows(Wb, rel, P.shape[0]) / w_row[:, None]  # a_i - r (float64)
+        Z = np.ascontiguousarray(Xc - a.astype(X.dtype))  # x_i - a_i
+        moment.update(Z, np.zeros(len(Xb), dtype=np.int64), w_row)
+        sums += P - n_b[:, None] * rel  # sum_i W_ik (x_i - s_k)
+        G = Wb.T @ (Wb / w_row[:, None])
+        m2 += (rel.T * n_b) @ rel - rel.T @ (G @ rel)
+        counts += n_b
+    state = moment.get_state()  # sum_i w_i z_i z_i^T from its class 0's moments
     s0, t0, n0 = state["shifts"][0], state["sums"][0], state["counts"][0]
-    m2 = state["m2"] + np.outer(s0, t0) + np.outer(t0, s0) + n0 * np.outer(s0, s0)
-    G = W.T @ (W / w_row[:, None])
-    m2 += (shifted.T * counts) @ shifted - shifted.T @ (G @ shifted)
-    shifts = shifted + r
-    shifts[~present] = 0.0
+    m2 += state["m2"] + np.outer(s0, t0) + np.outer(t0, s0) + n0 * np.outer(s0, s0)
     return {
-        "n_features": X.shape[1],
+        "n_features": d,
         "num_classes": C,
         "n_rows": n,
         "counts": counts,
         "shifts": shifts,
-        "sums": np.zeros_like(shifts),
+        "sums": sums,
         "m2": 0.5 * (m2 + m2.T),
     }
+
+
+def _block_sums(Xb: np.ndarray, Wb: np.ndarray, w_row: np.ndarray):
+    """``(r, Xc, P)``: the block's weighted mean r (float64, rounded to the input
+    precision), its rows less r, and the class sums P_k = sum_i W_ik (x_i - r)."""
+    dtype = Xb.dtype
+    r = (w_row / w_row.sum()).astype(dtype) @ Xb  # weights summing to 1: none overflows
+    Xc = Xb - r
+    C = Wb.shape[1]
+    if C > SPARSE_CLASSES:
+        rows, cols = np.nonzero(Wb)
+        if rows.size * 4 <= Wb.size:  # a few labels per row: read only the non-zeros
+            return r.astype(np.float64), Xc, _class_sums(Xc, rows, cols, Wb[rows, cols], C)
+    P = Wb.T @ (Xc if dtype == np.float64 else Xc.astype(np.float64))
+    return r.astype(np.float64), Xc, P
+
+
+def _weighted_rows(Wb: np.ndarray, values: np.ndarray, C: int) -> np.ndarray:
+    """(n, d) float64: sum_k W_ik values_k (from the non-zeros when W is sparse)."""
+    if C > SPARSE_CLASSES:
+        rows, cols = np.nonzero(Wb)
+        if rows.size * 4 <= Wb.size:
+            return _row_sums(values, rows, cols, Wb[rows, cols])
+    # float64 like the weights: in float32 a weight below 1e-45 (or a product above
+    # 3e38) would vanish or overflow.
+    return Wb @ values
