@@ -3,20 +3,19 @@
 With N_k = sum_i W_ik, class means m_k = sum_i W_ik x_i / N_k and
 S_w = sum_k sum_i W_ik (x_i - m_k)(x_i - m_k)^T, this is weighted LDA over the (sample,
 label) pairs (DESIGN.md section 7). A chunk becomes an accumulator state without making
-the pairs. With a_i = sum_k W_ik m_k / w_i the weighted mean of row i's class means
-(w_i = sum_k W_ik), the cross term vanishes and
+the pairs. For any class shifts s_k, with a_i = sum_k W_ik s_k / w_i the weighted mean of
+row i's shifts (w_i = sum_k W_ik), the cross term vanishes and
 
-    sum_k W_ik (x_i - m_k)(x_i - m_k)^T = w_i (x_i - a_i)(x_i - a_i)^T
-                                          + sum_k W_ik (a_i - m_k)(a_i - m_k)^T,
+    sum_k W_ik (x_i - s_k)(x_i - s_k)^T = w_i (x_i - a_i)(x_i - a_i)^T
+                                          + sum_k W_ik (a_i - s_k)(a_i - s_k)^T,
 
 so the O(n d^2) part is one weighted moment of the rows centred on a_i (small values:
-float32 input keeps its accuracy, the engine computes it), and the rest is
-sum_k N_k m'_k m'_k^T - m'^T G m' with G = W^T diag(1/w) W (C x C) and m' = m - r, the
-means shifted by the block's mean r so that a large common offset cancels. The state's
-shift of class k is m_k itself (in the input precision), so its sums are zero: the
-error of that is N_k times the square of the mean's rounding, far below S_w's own.
-Multi-hot rows (few labels each) use only their non-zero weights for the means and
-a_i; the cost is then about one single-label pass, plus O(n C^2) for G.
+float32 input keeps its accuracy; one engine pass computes it), and the rest is
+sum_k N_k s'_k s'_k^T - s'^T G s' with G = W^T diag(1/w) W (C x C) and s' = s - r, the
+shifts less each block's mean r so that a large common offset cancels. The shift of
+class k is its mean in the first block it appears in; the sums sum_i W_ik (x_i - s_k)
+are kept in float64. Above 256 classes, rows with few labels are read by their non-zero
+weights only. The numpy part costs O(n C d + n C^2).
 
 Rows with at most one non-zero weight are ordinary weighted rows and take the engine's
 single-label path; a one-hot W is exactly the labels.
