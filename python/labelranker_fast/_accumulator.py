@@ -207,7 +207,8 @@ class ScatterAccumulator(StateForms):
                 yield self
             except BaseException:
                 self._pending = None
-                self._core.abort_pass()
+                if self._core.pass_open:  # a failed commit_so_far may have closed it
+                    self._core.abort_pass()
                 raise
             self._commit()
 

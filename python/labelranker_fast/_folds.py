@@ -155,10 +155,11 @@ class FoldedAccumulator:
         ValueError, TypeError
             Below the current count, or not an int.
         """
-        for acc in self.folds:
-            acc.grow_classes(num_classes)
-        extra = self.num_classes - self._seen.size
-        self._seen = np.r_[self._seen, np.zeros(extra, dtype=np.int64)]
+        with self._lock:
+            for acc in self.folds:
+                acc.grow_classes(num_classes)
+            extra = self.num_classes - self._seen.size
+            self._seen = np.r_[self._seen, np.zeros(extra, dtype=np.int64)]
 
     def release_buffers(self) -> None:
         """Frees every fold's work buffers."""
