@@ -162,8 +162,18 @@ class LabelRankerCallback(pl.Callback):
 
         Raises
         ------
-        None
+        ValueError
+            Another LabelRankerCallback in the trainer: both would set
+            ``pl_module.label_ranking``, and the module would train with whichever ran last.
         """
+        callbacks = getattr(trainer, "callbacks", [])  # set at run time: untyped in Lightning
+        others = [c for c in callbacks if isinstance(c, LabelRankerCallback)]
+        if len(others) > 1:
+            raise ValueError(
+                f"the trainer has {len(others)} LabelRankerCallbacks (backbones "
+                f"{[c.backbone for c in others]}); each sets pl_module.label_ranking, so "
+                "only one may be used"
+            )
         self._module = pl_module
         self._restored = False  # per run: set when this run's checkpoint holds a ranking
 

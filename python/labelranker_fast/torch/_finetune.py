@@ -34,7 +34,7 @@ from .._stream import progress_bar
 from ._checkpoints import load_checkpoint, save_checkpoint
 from ._device import autocast_context, is_xla, pick_device, xla_sync
 from ._extract import split_batch
-from ._hf import head_width, logits_of
+from ._hf import check_label_order, head_width, logits_of
 from ._pooling import backbone_features, check_pooling, every_patch, features_module, frozen
 from ._recipe import cosine_with_warmup, init_head, position_table
 
@@ -196,12 +196,14 @@ def evaluate(
     ------
     ValueError, TypeError
         A ranking of other classes than 0..num_classes-1, batches that are not (inputs,
-        targets), outputs without logits, no ``num_classes`` to be found, or logits of
-        another width. Every submodule's training flag is restored.
+        targets), outputs without logits, no ``num_classes`` to be found, logits of
+        another width, or a ``model.config.id2label`` that labels its columns in another
+        order than the ranking. Every submodule's training flag is restored.
     """
     dev = pick_device(device)
     positions = head_width(model, num_classes)
     table = position_table(ranking, positions, dev)
+    check_label_order(model, ranking)
     loss_sum = torch.zeros((), device=dev)
     hits = torch.zeros((), device=dev, dtype=torch.long)
     count = 0
@@ -245,15 +247,20 @@ def predict(
     Raises
     ------
     ValueError, TypeError
-        Batches that are not (inputs, ...), outputs without 2-D logits. Every
-        submodule's training flag is restored.
+        Batches that are not (inputs, ...), outputs without 2-D logits, logits of
+        another width than the ranking's classes, or a ``model.config.id2label`` that
+        labels its columns in another order than the ranking (``check_label_order``).
+        Every submodule's training flag is restored.
     """
     dev = pick_device(device)
+    check_label_order(model, ranking)
+    width = None if ranking is None else ranking.n_classes  # one logit per position
     out = []
     with frozen(model), torch.no_grad(), autocast_context(dev, amp):
         for batch in _device_loader(loader, dev):
             x, _ = split_batch(batch)
-            out.append(logits_of(model(x.to(dev, non_blocking=True))).argmax(1).cpu())
+            logits = logits_of(model(x.to(dev, non_blocking=True)), width, "ranking.n_classes")
+            out.append(logits.argmax(1).cpu())
     positions = torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
     return positions if ranking is None else ranking.unmap(positions)
 

@@ -24,7 +24,14 @@ import torch
 
 from .._inputs import check_int
 
-__all__ = ["classifier_input", "head_width", "hf_backbone", "is_hf_model", "logits_of"]
+__all__ = [
+    "check_label_order",
+    "classifier_input",
+    "head_width",
+    "hf_backbone",
+    "is_hf_model",
+    "logits_of",
+]
 
 _HEAD_CLASS = re.compile(r"For\w*Classification")
 
@@ -118,7 +125,7 @@ def _describe(v) -> str:
     return f"shape {tuple(v.shape)}" if torch.is_tensor(v) else type(v).__name__
 
 
-def logits_of(output, width: int | None = None) -> torch.Tensor:
+def logits_of(output, width: int | None = None, what: str = "num_classes") -> torch.Tensor:
     """The (batch, classes) logits of a model's output: a tensor, or an object with a
     ``.logits`` tensor (a Hugging Face ``ModelOutput``).
 
@@ -140,7 +147,7 @@ def logits_of(output, width: int | None = None) -> torch.Tensor:
         raise ValueError(f"model's logits must be (batch, classes), got {tuple(logits.shape)}")
     if width is not None and logits.shape[1] != width:
         raise ValueError(
-            f"model returned {logits.shape[1]} logits per sample, but num_classes is {width}"
+            f"model returned {logits.shape[1]} logits per sample, but {what} is {width}"
         )
     return logits
 
@@ -160,3 +167,30 @@ def head_width(model, num_classes) -> int:
         f"cannot tell how many logits {type(model).__name__} returns (no Linear `head`, "
         "no config.num_labels): pass num_classes="
     )
+
+
+def check_label_order(model, ranking) -> None:
+    """ValueError when ``model.config.id2label`` names its logit columns with the ranking's
+    labels in another order than ``ranking.to_hf_label_maps()``: its columns are then not
+    the ranking's head positions (a head trained on class indices, or through another
+    ranking), and mapping its argmax through ``ranking`` would give wrong classes.
+
+    Labels that are not the ranking's (transformers' default "LABEL_0", ...) say nothing
+    about the order and are not checked.
+    """
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if ranking is None or not isinstance(id2label, dict):
+        return
+    try:
+        expected, _ = ranking.to_hf_label_maps()
+    except ValueError:  # classes whose text is not unique: nothing to compare
+        return
+    got = {int(k): str(v) for k, v in id2label.items()}
+    if set(got.values()) == set(expected.values()) and got != expected:
+        wrong = next(p for p in sorted(expected) if got.get(p) != expected[p])
+        raise ValueError(
+            f"model.config.id2label labels logit column {wrong} {got.get(wrong)!r}, but the "
+            f"ranking puts {expected[wrong]!r} at position {wrong}: the model's logits are "
+            "not in the ranking's positions (pass ranking=None for a head trained on class "
+            "indices, or the ranking it was trained with)"
+        )
