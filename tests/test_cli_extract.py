@@ -439,3 +439,27 @@ def test_ctrl_c_during_the_pass_exits_130_without_a_traceback(timm_checkpoint, t
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in err and err.rstrip().endswith("labelranker: interrupted"), err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_folder_names_a_class_map_cannot_hold_are_refused_before_the_pass(
+    timm_checkpoint, tmp_path, capsys, monkeypatch
+):
+    from labelranker_fast.torch import _extract
+
+    for name in ("ok", " padded"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "data" / name / f"{i}.png")
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the pass ran before the class map's names were checked")
+
+    monkeypatch.setattr(_extract, "extract_and_rank", no_pass)
+    monkeypatch.setattr("labelranker_fast.torch.extract_and_rank", no_pass)
+    path, _ = timm_checkpoint
+    status, _, err = call(
+        capsys, "extract", "--model", f"timm:test_vit@{path}", "--data", tmp_path / "data",
+        "--input-size", SIZE, "-o", tmp_path / "r.json", "--class-map", tmp_path / "map.txt",
+    )  # fmt: skip
+    assert status == 2 and "cannot be written one per line" in err, err
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "map.txt").exists()

@@ -19,6 +19,7 @@ from ._cli_outputs import (
     print_ranking,
     write_outputs,
 )
+from ._ranking_text import _check_lines
 
 # extract_and_rank's poolings (torch/_pooling.py POOLINGS; a test keeps them equal).
 POOLINGS = ("avg", "cls", "max", "avgmax", "head")
@@ -117,6 +118,8 @@ def run(args) -> int:
     except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
         raise ValueError(f"--device {args.device!r}: {exc}") from None
     dataset = image_folder(os.path.expanduser(args.data), None)  # listed once: it may be big
+    if args.class_map:  # folder names a class map cannot hold: refused before the pass
+        _check_lines(list(dataset.classes))
     loaded = load_model(
         args.model, input_size=args.input_size, allow_random_weights=args.allow_random_weights
     )
