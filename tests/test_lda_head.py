@@ -26,7 +26,7 @@ def test_rows_are_sklearns_lda_in_position_order(wine):
     X, y = wine
     acc = lrf.ScatterAccumulator(X.shape[1], 3).update(X, y)
     ranking = acc.rank(shrinkage=0.2)
-    weight, bias = lda_head(acc, ranking, shrinkage=0.2)
+    weight, bias = lda_head(acc, ranking, shrinkage=0.2, scale=1.0)  # the raw classifier
     lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=0.2).fit(X, y)
     np.testing.assert_allclose(weight.double().numpy(), lda.coef_[ranking.order], rtol=1e-5)
     np.testing.assert_allclose(bias.double().numpy(), lda.intercept_[ranking.order], rtol=1e-5)
@@ -44,8 +44,23 @@ def test_two_rankings_give_row_permutations_of_one_head(wine):
     for p in range(3):  # the class at position p of b has the same row in a's head
         q = int(a.positions[b.order[p]])
         assert torch.equal(wb[p], wa[q]) and torch.equal(bb[p], ba[q])
+    w1, b1 = lda_head(acc, a, scale=1.0)
     w2, b2 = lda_head(acc, a, scale=0.5)
-    assert torch.equal(w2, wa * 0.5) and torch.equal(b2, ba * 0.5)
+    assert torch.equal(w2, w1 * 0.5) and torch.equal(b2, b1 * 0.5)
+
+
+def test_auto_scale_puts_the_logits_about_one_unit_apart(wine):
+    X, y = wine
+    acc = lrf.ScatterAccumulator(X.shape[1], 3).update(X, y)
+    raw_w, raw_b = lda_head(acc, scale=1.0)
+    w, b = lda_head(acc)  # "auto"
+    factor = (w / raw_w).flatten()
+    np.testing.assert_allclose(factor.numpy(), factor[0].item(), rtol=1e-5)  # one factor
+    means = torch.from_numpy(acc.class_means).float()
+    priors = acc.class_counts / acc.class_counts.sum()
+    spread = np.sqrt(priors @ (means @ w.T + b).double().var(dim=1, unbiased=False).numpy())
+    assert spread == pytest.approx(1.0, rel=1e-4)
+    assert (means @ raw_w.T + raw_b).std() > 5  # the raw logits: several units apart
 
 
 def test_bad_arguments_are_refused(wine):

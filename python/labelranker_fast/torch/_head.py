@@ -24,7 +24,7 @@ def lda_head(
     accumulator: ScatterAccumulator,
     ranking: LabelRanking | None = None,
     shrinkage: Literal["oas"] | float | None = "oas",
-    scale: float = 1.0,
+    scale: float | Literal["auto"] = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The weights of an LDA-initialised head, rows in position order.
 
@@ -38,8 +38,14 @@ def lda_head(
         is class k.
     shrinkage : None, "oas" or float in [0, 1], default="oas"
         Of the within-class covariance S (OAS: the intensity the ranking's solve uses).
-    scale : float, default=1.0
-        Multiplies weights and biases (a softer start for large logits).
+    scale : "auto" or float, default="auto"
+        Multiplies weights and biases. Raw LDA logits are log-posteriors, often tens of
+        units apart, and fine-tuning from them diverges (a training loss near 20 after
+        three epochs where a random head has 2.3: the study's scratch backbone); "auto"
+        divides them by their spread over the classes at the class means (the
+        prior-weighted standard deviation), so they start about one unit apart. The
+        same factor for every class: the head is still the LDA classifier up to a
+        temperature, and order-free. 1.0 gives the raw classifier.
 
     Returns
     -------
@@ -57,8 +63,10 @@ def lda_head(
     if not isinstance(accumulator, ScatterAccumulator):
         raise TypeError(f"accumulator must be a ScatterAccumulator, got {type(accumulator)}")
     parse_shrinkage(shrinkage)
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale < np.inf:
-        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    if scale != "auto" and (
+        not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale < np.inf
+    ):
+        raise ValueError(f"scale must be 'auto' or a positive finite number, got {scale!r}")
     C = accumulator.num_classes
     order = np.arange(C)
     if ranking is not None:
@@ -71,6 +79,16 @@ def lda_head(
     counts = accumulator.class_counts
     within = accumulator.within_scatter() / counts.sum()
     coef, intercept, _ = class_rows(counts, accumulator.class_means, within, used)
+    if scale == "auto":
+        scale = _unit_spread(coef, intercept, accumulator.class_means, counts / counts.sum())
     weight = torch.from_numpy(np.ascontiguousarray(coef[order] * scale, dtype=np.float32))
     bias = torch.from_numpy(np.ascontiguousarray(intercept[order] * scale, dtype=np.float32))
     return weight, bias
+
+
+def _unit_spread(coef, intercept, means, priors) -> float:
+    """1 / the prior-weighted standard deviation over classes of the logits at the class
+    means (1.0 if they are all equal)."""
+    logits = means @ coef.T + intercept  # row j: the logits of class j's mean
+    spread = float(np.sqrt(priors @ logits.var(axis=1)))
+    return 1.0 / spread if spread > 0 and np.isfinite(spread) else 1.0
