@@ -42,10 +42,11 @@ def lda_head(
         Multiplies weights and biases. Raw LDA logits are log-posteriors, often tens of
         units apart, and fine-tuning from them diverges (a training loss near 20 after
         three epochs where a random head has 2.3: the study's scratch backbone); "auto"
-        divides them by their spread over the classes at the class means (the
-        prior-weighted standard deviation), so they start about one unit apart. The
-        same factor for every class: the head is still the LDA classifier up to a
-        temperature, and order-free. 1.0 gives the raw classifier.
+        divides them by their expected spread over the classes at the training samples
+        (the spread at the class means plus what within-class deviations add, from the
+        statistics alone), so they start about one unit apart. The same factor for every
+        class: the head is still the LDA classifier up to a temperature, and order-free.
+        1.0 gives the raw classifier.
 
     Returns
     -------
@@ -80,15 +81,22 @@ def lda_head(
     within = accumulator.within_scatter() / counts.sum()
     coef, intercept, _ = class_rows(counts, accumulator.class_means, within, used)
     if scale == "auto":
-        scale = _unit_spread(coef, intercept, accumulator.class_means, counts / counts.sum())
+        scale = _unit_spread(
+            coef, intercept, accumulator.class_means, counts / counts.sum(), within
+        )
     weight = torch.from_numpy(np.ascontiguousarray(coef[order] * scale, dtype=np.float32))
     bias = torch.from_numpy(np.ascontiguousarray(intercept[order] * scale, dtype=np.float32))
     return weight, bias
 
 
-def _unit_spread(coef, intercept, means, priors) -> float:
-    """1 / the prior-weighted standard deviation over classes of the logits at the class
-    means (1.0 if they are all equal)."""
+def _unit_spread(coef, intercept, means, priors, within) -> float:
+    """1 / the expected spread of the logits over the classes at the training samples: the
+    prior-weighted variance over classes at the class means, plus what a sample's
+    within-class deviation e adds (E var_k(e . c_k) = mean_k c_k^T S c_k - cbar^T S cbar,
+    S the unshrunk within-class covariance); 1.0 if that is zero."""
     logits = means @ coef.T + intercept  # row j: the logits of class j's mean
-    spread = float(np.sqrt(priors @ logits.var(axis=1)))
+    cs = coef @ within  # (C, d): c_k^T S
+    cbar = coef.mean(axis=0)
+    deviation = float(np.einsum("kd,kd->k", cs, coef).mean() - cbar @ within @ cbar)
+    spread = float(np.sqrt(max(priors @ logits.var(axis=1) + deviation, 0.0)))
     return 1.0 / spread if spread > 0 and np.isfinite(spread) else 1.0
