@@ -179,3 +179,16 @@ def test_label_ranker_takes_method_and_folds_in_fit_and_partial_fit():
         lrf.LabelRanker(folds=1).fit(X, y)
     with pytest.raises(ValueError, match="method must be one of"):
         lrf.LabelRanker(method="tsp").fit(X, y)
+
+
+def test_an_unpickled_folded_accumulator_takes_more_rows():
+    """__setstate__ set up less than __init__ (no scratch buffer): update raised."""
+    import pickle
+
+    X, y = line_data(n=600, C=4)
+    acc = pickle.loads(pickle.dumps(FoldedAccumulator(X.shape[1], 4, 3).update(X[:300], y[:300])))
+    acc.update(X[300:], y[300:])
+    want = FoldedAccumulator(X.shape[1], 4, 3).update(X, y)
+    for got, ref in zip(acc.folds, want.folds):
+        np.testing.assert_allclose(got.class_counts, ref.class_counts)
+        np.testing.assert_allclose(got.within_scatter(), ref.within_scatter(), rtol=1e-10)

@@ -48,6 +48,10 @@ class FoldedAccumulator:
         self.folds = [ScatterAccumulator(n_features, num_classes, n_threads=n_threads)]
         self.folds += [self.folds[0].copy() for _ in range(k - 1)]
         self._seen = np.zeros(num_classes, dtype=np.int64)  # samples of each class so far
+        self._start_fresh()
+
+    def _start_fresh(self) -> None:
+        """The state that is not statistics, as a new, unpickled or copied object has it."""
         self._open = False  # inside streaming_pass
         self._scratch: np.ndarray | None = None  # the gathered rows of one fold
         self._lock = threading.RLock()  # one pass or update at a time, as for the folds
@@ -174,13 +178,13 @@ class FoldedAccumulator:
 
     def __setstate__(self, state):
         self.folds, self._seen = state["folds"], state["seen"]
-        self._open, self._lock = False, threading.RLock()
+        self._start_fresh()
 
     def _select_classes(self, order) -> FoldedAccumulator:
         out = object.__new__(FoldedAccumulator)
         out.folds = [acc._select_classes(order) for acc in self.folds]
         out._seen = self._seen[np.asarray(order, dtype=np.int64)]
-        out._open, out._lock, out._scratch = False, threading.RLock(), None
+        out._start_fresh()
         return out
 
     def total(self) -> ScatterAccumulator:
