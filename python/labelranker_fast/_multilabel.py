@@ -138,12 +138,13 @@ def pairs_state(X: np.ndarray, W: np.ndarray, moment: Any) -> dict[str, Any]:
     for start in range(0, n, BLOCK_ROWS):
         Xb, Wb = X[start : start + BLOCK_ROWS], W[start : start + BLOCK_ROWS]
         w_row, n_b = Wb.sum(axis=1), Wb.sum(axis=0)
-        r, Xc, P = _block_sums(Xb, Wb, w_row)  # P_k = sum_i W_ik (x_i - r), float64
+        nonzeros = _sparse_nonzeros(Wb)
+        r, Xc, P = _block_sums(Xb, Wb, w_row, nonzeros)  # P_k = sum_i W_ik (x_i - r)
         new = (n_b > 0) & ~have
         shifts[new] = r + P[new] / n_b[new, None]
         have |= new
         rel = np.where(have[:, None], shifts - r, 0.0)  # s_k - r, small
-        a = _weighted_rows(Wb, rel, P.shape[0]) / w_row[:, None]  # a_i - r (float64)
+        a = _weighted_rows(Wb, rel, nonzeros) / w_row[:, None]  # a_i - r (float64)
         Z = np.ascontiguousarray(Xc - a.astype(X.dtype))  # x_i - a_i
         moment.update(Z, np.zeros(len(Xb), dtype=np.int64), w_row)
         sums += P - n_b[:, None] * rel  # sum_i W_ik (x_i - s_k)
@@ -164,27 +165,33 @@ def pairs_state(X: np.ndarray, W: np.ndarray, moment: Any) -> dict[str, Any]:
     }
 
 
-def _block_sums(Xb: np.ndarray, Wb: np.ndarray, w_row: np.ndarray):
+def _sparse_nonzeros(Wb: np.ndarray):
+    """``(rows, cols, vals)`` of W's non-zeros, row-major, when only they should be read
+    (many classes, a few labels per row); None when BLAS on the whole of W is cheaper."""
+    if Wb.shape[1] <= SPARSE_CLASSES:
+        return None
+    rows, cols = np.nonzero(Wb)
+    return (rows, cols, Wb[rows, cols]) if rows.size * 4 <= Wb.size else None
+
+
+def _block_sums(Xb: np.ndarray, Wb: np.ndarray, w_row: np.ndarray, nonzeros):
     """``(r, Xc, P)``: the block's weighted mean r (float64, rounded to the input
     precision), its rows less r, and the class sums P_k = sum_i W_ik (x_i - r)."""
     dtype = Xb.dtype
     r = (w_row / w_row.sum()).astype(dtype) @ Xb  # weights summing to 1: none overflows
     Xc = Xb - r
-    C = Wb.shape[1]
-    if C > SPARSE_CLASSES:
-        rows, cols = np.nonzero(Wb)
-        if rows.size * 4 <= Wb.size:  # a few labels per row: read only the non-zeros
-            return r.astype(np.float64), Xc, _class_sums(Xc, rows, cols, Wb[rows, cols], C)
+    if nonzeros is not None:
+        rows, cols, vals = nonzeros
+        return r.astype(np.float64), Xc, _class_sums(Xc, rows, cols, vals, Wb.shape[1])
     P = Wb.T @ (Xc if dtype == np.float64 else Xc.astype(np.float64))
     return r.astype(np.float64), Xc, P
 
 
-def _weighted_rows(Wb: np.ndarray, values: np.ndarray, C: int) -> np.ndarray:
+def _weighted_rows(Wb: np.ndarray, values: np.ndarray, nonzeros) -> np.ndarray:
     """(n, d) float64: sum_k W_ik values_k (from the non-zeros when W is sparse)."""
-    if C > SPARSE_CLASSES:
-        rows, cols = np.nonzero(Wb)
-        if rows.size * 4 <= Wb.size:
-            return _row_sums(values, rows, cols, Wb[rows, cols])
+    if nonzeros is not None:
+        rows, cols, vals = nonzeros
+        return _row_sums(values, rows, cols, vals)
     # float64 like the weights: in float32 a weight below 1e-45 (or a product above
     # 3e38) would vanish or overflow.
     return Wb @ values
