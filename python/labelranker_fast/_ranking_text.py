@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from ._inputs import label_array
@@ -72,11 +74,17 @@ def _class_name(label) -> str:
     return str(label)  # numpy's str: float32 0.1 is "0.1"
 
 
+def duplicates(values: list) -> list:
+    """The values that occur more than once, sorted: one pass (``list.count`` in a loop
+    would be quadratic, minutes for 100,000 names)."""
+    return sorted(v for v, k in collections.Counter(values).items() if k > 1)
+
+
 def _check_lines(lines: list) -> None:
     bad = [n for n in lines if not n.strip() or "\n" in n or "\r" in n or n != n.strip()]
     if bad:
         raise ValueError(f"class names cannot be written one per line: {bad[:3]!r}")
-    dup = sorted({n for n in lines if lines.count(n) > 1}) if len(set(lines)) < len(lines) else []
+    dup = duplicates(lines)
     if dup:  # timm would give every duplicate the last line's position
         raise ValueError(f"class names must be unique, got duplicates {dup[:3]!r}")
     for n in lines:
@@ -102,8 +110,8 @@ def check_names(names, n_classes: int, what: str = "names") -> tuple[str, ...]:
         raise ValueError(f"{what} has {len(names)} entries but the ranking has {n_classes} classes")
     if not all(names):
         raise ValueError(f"{what} must not hold empty strings")
-    if len(set(names)) != len(names):
-        dup = sorted({x for x in names if names.count(x) > 1})
+    dup = duplicates(names)
+    if dup:
         raise ValueError(f"{what} must be unique, got duplicates {dup[:3]!r}")
     return tuple(str(x) for x in names)  # np.str_ and other str subclasses as plain str
 
