@@ -60,31 +60,47 @@ def test_a_column_of_labels_is_named_as_such():
 
 
 @pytest.mark.parametrize("rows_before", [0, 10])
-def test_classes_grown_while_a_label_matrix_part_is_built(monkeypatch, rows_before):
-    # Another thread's grow_classes between building the part (outside the lock) and
-    # absorbing it: the slots were silently lost (empty accumulator) or the merge raised.
+def test_classes_grown_while_a_label_matrix_update_runs(rows_before):
+    # Another thread's grow_classes during update(X, W): the update either ran first (its
+    # rows in classes 0-2, the new slots empty) or sees the wider accumulator and refuses
+    # W's width; never silently lost slots or rows. (The label matrix used to be built
+    # into a private part outside the lock and merged after.)
+    import threading
+
     X, W = multi_hot(seed=3)
-    acc = ScatterAccumulator(X.shape[1], 3)
     y0 = np.arange(rows_before) % 3
-    acc.update(X[:rows_before], y0)
-    from labelranker_fast import _accumulator
-
-    pairs_state = _accumulator.pairs_state
-
-    def grow_meanwhile(*args):  # the part is being built: another thread grows acc
-        if acc.num_classes == 3:
-            acc.grow_classes(5)
-        return pairs_state(*args)
-
-    monkeypatch.setattr(_accumulator, "pairs_state", grow_meanwhile)
-    acc.update(X, W)
-    assert acc.num_classes == 5
     Xr = np.r_[X[:rows_before], X]
     Wr = np.r_[np.eye(3)[y0], W]
     N, m, Sw = reference(Xr, Wr)
-    np.testing.assert_allclose(acc.class_counts, np.r_[N, 0, 0], rtol=1e-13)
-    np.testing.assert_allclose(acc.class_means[:3], m, rtol=1e-12)
-    np.testing.assert_allclose(acc.within_scatter(), Sw, rtol=1e-10)
+    for _ in range(20):
+        acc = ScatterAccumulator(X.shape[1], 3)
+        acc.update(X[:rows_before], y0)
+        start, errors = threading.Barrier(2), []
+
+        def update(acc=acc, start=start, errors=errors):
+            start.wait()
+            try:
+                acc.update(X, W)
+            except ValueError as exc:
+                errors.append(exc)
+
+        def grow(acc=acc, start=start):
+            start.wait()
+            acc.grow_classes(5)
+
+        threads = [threading.Thread(target=update), threading.Thread(target=grow)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert acc.num_classes == 5
+        if errors:
+            assert "shape" in str(errors[0])
+            assert acc.n_samples == rows_before
+            continue
+        np.testing.assert_allclose(acc.class_counts, np.r_[N, 0, 0], rtol=1e-13)
+        np.testing.assert_allclose(acc.class_means[:3], m, rtol=1e-12)
+        np.testing.assert_allclose(acc.within_scatter(), Sw, rtol=1e-10)
 
 
 def test_sample_weights_times_label_weights_that_overflow_say_so():

@@ -43,14 +43,16 @@ bool contiguous_and_aligned(const py::array& a) {
 }
 
 template <class T>
-const T* vector_data(const py::array& a, Index n, const char* name, const char* dtype) {
+const T* vector_data(const py::array& a, Index n, const char* name, const char* dtype,
+                     const std::string& expected = "X has") {
   if (!a.dtype().equal(py::dtype::of<T>()) || !contiguous_and_aligned(a) || a.ndim() != 1) {
     throw py::type_error(std::string(name) + " must be a contiguous, aligned 1-D " + dtype +
                          " array");
   }
   if (a.shape(0) != n) {
     throw py::value_error(std::string(name) + " has " + std::to_string(a.shape(0)) +
-                          " entries but X has " + std::to_string(n) + " rows");
+                          " entries but " + expected + " " + std::to_string(n) +
+                          (expected == "X has" ? " rows" : ""));
   }
   return static_cast<const T*>(a.data());
 }
@@ -58,8 +60,9 @@ const T* vector_data(const py::array& a, Index n, const char* name, const char* 
 // Python runs signal handlers on the main thread only, so only there is polling useful.
 unsigned long main_thread_ident = 0;
 
-void update(BoundAccumulator& self, const py::array& x, const py::array& y,
-            const std::optional<py::array>& w) {
+// X's rows (checked: 2-D, the accumulator's width, float32/float64, contiguous) and
+// whether it is float32.
+Index checked_x(const BoundAccumulator& self, const py::array& x, bool* single) {
   if (x.ndim() != 2) throw py::value_error("X must be 2-D (n_samples, n_features)");
   if (x.shape(1) != self.acc.n_features()) {
     throw py::value_error("X has " + std::to_string(x.shape(1)) +
@@ -67,15 +70,16 @@ void update(BoundAccumulator& self, const py::array& x, const py::array& y,
                           std::to_string(self.acc.n_features()));
   }
   if (!contiguous_and_aligned(x)) throw py::type_error("X must be C-contiguous and aligned");
-  const Index n = x.shape(0);
-  const auto* labels = vector_data<std::int64_t>(y, n, "y", "int64");
-  const double* weights = w ? vector_data<double>(*w, n, "sample_weight", "float64") : nullptr;
-  const bool single = x.dtype().equal(py::dtype::of<float>());
-  if (!single && !x.dtype().equal(py::dtype::of<double>())) {
+  *single = x.dtype().equal(py::dtype::of<float>());
+  if (!*single && !x.dtype().equal(py::dtype::of<double>())) {
     throw py::type_error("X must be float32 or float64");
   }
-  const void* data = x.data();
+  return x.shape(0);
+}
 
+// Runs the update of `rows` of x with the GIL released.
+void run_update(BoundAccumulator& self, const py::array& x, bool single, const lrf::RowSet& rows) {
+  const void* data = x.data();
   // Ctrl-C (or any signal handler that raises) stops the update between blocks; the
   // engine undoes it, and the handler's exception (KeyboardInterrupt) is raised here.
   std::optional<py::error_already_set> raised;
@@ -94,9 +98,9 @@ void update(BoundAccumulator& self, const py::array& x, const py::array& y,
     std::lock_guard<std::mutex> lock(self.mutex);
     try {
       if (single) {
-        self.acc.update(static_cast<const float*>(data), n, labels, weights, poll);
+        self.acc.update(static_cast<const float*>(data), rows, poll);
       } else {
-        self.acc.update(static_cast<const double*>(data), n, labels, weights, poll);
+        self.acc.update(static_cast<const double*>(data), rows, poll);
       }
     } catch (const lrf::Interrupted&) {
       interrupted = true;
@@ -106,6 +110,46 @@ void update(BoundAccumulator& self, const py::array& x, const py::array& y,
     if (raised) throw std::move(*raised);
     throw std::runtime_error("update interrupted");  // not reached: only our poll stops it
   }
+}
+
+void update(BoundAccumulator& self, const py::array& x, const py::array& y,
+            const std::optional<py::array>& w) {
+  bool single = false;
+  const Index n = checked_x(self, x, &single);
+  lrf::RowSet rows{n, n};
+  rows.y = vector_data<std::int64_t>(y, n, "y", "int64");
+  rows.w = w ? vector_data<double>(*w, n, "sample_weight", "float64") : nullptr;
+  run_update(self, x, single, rows);
+}
+
+// Rows index[i] of X, with their classes y[i] and weights w[i] (the rows of one fold).
+void update_rows(BoundAccumulator& self, const py::array& x, const py::array& index,
+                 const py::array& y, const std::optional<py::array>& w) {
+  bool single = false;
+  lrf::RowSet rows;
+  rows.x_rows = checked_x(self, x, &single);
+  rows.n = index.ndim() == 1 ? index.shape(0) : 0;
+  rows.index = vector_data<std::int64_t>(index, rows.n, "index", "int64");
+  rows.y = vector_data<std::int64_t>(y, rows.n, "y", "int64", "index has");
+  rows.w = w ? vector_data<double>(*w, rows.n, "sample_weight", "float64", "index has") : nullptr;
+  run_update(self, x, single, rows);
+}
+
+// Rows of X with label weights in CSR form: row i's classes cols[indptr[i]:indptr[i+1]].
+void update_labels(BoundAccumulator& self, const py::array& x, const py::array& indptr,
+                   const py::array& cols, const py::array& vals) {
+  bool single = false;
+  const Index n = checked_x(self, x, &single);
+  lrf::RowSet rows{n, n};
+  rows.indptr = vector_data<std::int64_t>(indptr, n + 1, "indptr", "int64", "X's rows + 1 =");
+  const Index nnz = cols.ndim() == 1 ? cols.shape(0) : -1;
+  rows.cols = vector_data<std::int64_t>(cols, nnz, "cols", "int64");
+  rows.vals = vector_data<double>(vals, nnz, "vals", "float64", "cols has");
+  if (rows.indptr[n] != nnz) {
+    throw py::value_error("indptr[-1] = " + std::to_string(rows.indptr[n]) + " but cols has " +
+                          std::to_string(nnz) + " entries");
+  }
+  run_update(self, x, single, rows);
 }
 
 void merge(BoundAccumulator& self, const BoundAccumulator& other) {
@@ -260,6 +304,11 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
 )doc")
       .def(py::init<Index, Index>(), py::arg("n_features"), py::arg("num_classes"),
            "An empty accumulator for n_features >= 1 features and num_classes >= 2 classes.")
+      .def("update_rows", &update_rows, py::arg("X"), py::arg("index"), py::arg("y"),
+           py::arg("sample_weight") = py::none(),
+           "Adds rows X[index] with classes y and weights (like update(X[index], y, w)).")
+      .def("update_labels", &update_labels, py::arg("X"), py::arg("indptr"), py::arg("cols"),
+           py::arg("vals"), "Adds rows of X with label weights given as CSR (indptr, cols, vals).")
       .def("update", &update, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(),
            "Adds rows X (C-contiguous float32/float64) with int64 class indices y and optional "
            "float64 weights. All or nothing: on error the state is unchanged.")

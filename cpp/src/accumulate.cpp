@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "kernels.hpp"
+#include "label_rows.hpp"
 #include "labelranker/accumulator.hpp"
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
@@ -42,12 +43,13 @@ class Poller {
 // The rows of one update() call, as a lane reads them.
 template <class T>
 struct Rows {
-  const T* x;  // (n x d) row-major
-  Index n, d;
-  const std::int64_t* y;  // (n) class indices
-  const double* w;        // (n) weights, or nullptr
-  const T* shifts;        // (C x d) the pass's shifts at input precision
-  Index sub_rows;         // rows centred and multiplied at a time
+  const T* x;  // (x_rows x d) row-major
+  Index d;
+  const RowSet& set;
+  const T* shifts;         // (C x d) the pass's shifts at input precision
+  const double* shifts_d;  // the same in float64
+  Index sub_rows;          // rows centred and multiplied at a time
+  const T* row(Index i) const { return x + set.x_row(i) * d; }
 };
 
 }  // namespace
@@ -58,9 +60,13 @@ struct ScatterAccumulator::Lane {
   std::vector<float> centred_f, moment_f;   // float32 input: centred block and its moment
   std::vector<double> centred_d, moment_d;  // float64 input
   RowMatrixXd sums;                         // (C x d) the block's shifted sums
+  RowMatrixXd corrections;                  // (C x d) label-weight rows' U_k, if any
   VectorXd class_counts;                    // (C)
   std::vector<char> touched;                // (C)
   std::vector<Index> classes;               // classes in the block
+  std::vector<double> row_weights;          // (kBlockRows) label-weight rows' totals
+  std::vector<double> row_shift;            // (d) a label-weight row's mean shift
+  kernels::DenseLabelRows dense;            // soft-label sub-blocks' product path
   int weight_exp = 0;                       // the block's rows are scaled by 2^-weight_exp
 
   template <class T>
@@ -75,9 +81,54 @@ struct ScatterAccumulator::Lane {
   }
   void clear() {  // after a failure: no partial block left behind
     sums.setZero();
+    corrections.setZero();
     class_counts.setZero();
     std::fill(touched.begin(), touched.end(), 0);
     classes.clear();
+  }
+  void touch(Index k) {
+    if (!touched[k]) {
+      touched[k] = 1;
+      classes.push_back(k);
+    }
+  }
+
+  // The weights of rows [start, start + rows): sample weights, label-weight totals, or
+  // nullptr (all ones).
+  const double* block_weights(const RowSet& set, Index start, Index rows) {
+    if (!set.has_labels()) return set.w == nullptr ? nullptr : set.w + start;
+    for (Index r = 0; r < rows; ++r) {
+      double total = 0.0;
+      for (std::int64_t e = set.indptr[start + r]; e < set.indptr[start + r + 1]; ++e)
+        total += set.vals[e];
+      row_weights[r] = total;
+    }
+    return row_weights.data();
+  }
+
+  // Row i with label weights: one class is a weighted single-label row (the same
+  // arithmetic); several go through center_label_row; none, or no weight, add nothing.
+  template <class T>
+  void add_label_row(const Rows<T>& in, Index i, T* z, double total, double scale) {
+    const RowSet& set = in.set;
+    const std::int64_t first = set.indptr[i];
+    const Index L = set.indptr[i + 1] - first;
+    for (Index e = 0; e < L; ++e) {
+      touch(set.cols[first + e]);
+      class_counts[set.cols[first + e]] += set.vals[first + e];
+    }
+    const Index d = in.d;
+    if (L == 1) {
+      const Index k = set.cols[first];
+      kernels::center_row(in.row(i), in.shifts + k * d, z, sums.row(k).data(), d, set.vals + first,
+                          scale);
+    } else if (L == 0 || !(total > 0.0)) {
+      std::fill(z, z + d, T(0));
+    } else {
+      kernels::center_label_row(in.row(i), in.shifts_d, set.cols + first, set.vals + first, L,
+                                total, scale, z, sums.data(), corrections.data(), row_shift.data(),
+                                d);
+    }
   }
 
   // Centres block b of `in` and takes its moment, in sub-blocks small enough for the
@@ -86,28 +137,38 @@ struct ScatterAccumulator::Lane {
   // `poller` (the calling thread's lane only) is checked between sub-blocks.
   template <class T>
   bool center_block(const Rows<T>& in, Index b, Poller* poller, const std::atomic<bool>& stop) {
+    const RowSet& set = in.set;
     const Index d = in.d;
     const Index start = b * kBlockRows;
-    const Index rows = std::min(kBlockRows, in.n - start);
+    const Index rows = std::min(kBlockRows, set.n - start);
     T* zb = centred<T>().data();
     classes.clear();
-    weight_exp = kernels::block_weight_exponent(in.w == nullptr ? nullptr : in.w + start, rows);
+    const double* wb = block_weights(set, start, rows);
+    weight_exp = kernels::block_weight_exponent(wb, rows);
     const double scale = std::ldexp(1.0, -weight_exp);
     for (Index sub = 0; sub < rows; sub += in.sub_rows) {
       if (poller != nullptr) poller->check();
       if (stop.load(std::memory_order_relaxed)) return false;
       const Index sub_end = std::min(rows, sub + in.sub_rows);
+      if (set.has_labels() && dense.dense(set, start + sub, sub_end - sub)) {
+        for (Index k : dense.present()) touch(k);
+        dense.centre(in.x, set, start + sub, sub_end - sub, d, in.shifts_d, wb + sub, scale, zb,
+                     sums.data(), corrections.data(), class_counts.data());
+        blas::syrk_upper(d, sub_end - sub, zb, d, sub == 0 ? T(0) : T(1), moment<T>().data(), d);
+        continue;
+      }
       for (Index r = sub; r < sub_end; ++r) {
         const Index i = start + r;
-        const Index k = in.y[i];
-        if (!touched[k]) {
-          touched[k] = 1;
-          classes.push_back(k);
+        T* z = zb + (r - sub) * d;
+        if (set.has_labels()) {
+          add_label_row(in, i, z, wb[r], scale);
+          continue;
         }
-        const double wr = in.w == nullptr ? 1.0 : in.w[i];
-        kernels::center_row(in.x + i * d, in.shifts + k * d, zb + (r - sub) * d, sums.row(k).data(),
-                            d, in.w == nullptr ? nullptr : &wr, scale);
-        class_counts[k] += wr;
+        const Index k = set.y[i];
+        touch(k);
+        kernels::center_row(in.row(i), in.shifts + k * d, z, sums.row(k).data(), d,
+                            wb == nullptr ? nullptr : wb + r, scale);
+        class_counts[k] += wb == nullptr ? 1.0 : wb[r];
       }
       blas::syrk_upper(d, sub_end - sub, zb, d, sub == 0 ? T(0) : T(1), moment<T>().data(), d);
     }
@@ -116,7 +177,7 @@ struct ScatterAccumulator::Lane {
 };
 
 template <class T>
-const T* ScatterAccumulator::assign_shifts(const T* x, Index n, const std::int64_t* y) {
+const T* ScatterAccumulator::assign_shifts(const T* x, const RowSet& set) {
   // Shifts are fixed once per pass, when a class first appears in it: the accumulator's
   // shift, or for a class without one the mean of its first kShiftRows rows in this call;
   // rounded to input precision (so x - s is exact near s).
@@ -129,26 +190,36 @@ const T* ScatterAccumulator::assign_shifts(const T* x, Index n, const std::int64
   allocate_vector(taken, c_, "the call's class row counts", Index{-1});
   allocating<std::int64_t>(c_, -1, "the call's class list", [&] { fresh.reserve(c_); });
   Index fresh_open = 0;
-  for (Index i = 0; i < n; ++i) {
-    const Index k = y[i];
+  // Row xi is one of class k's; returns true once every class has its shift.
+  auto see = [&](Index k, const T* xi) {
     if (!ws.touched[k]) {
       ws.touched[k] = 1;
       ws.classes.push_back(k);  // never reallocates: capacity C since begin_pass
       fresh.push_back(k);
       if (class_counts_[k] > 0) {
         ws.shifts.row(k) = shifts_.row(k);
-        continue;
+        return false;
       }
       ws.shifts.row(k).setZero();
       taken[k] = 0;
       ++fresh_open;
     } else if (taken[k] < 0 || taken[k] >= kShiftRows) {
-      if (fresh_open == 0 && ws.classes.size() == static_cast<std::size_t>(c_)) break;
+      return fresh_open == 0 && ws.classes.size() == static_cast<std::size_t>(c_);
+    }
+    ws.shifts.row(k) +=
+        Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(xi, d_).template cast<double>();
+    if (++taken[k] == kShiftRows) --fresh_open;
+    return false;
+  };
+  bool done = false;
+  for (Index i = 0; i < set.n && !done; ++i) {
+    const T* xi = x + set.x_row(i) * d_;
+    if (!set.has_labels()) {
+      done = see(set.y[i], xi);
       continue;
     }
-    ws.shifts.row(k) += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(x + i * d_, d_)
-                            .template cast<double>();
-    if (++taken[k] == kShiftRows) --fresh_open;
+    for (std::int64_t e = set.indptr[i]; e < set.indptr[i + 1] && !done; ++e)
+      done = see(set.cols[e], xi);
   }
   for (Index k : fresh) {
     if (taken[k] > 0) ws.shifts.row(k) /= static_cast<double>(taken[k]);
@@ -162,7 +233,7 @@ const T* ScatterAccumulator::assign_shifts(const T* x, Index n, const std::int64
 
 template <class T>
 void ScatterAccumulator::prepare_lanes(Index n, Index lanes, Index sub_rows, bool undoable,
-                                       bool to_spare) {
+                                       bool to_spare, bool labels) {
   Workspace& ws = work_;
   while (static_cast<Index>(ws.lanes.size()) < lanes) ws.lanes.push_back(std::make_shared<Lane>());
   for (Index l = 0; l < lanes; ++l) {
@@ -182,10 +253,20 @@ void ScatterAccumulator::prepare_lanes(Index n, Index lanes, Index sub_rows, boo
       allocate_vector(lane.touched, c_, "a worker's class flags", char{0});
       allocating<std::int64_t>(c_, -1, "a worker's class list", [&] { lane.classes.reserve(c_); });
     }
+    if (labels && lane.corrections.rows() != c_) {
+      allocate_zero(lane.corrections, c_, d_, "a worker's label-weight corrections");
+      allocate_vector(lane.row_weights, kBlockRows, "a worker's row weights", 0.0);
+      allocate_vector(lane.row_shift, d_, "a worker's row shift", 0.0);
+    }
+    if (labels) lane.dense.reserve(sub_rows, d_, c_);
   }
-  if (undoable && ws.saved_rows.capacity() < static_cast<std::size_t>(c_ * (d_ + 1))) {
-    allocating<double>(c_, d_ + 1, "the class sums an update may have to restore", [&] {
-      ws.saved_rows.reserve(static_cast<std::size_t>(c_ * (d_ + 1)));
+  if (labels && ws.corrections.rows() != c_) {
+    allocate_zero(ws.corrections, c_, d_, "the pass's label-weight corrections");
+  }
+  const Index saved_width = d_ + 1 + (ws.corrections.rows() == c_ ? d_ : 0);
+  if (undoable && ws.saved_rows.capacity() < static_cast<std::size_t>(c_ * saved_width)) {
+    allocating<double>(c_, saved_width, "the class sums an update may have to restore", [&] {
+      ws.saved_rows.reserve(static_cast<std::size_t>(c_ * saved_width));
       ws.saved_classes.reserve(static_cast<std::size_t>(c_));
     });
   }
@@ -200,28 +281,38 @@ void ScatterAccumulator::reduce_block(Lane& lane, Index b, bool to_spare, bool u
   double* dst = to_spare ? ws.spare.data() : ws.moment.data();
   const double* base = b > 0 ? dst : to_spare ? ws.moment.data() : ws.has_moment ? dst : nullptr;
   kernels::fold_upper_scaled(dst, base, lane.moment<T>().data(), d_, lane.weight_exp);
+  const bool corrections = ws.corrections.rows() == c_;
   for (Index k : lane.classes) {
     if (undoable && !ws.saved[k]) {  // keep what this call changes, to undo it
       ws.saved[k] = 1;
       ws.saved_classes.push_back(k);
       ws.saved_rows.insert(ws.saved_rows.end(), ws.sums.row(k).data(), ws.sums.row(k).data() + d_);
       ws.saved_rows.push_back(ws.class_counts[k]);
+      if (corrections) {
+        const double* u = ws.corrections.row(k).data();
+        ws.saved_rows.insert(ws.saved_rows.end(), u, u + d_);
+      }
     }
     ws.sums.row(k) += lane.sums.row(k);
     ws.class_counts[k] += lane.class_counts[k];
     lane.sums.row(k).setZero();
     lane.class_counts[k] = 0;
     lane.touched[k] = 0;
+    if (lane.corrections.rows() == c_) {  // zero unless the block had label-weight rows
+      ws.corrections.row(k) += lane.corrections.row(k);
+      lane.corrections.row(k).setZero();
+    }
   }
 }
 
 template <class T>
-void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, const double* w,
-                                  const InterruptPoll& poll, bool undoable) {
+void ScatterAccumulator::add_rows(const T* x, const RowSet& set, const InterruptPoll& poll,
+                                  bool undoable) {
   // The rows' statistics go to the workspace and reach the accumulator only when the pass
   // commits, so an invalid row leaves the accumulator as it was.
   Workspace& ws = work_;
-  const T* shifts = assign_shifts(x, n, y);
+  const Index n = set.n;
+  const T* shifts = assign_shifts(x, set);
 
   // Blocks are processed by `lanes` workers (the calling thread is one of them); each
   // block's moment is computed by single-threaded syrks, then added to the call's moment in
@@ -231,9 +322,10 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
   const Index lanes = std::max<Index>(1, std::min<Index>(n_threads_, n_blocks));
   // An undoable call builds its moment in `spare` while the pass's moment stays as it was.
   const bool to_spare = undoable && ws.has_moment;
-  prepare_lanes<T>(n, lanes, sub_rows, undoable, to_spare);
+  prepare_lanes<T>(n, lanes, sub_rows, undoable, to_spare, set.has_labels());
+  if (set.has_labels()) ws.has_labels = true;
 
-  const Rows<T> in{x, n, d_, y, w, shifts, sub_rows};
+  const Rows<T> in{x, d_, set, shifts, ws.shifts.data(), sub_rows};
   Poller poller(poll);
   auto process = [&](int l, Index b, const std::atomic<bool>& stop) {
     return ws.lanes[l]->center_block(in, b, l == 0 ? &poller : nullptr, stop);
@@ -259,30 +351,31 @@ void ScatterAccumulator::add_rows(const T* x, Index n, const std::int64_t* y, co
   ws.clear_saved();
   ws.has_moment = true;
   ws.n_samples += n;
-  if (!ws.moment.diagonal().allFinite()) throw_non_finite(x, n, w);
+  if (!ws.moment.diagonal().allFinite()) throw_non_finite(x, set);
 }
 
 template <class T>
-void ScatterAccumulator::throw_non_finite(const T* x, Index n, const double* w) const {
-  for (Index i = 0; i < n; ++i) {
+void ScatterAccumulator::throw_non_finite(const T* x, const RowSet& set) const {
+  for (Index i = 0; i < set.n; ++i) {
+    const std::int64_t row = set.x_row(i);
     for (Index j = 0; j < d_; ++j) {
-      if (!std::isfinite(x[i * d_ + j])) {
+      if (!std::isfinite(x[row * d_ + j])) {
         std::ostringstream msg;
-        msg << "X contains NaN or infinity (X[" << i << ", " << j << "] = " << x[i * d_ + j]
+        msg << "X contains NaN or infinity (X[" << row << ", " << j << "] = " << x[row * d_ + j]
             << "); remove or impute non-finite features before ranking";
         throw InputError(msg.str());
       }
     }
   }
-  throw InputError(std::string("X has values whose ") + (w != nullptr ? "weighted " : "") +
+  const bool weighted = set.w != nullptr || set.has_labels();
+  throw InputError(std::string("X has values whose ") + (weighted ? "weighted " : "") +
                    "squares overflow " +
                    (std::is_same_v<T, float> ? "float32; pass float64 features" : "float64") +
                    " (rescale the features)");
 }
 
-template void ScatterAccumulator::add_rows(const float*, Index, const std::int64_t*, const double*,
-                                           const InterruptPoll&, bool);
-template void ScatterAccumulator::add_rows(const double*, Index, const std::int64_t*, const double*,
-                                           const InterruptPoll&, bool);
+template void ScatterAccumulator::add_rows(const float*, const RowSet&, const InterruptPoll&, bool);
+template void ScatterAccumulator::add_rows(const double*, const RowSet&, const InterruptPoll&,
+                                           bool);
 
 }  // namespace lrf

@@ -46,6 +46,15 @@ void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c,
                     checked_int(lda), 0.0, c, checked_int(ldc));
 }
 
+void gemm_rows(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, double alpha,
+               const double* a, index_t lda, const double* b, index_t ldb, double beta, double* c,
+               index_t ldc) {
+  scipy_cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, checked_int(m), checked_int(n),
+                    checked_int(k), alpha, a, checked_int(lda), b, checked_int(ldb), beta, c,
+                    checked_int(ldc));
+}
+
 int potrf_lower(index_t n, double* a, index_t lda) {
   return scipy_LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', checked_int(n), a, checked_int(lda));
 }

@@ -34,6 +34,43 @@ namespace lrf::kernels {
 LRF_CENTER_ROW(float)
 LRF_CENTER_ROW(double)
 #undef LRF_CENTER_ROW
+
+namespace {
+template <class T>
+__attribute__((always_inline)) inline void label_row(
+    const T* __restrict__ x, const double* __restrict__ shifts, const std::int64_t* cols,
+    const double* vals, Index L, double total, double scale, T* __restrict__ z,
+    double* __restrict__ sums, double* __restrict__ corrections, double* __restrict__ a, Index d) {
+  for (Index j = 0; j < d; ++j) a[j] = 0.0;
+  for (Index e = 0; e < L; ++e) {
+    const double v = vals[e] / total;
+    const double* __restrict__ s = shifts + cols[e] * d;
+    for (Index j = 0; j < d; ++j) a[j] += v * s[j];
+  }
+  const T root = static_cast<T>(std::sqrt(total) * scale);
+  for (Index j = 0; j < d; ++j) z[j] = static_cast<T>(static_cast<double>(x[j]) - a[j]) * root;
+  for (Index e = 0; e < L; ++e) {
+    const double v = vals[e];
+    const double* __restrict__ s = shifts + cols[e] * d;
+    double* __restrict__ t = sums + cols[e] * d;
+    double* __restrict__ u = corrections + cols[e] * d;
+    for (Index j = 0; j < d; ++j) {
+      t[j] += v * (static_cast<double>(x[j]) - s[j]);
+      u[j] += v * (s[j] - a[j]);
+    }
+  }
+}
+}  // namespace
+
+#define LRF_CENTER_LABEL_ROW(T)                                                                   \
+  LRF_CLONES void center_label_row(const T* x, const double* shifts, const std::int64_t* cols,    \
+                                   const double* vals, Index L, double total, double scale, T* z, \
+                                   double* sums, double* corrections, double* a, Index d) {       \
+    label_row(x, shifts, cols, vals, L, total, scale, z, sums, corrections, a, d);                \
+  }
+LRF_CENTER_LABEL_ROW(float)
+LRF_CENTER_LABEL_ROW(double)
+#undef LRF_CENTER_LABEL_ROW
 #undef LRF_CLONES
 
 }  // namespace lrf::kernels

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "labelranker/types.hpp"
 
@@ -70,5 +71,18 @@ void center_row(const float* x, const float* s, float* z, double* acc, Index d,
                 const double* weight, double scale);
 void center_row(const double* x, const double* s, double* z, double* acc, Index d,
                 const double* weight, double scale);
+
+// One row with label weights on several classes (cols, vals: its L entries, total weight
+// `total` > 0): with a = sum_j vals_j s_{cols_j} / total (float64, into `a`),
+//   z = (x - a) sqrt(total) * scale      at input precision, x - a taken in float64,
+//   sums_k += v (x - s_k),  corrections_k += v (s_k - a)   for each entry (k, v).
+// shifts, sums and corrections are C x d row-major float64 tables (the shifts hold values
+// at input precision). Cloned like center_row.
+void center_label_row(const float* x, const double* shifts, const std::int64_t* cols,
+                      const double* vals, Index L, double total, double scale, float* z,
+                      double* sums, double* corrections, double* a, Index d);
+void center_label_row(const double* x, const double* shifts, const std::int64_t* cols,
+                      const double* vals, Index L, double total, double scale, double* z,
+                      double* sums, double* corrections, double* a, Index d);
 
 }  // namespace lrf::kernels

@@ -31,6 +31,7 @@ void ScatterAccumulator::begin_pass() {
   ws.n_samples = 0;
   ws.has_moment = false;
   ws.saw_double = false;
+  ws.has_labels = false;
   // Our workers run the BLAS single-threaded; holding that setting for the whole pass
   // spares OpenBLAS a resize of its pool (and its idle threads' spinning) per call.
   ws.serial_blas = std::make_unique<blas::ThreadScope>(1);
@@ -48,6 +49,7 @@ void ScatterAccumulator::Workspace::release() {
   spare = MatrixXd();
   shifts = RowMatrixXd();
   sums = RowMatrixXd();
+  corrections = RowMatrixXd();
   shifts_f.resize(0, 0);
   class_counts = VectorXd();
   std::vector<char>().swap(touched);
@@ -65,12 +67,15 @@ void ScatterAccumulator::release_buffers() {
 
 void ScatterAccumulator::abort_pass() {
   Workspace& ws = work_;
+  const bool corrections = ws.corrections.rows() == c_;
   for (Index k : ws.classes) {
     ws.sums.row(k).setZero();
+    if (corrections) ws.corrections.row(k).setZero();
     ws.class_counts[k] = 0;
     ws.touched[k] = 0;
   }
   ws.classes.clear();
+  ws.has_labels = false;
   ws.clear_saved();
   ws.serial_blas.reset();
   work_.open = false;
@@ -83,6 +88,7 @@ void ScatterAccumulator::commit_pass() {
     VectorXd counts;
     allocate_zero(counts, c_, 1, "the pass's class counts");
     for (Index k : ws.classes) counts[k] = ws.class_counts[k];
+    if (ws.has_labels) add_label_correction();
     if (ws.has_moment) absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, ws.n_samples);
   } catch (...) {
     abort_pass();  // a refused pass is dropped whole: the accumulator stays as it was
@@ -91,18 +97,46 @@ void ScatterAccumulator::commit_pass() {
   abort_pass();  // clears the workspace
 }
 
+void ScatterAccumulator::add_label_correction() {
+  // sum_k (s_k - s_ref) U_k^T, which is sum_i sum_k W_ik (s_k - a_i)(s_k - a_i)^T (the
+  // pairs' spread around each row's mean shift) because sum_k W_ik (s_k - a_i) = 0; the
+  // reference s_ref (a shift of the pass) keeps the products free of a large offset.
+  Workspace& ws = work_;
+  const Index L = static_cast<Index>(ws.classes.size());
+  if (L == 0) return;
+  RowMatrixXd rel, corr;
+  allocate(rel, L, d_, "the label-weight correction's shifts");
+  allocate(corr, L, d_, "the label-weight correction's sums");
+  const RowVectorXd ref = ws.shifts.row(ws.classes[0]);
+  for (Index j = 0; j < L; ++j) {
+    rel.row(j) = ws.shifts.row(ws.classes[j]) - ref;
+    corr.row(j) = ws.corrections.row(ws.classes[j]);
+  }
+  MatrixXd product;
+  allocate(product, d_, d_, "the label-weight correction");
+  product.noalias() = rel.transpose() * corr;
+  for (Index j = 0; j < d_; ++j)
+    for (Index i = 0; i <= j; ++i) ws.moment(i, j) += 0.5 * (product(i, j) + product(j, i));
+}
+
 void ScatterAccumulator::undo_call(std::size_t classes_before, bool saw_double_before) {
   Workspace& ws = work_;
+  const bool corrections = ws.corrections.rows() == c_;  // the layout reduce_block saved
   const double* saved = ws.saved_rows.data();
   for (Index k : ws.saved_classes) {
     ws.sums.row(k) = Eigen::Map<const RowVectorXd>(saved, d_);
     ws.class_counts[k] = saved[d_];
     saved += d_ + 1;
+    if (corrections) {
+      ws.corrections.row(k) = Eigen::Map<const RowVectorXd>(saved, d_);
+      saved += d_;
+    }
   }
   ws.clear_saved();
   for (std::size_t i = classes_before; i < ws.classes.size(); ++i) {
     const Index k = ws.classes[i];  // first seen in the undone call: empty before it
     ws.sums.row(k).setZero();
+    if (corrections) ws.corrections.row(k).setZero();
     ws.class_counts[k] = 0;
     ws.touched[k] = 0;
   }
@@ -112,22 +146,29 @@ void ScatterAccumulator::undo_call(std::size_t classes_before, bool saw_double_b
 
 void ScatterAccumulator::update(const float* x, Index n, const std::int64_t* y, const double* w,
                                 const InterruptPoll& poll) {
-  update_impl(x, n, y, w, poll);
+  update_impl(x, RowSet{n, n, nullptr, y, w}, poll);
 }
 
 void ScatterAccumulator::update(const double* x, Index n, const std::int64_t* y, const double* w,
                                 const InterruptPoll& poll) {
-  update_impl(x, n, y, w, poll);
+  update_impl(x, RowSet{n, n, nullptr, y, w}, poll);
+}
+
+void ScatterAccumulator::update(const float* x, const RowSet& rows, const InterruptPoll& poll) {
+  update_impl(x, rows, poll);
+}
+
+void ScatterAccumulator::update(const double* x, const RowSet& rows, const InterruptPoll& poll) {
+  update_impl(x, rows, poll);
 }
 
 template <class T>
-void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y, const double* w,
-                                     const InterruptPoll& poll) {
-  if (n < 0) throw InputError("negative number of rows");
-  if (n == 0) return;
+void ScatterAccumulator::update_impl(const T* x, const RowSet& rows, const InterruptPoll& poll) {
+  if (rows.n < 0) throw InputError("negative number of rows");
+  if (rows.n == 0) return;
   const bool own_pass = !work_.open;
   if (own_pass) {
-    validate_rows(n, y, w);  // before the pass opens: nothing to undo
+    validate_rows(rows);  // before the pass opens: nothing to undo
     begin_pass();
   }
   const std::size_t classes_before = work_.classes.size();
@@ -136,7 +177,7 @@ void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y,
   // what it changes; in a pass of its own, dropping the pass is the undo.
   const bool undoable = !own_pass && static_cast<bool>(poll);
   try {
-    if (!own_pass) validate_rows(n, y, w);
+    if (!own_pass) validate_rows(rows);
     if constexpr (std::is_same_v<T, float>) {
       if (work_.saw_double) {
         throw InputError(
@@ -146,7 +187,7 @@ void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y,
     } else {
       work_.saw_double = true;
     }
-    add_rows(x, n, y, w, poll, undoable);
+    add_rows(x, rows, poll, undoable);
   } catch (const Interrupted&) {
     if (undoable) undo_call(classes_before, saw_double_before);
     else abort_pass();
@@ -158,20 +199,70 @@ void ScatterAccumulator::update_impl(const T* x, Index n, const std::int64_t* y,
   if (own_pass) commit_pass();
 }
 
-void ScatterAccumulator::validate_rows(Index n, const std::int64_t* y, const double* w) const {
+namespace {
+[[noreturn]] void refuse(const std::string& what) { throw InputError(what); }
+}  // namespace
+
+void ScatterAccumulator::validate_rows(const RowSet& rows) const {
+  const Index n = rows.n;
+  if (rows.index != nullptr) {
+    for (Index i = 0; i < n; ++i) {
+      if (rows.index[i] < 0 || rows.index[i] >= rows.x_rows) {
+        std::ostringstream msg;
+        msg << "row index[" << i << "] = " << rows.index[i] << " is not a row of X (" << rows.x_rows
+            << " rows)";
+        refuse(msg.str());
+      }
+    }
+  } else if (rows.x_rows != n) {
+    refuse("X's row count and the number of rows differ");
+  }
+  if (rows.has_labels()) {
+    if (rows.y != nullptr || rows.w != nullptr)
+      refuse("label weights take neither class indices nor sample weights");
+    if (rows.indptr[0] != 0) refuse("indptr[0] must be 0 (label weights in CSR form)");
+    // All of indptr first: with indptr[0] = 0 and indptr[n] = the entries (the bindings'
+    // check), non-decreasing pointers keep every row's entries inside the arrays.
+    for (Index i = 0; i < n; ++i) {
+      if (rows.indptr[i + 1] < rows.indptr[i])
+        refuse("indptr must not decrease (indptr[" + std::to_string(i + 1) + "] < indptr[" +
+               std::to_string(i) + "])");
+    }
+    for (Index i = 0; i < n; ++i) {
+      double total = 0.0;
+      for (std::int64_t e = rows.indptr[i]; e < rows.indptr[i + 1]; ++e) {
+        std::ostringstream msg;
+        if (rows.cols[e] < 0 || rows.cols[e] >= c_) {
+          msg << "label weight of row " << i << " names class " << rows.cols[e]
+              << ", not a class index in [0, " << c_ << ")";
+          refuse(msg.str());
+        }
+        if (!std::isfinite(rows.vals[e]) || rows.vals[e] < 0) {
+          msg << "label weight of row " << i << " is " << rows.vals[e]
+              << "; label weights must be finite and >= 0";
+          refuse(msg.str());
+        }
+        total += rows.vals[e];
+      }
+      if (!std::isfinite(total)) {
+        refuse("the label weights of row " + std::to_string(i) + " sum to infinity");
+      }
+    }
+    return;
+  }
   for (Index i = 0; i < n; ++i) {
-    if (y[i] < 0 || y[i] >= c_) {
+    if (rows.y[i] < 0 || rows.y[i] >= c_) {
       std::ostringstream msg;
-      msg << "y[" << i << "] = " << y[i] << " is not a class index in [0, " << c_ << ")";
-      throw InputError(msg.str());
+      msg << "y[" << i << "] = " << rows.y[i] << " is not a class index in [0, " << c_ << ")";
+      refuse(msg.str());
     }
   }
-  if (w != nullptr) {
+  if (rows.w != nullptr) {
     for (Index i = 0; i < n; ++i) {
-      if (!std::isfinite(w[i]) || w[i] < 0) {
+      if (!std::isfinite(rows.w[i]) || rows.w[i] < 0) {
         std::ostringstream msg;
-        msg << "sample_weight[" << i << "] = " << w[i] << "; weights must be finite and >= 0";
-        throw InputError(msg.str());
+        msg << "sample_weight[" << i << "] = " << rows.w[i] << "; weights must be finite and >= 0";
+        refuse(msg.str());
       }
     }
   }

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from . import _core
 from ._inputs import check_int, check_n_components, check_threads, in_memory, parse_shrinkage
 from ._io import STATE_KEYS, STATE_VERSION, plain_state
-from ._multilabel import is_label_matrix, label_weight_rows, pairs_state
+from ._multilabel import is_label_matrix, label_weight_rows
 from ._state import PathArg, StateForms, stream_part, widened
 from ._state import checked_rows as _rows
 
@@ -76,7 +76,6 @@ class ScatterAccumulator(StateForms):
     def _adopt(self, core) -> None:
         self._core = core
         self._lock = threading.RLock()
-        self._pending: ScatterAccumulator | None = None  # label-weight rows of an open pass
 
     @classmethod
     def _wrap(cls, core) -> ScatterAccumulator:
@@ -133,58 +132,31 @@ class ScatterAccumulator(StateForms):
                 self._absorb(part)
             return self
         if is_label_matrix(y):
-            self._absorb(self._label_weights_part(X, y, sample_weight), joins_pass=True)
+            with self._lock:  # the class count is read and used under the lock
+                rows = label_weight_rows(X, y, sample_weight, self.n_features, self.num_classes)
+                self._core.update_labels(*rows)
             return self
         X, y, w = _rows(X, y, sample_weight, self.n_features, self.num_classes)
         with self._lock:
             self._core.update(X, y, w)
         return self
 
-    def _label_weights_part(self, X, Y, sample_weight) -> ScatterAccumulator:
-        """A private accumulator of rows X with a label-weight matrix Y (``_multilabel``)."""
-        single, multi = label_weight_rows(X, Y, sample_weight, self.n_features, self.num_classes)
-        part = ScatterAccumulator(self.n_features, self.num_classes, n_threads=self.n_threads)
-        if single is not None:
-            part._core.update(*single)
-        if multi is not None:
-            rows, weights = multi
-            moment = _core.Accumulator(self.n_features, 2)
-            moment.n_threads = self.n_threads
-            part._core.merge(_core.Accumulator.from_state(pairs_state(rows, weights, moment)))
-        return part
+    def _update_rows(self, X: np.ndarray, index: np.ndarray, y: np.ndarray, w) -> None:
+        """Adds rows ``X[index]`` (checked arrays, as ``_rows`` gives) without a copy."""
+        with self._lock:
+            self._core.update_rows(X, index, y, w)
 
-    def _absorb(self, part: ScatterAccumulator, joins_pass: bool = False) -> None:
-        """Adds a privately built part: adopted by an empty accumulator, else merged.
-        Inside a pass, a part that ``joins_pass`` waits for the commit (the pass's abort
-        drops it); a streamed part cannot join one."""
+    def _absorb(self, part: ScatterAccumulator) -> None:
+        """Adds a privately built (streamed) part: adopted by an empty accumulator, else
+        merged; refused inside an open pass, whose abort could not take it back."""
         with self._lock:
             part = widened(part, self.num_classes)  # grown meanwhile by another thread
             if self._core.pass_open:
-                if not joins_pass:  # its rows could not be undone with the pass
-                    raise ValueError("a streamed update cannot join an open streaming_pass")
-                if self._pending is None:
-                    self._pending = part
-                else:
-                    self._pending._core.merge(part._core)
-            elif self._core.n_samples == 0:
+                raise ValueError("a streamed update cannot join an open streaming_pass")
+            if self._core.n_samples == 0:
                 self._core = part._core
             else:
                 self._core.merge(part._core)
-
-    def _commit(self) -> None:
-        """Commits the open pass and the parts waiting for it, all or nothing."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            self._core.commit_pass()
-            return
-        before = self._core.get_state()  # the committed statistics, without the pass
-        self._core.commit_pass()
-        try:
-            self._core.merge(pending._core)
-        except BaseException:
-            threads, self._core = self._core.n_threads, _core.Accumulator.from_state(before)
-            self._core.n_threads = threads
-            raise
 
     @contextlib.contextmanager
     def streaming_pass(self) -> Iterator[ScatterAccumulator]:
@@ -206,11 +178,10 @@ class ScatterAccumulator(StateForms):
             try:
                 yield self
             except BaseException:
-                self._pending = None
                 if self._core.pass_open:  # a failed commit_so_far may have closed it
                     self._core.abort_pass()
                 raise
-            self._commit()
+            self._core.commit_pass()
 
     def commit_so_far(self) -> None:
         """Inside ``streaming_pass``: commits what the pass added so far and goes on
@@ -222,7 +193,7 @@ class ScatterAccumulator(StateForms):
             No pass is open.
         """
         with self._lock:
-            self._commit()
+            self._core.commit_pass()
             self._core.begin_pass()
 
     def grow_classes(self, num_classes: int) -> None:
@@ -242,7 +213,7 @@ class ScatterAccumulator(StateForms):
         with self._lock:
             open_pass = self._core.pass_open
             if open_pass:
-                self._commit()
+                self._core.commit_pass()
             self._core = self._with_capacity(num_classes)._core
             if open_pass:
                 self._core.begin_pass()

@@ -63,6 +63,14 @@ class Accumulator:
         """
         Adds rows X (C-contiguous float32/float64) with int64 class indices y and optional float64 weights. All or nothing: on error the state is unchanged.
         """
+    def update_labels(self, X: numpy.ndarray, indptr: numpy.ndarray, cols: numpy.ndarray, vals: numpy.ndarray) -> None:
+        """
+        Adds rows of X with label weights given as CSR (indptr, cols, vals).
+        """
+    def update_rows(self, X: numpy.ndarray, index: numpy.ndarray, y: numpy.ndarray, sample_weight: numpy.ndarray | None = None) -> None:
+        """
+        Adds rows X[index] with classes y and weights (like update(X[index], y, w)).
+        """
     def within_scatter(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
         """
         (d, d) float64 within-class scatter S_w = sum_k sum_(x in k) w (x - mu_k)(x - mu_k)^T.

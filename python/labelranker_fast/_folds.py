@@ -45,15 +45,15 @@ class FoldedAccumulator:
         self, n_features: int, num_classes: int, folds: int, *, n_threads: int | None = None
     ) -> None:
         k = check_int(folds, "folds", 2)
-        self.folds = [ScatterAccumulator(n_features, num_classes, n_threads=n_threads)]
-        self.folds += [self.folds[0].copy() for _ in range(k - 1)]
+        self.folds = [
+            ScatterAccumulator(n_features, num_classes, n_threads=n_threads) for _ in range(k)
+        ]
         self._seen = np.zeros(num_classes, dtype=np.int64)  # samples of each class so far
         self._start_fresh()
 
     def _start_fresh(self) -> None:
         """The state that is not statistics, as a new, unpickled or copied object has it."""
         self._open = False  # inside streaming_pass
-        self._scratch: np.ndarray | None = None  # the gathered rows of one fold
         self._lock = threading.RLock()  # one pass or update at a time, as for the folds
 
     n_features = property(lambda self: self.folds[0].n_features)
@@ -97,21 +97,12 @@ class FoldedAccumulator:
             fold = self.fold_of(y)
             by_fold = np.argsort(fold, kind="stable")  # each fold's rows, in input order
             ends = np.searchsorted(fold[by_fold], np.arange(1, len(self.folds) + 1))
-            scratch = self._scratch_for(X, int(np.diff(np.r_[0, ends]).max()))
             for acc, start, stop in zip(self.folds, np.r_[0, ends[:-1]], ends):
                 rows = by_fold[start:stop]
-                if rows.size:  # gathered into one reused buffer: no fresh pages per call
-                    part = np.take(X, rows, axis=0, out=scratch[: rows.size])
-                    acc.update(part, y[rows], None if w is None else w[rows])
+                if rows.size:  # the engine reads the fold's rows of X in place
+                    acc._update_rows(X, rows, y[rows], None if w is None else w[rows])
             self._seen += np.bincount(y, minlength=self.num_classes)
         return self
-
-    def _scratch_for(self, X: np.ndarray, rows: int) -> np.ndarray:
-        """A buffer of at least ``rows`` rows of X's width and dtype, kept between calls."""
-        buf = self._scratch
-        if buf is None or buf.dtype != X.dtype or buf.shape[1] != X.shape[1] or len(buf) < rows:
-            buf = self._scratch = np.empty((rows, X.shape[1]), dtype=X.dtype)
-        return buf
 
     @contextlib.contextmanager
     def streaming_pass(self) -> Iterator[FoldedAccumulator]:
@@ -167,7 +158,6 @@ class FoldedAccumulator:
 
     def release_buffers(self) -> None:
         """Frees every fold's work buffers."""
-        self._scratch = None
         for acc in self.folds:
             acc.release_buffers()
 

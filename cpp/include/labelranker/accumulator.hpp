@@ -30,6 +30,26 @@ namespace lrf {
 // Interrupted. The bindings poll Python's signal handlers (Ctrl-C) this way.
 using InterruptPoll = std::function<bool()>;
 
+// The rows of one update() call, beside the feature matrix x (x_rows rows of d):
+// row i is x's row index[i] (or its row i without an index), of class y[i] with weight w[i]
+// (nullptr: 1) or, with label weights instead of y (and w), of the classes
+// cols[indptr[i] .. indptr[i+1]) with the non-negative weights vals[...]. A row with several
+// weighted classes enters as the (row, class) pairs of weighted LDA (DESIGN.md section 7),
+// without forming them: its moment is taken around the weighted mean of its classes'
+// shifts, and a per-class correction is kept until the pass commits.
+struct RowSet {
+  Index n = 0;                           // rows
+  Index x_rows = 0;                      // rows of x
+  const std::int64_t* index = nullptr;   // (n) rows of x, or nullptr
+  const std::int64_t* y = nullptr;       // (n) class indices, or nullptr with indptr
+  const double* w = nullptr;             // (n) weights, or nullptr
+  const std::int64_t* indptr = nullptr;  // (n + 1) label-weight rows (CSR), or nullptr
+  const std::int64_t* cols = nullptr;    // (indptr[n]) their classes
+  const double* vals = nullptr;          // (indptr[n]) their weights
+  bool has_labels() const { return indptr != nullptr; }
+  std::int64_t x_row(Index i) const { return index == nullptr ? i : index[i]; }
+};
+
 // Everything an accumulator holds, as plain arrays (for export, import and pickling).
 struct AccumulatorState {
   Index n_features = 0;
@@ -68,6 +88,9 @@ class ScatterAccumulator {
               const InterruptPoll& poll = {});
   void update(const double* x, Index n, const std::int64_t* y, const double* w,
               const InterruptPoll& poll = {});
+  // The same for the rows described by `rows` (a subset of x's rows, or label weights).
+  void update(const float* x, const RowSet& rows, const InterruptPoll& poll = {});
+  void update(const double* x, const RowSet& rows, const InterruptPoll& poll = {});
   static constexpr std::chrono::milliseconds kPollInterval{20};
 
   // A pass groups several update() calls into one: their statistics reach the accumulator
@@ -116,19 +139,18 @@ class ScatterAccumulator {
   struct Unallocated {};
   ScatterAccumulator(Unallocated, Index n_features, Index num_classes);
   template <class T>
-  void update_impl(const T* x, Index n, const std::int64_t* y, const double* w,
-                   const InterruptPoll& poll);
+  void update_impl(const T* x, const RowSet& rows, const InterruptPoll& poll);
   // The rows' path (accumulate.cpp): add_rows runs the steps below.
   template <class T>
-  void add_rows(const T* x, Index n, const std::int64_t* y, const double* w,
-                const InterruptPoll& poll, bool undoable);
+  void add_rows(const T* x, const RowSet& rows, const InterruptPoll& poll, bool undoable);
   // Sets the shifts of the classes first seen in this pass; returns the pass's shifts at
   // input precision (C x d).
   template <class T>
-  const T* assign_shifts(const T* x, Index n, const std::int64_t* y);
+  const T* assign_shifts(const T* x, const RowSet& rows);
   // Sizes the first `lanes` workers' buffers (and the undo buffers) for this call.
   template <class T>
-  void prepare_lanes(Index n, Index lanes, Index sub_rows, bool undoable, bool to_spare);
+  void prepare_lanes(Index n, Index lanes, Index sub_rows, bool undoable, bool to_spare,
+                     bool labels);
   struct Lane;  // one worker thread's buffers (defined in accumulate.cpp)
   // Adds a lane's block b to the pass (to `spare` if to_spare), saving what an undoable
   // call changes first.
@@ -136,9 +158,11 @@ class ScatterAccumulator {
   void reduce_block(Lane& lane, Index b, bool to_spare, bool undoable);
   // Undoes the workspace changes of an interrupted call inside an open pass.
   void undo_call(std::size_t classes_before, bool saw_double_before);
-  void validate_rows(Index n, const std::int64_t* y, const double* w) const;
+  void validate_rows(const RowSet& rows) const;
   template <class T>
-  [[noreturn]] void throw_non_finite(const T* x, Index n, const double* w) const;
+  [[noreturn]] void throw_non_finite(const T* x, const RowSet& rows) const;
+  // Adds the label-weight rows' correction sum_k (s_k - s_ref) U_k^T to the pass's moment.
+  void add_label_correction();
   // Adds statistics taken around `shifts` (only the listed classes) to this accumulator,
   // re-expressing them around this accumulator's own shifts where the two differ.
   void absorb(const std::vector<Index>& classes, const VectorXd& class_counts,
@@ -164,8 +188,12 @@ class ScatterAccumulator {
     Workspace() = default;
     Workspace(const Workspace&) {}
     Workspace& operator=(const Workspace&) { return *this; }
-    MatrixXd moment;             // d x d moment of this pass (upper triangle)
-    RowMatrixXd shifts, sums;    // (C x d) this pass's shifts and shifted sums
+    MatrixXd moment;           // d x d moment of this pass (upper triangle)
+    RowMatrixXd shifts, sums;  // (C x d) this pass's shifts and shifted sums
+    // (C x d) U_k = sum_i W_ik (s_k - a_i) over label-weight rows (a_i: the weighted mean
+    // of row i's shifts); allocated by the first such call, used while has_labels.
+    RowMatrixXd corrections;
+    bool has_labels = false;
     RowMatrixXf shifts_f;        // (C x d) the shifts in float32, for float32 rows
     VectorXd class_counts;       // (C) this pass's weights
     std::vector<char> touched;   // (C) class seen in this pass
@@ -181,7 +209,7 @@ class ScatterAccumulator {
     MatrixXd spare;
     std::vector<char> saved;  // (C) class saved in this call
     std::vector<Index> saved_classes;
-    std::vector<double> saved_rows;  // d entries per saved class, then its count
+    std::vector<double> saved_rows;  // per saved class: its sums, count [, corrections]
     void clear_saved();
     void release();  // frees every buffer (no pass open)
     std::vector<std::shared_ptr<Lane>> lanes;

@@ -20,6 +20,12 @@ void syrk_upper(index_t n, index_t k, const double* a, index_t lda, double beta,
 // C (n x n, upper triangle) = A^T A with A k x n column-major.
 void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc);
 
+// C (m x n) = alpha * op(A) op(B) + beta * C, all row-major; op(A) is m x k (A^T if
+// trans_a), op(B) k x n (B^T if trans_b).
+void gemm_rows(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, double alpha,
+               const double* a, index_t lda, const double* b, index_t ldb, double beta, double* c,
+               index_t ldc);
+
 // Cholesky A = L L^T in place (lower triangle). Returns LAPACK's info (0 on success).
 // OpenBLAS's blocking here depends on the thread count (the solver uses its own blocked
 // Cholesky instead, whose result does not).
