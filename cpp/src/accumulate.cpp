@@ -46,24 +46,24 @@ struct Rows {
   const T* x;  // (x_rows x d) row-major
   Index d;
   const RowSet& set;
-  const T* shifts;         // (C x d) the pass's shifts at input precision
-  const double* shifts_d;  // the same in float64
-  Index sub_rows;          // rows centred and multiplied at a time
+  const double* shifts;  // (C x d) the pass's shifts (values at input precision)
+  Index sub_rows;        // rows centred and multiplied at a time
   const T* row(Index i) const { return x + set.x_row(i) * d; }
 };
 
 }  // namespace
 
-// One worker thread's buffers: the centred rows of a block, their moment and the block's
-// per-class sums and counts.
+// One worker thread's buffers: the centred rows of a block, their moment, and the block's
+// per-class sums and counts in tables of the block's classes only (row slot[k] is class
+// k's), so that a block's cost does not grow with C.
 struct ScatterAccumulator::Lane {
   std::vector<float> centred_f, moment_f;   // float32 input: centred block and its moment
   std::vector<double> centred_d, moment_d;  // float64 input
-  RowMatrixXd sums;                         // (C x d) the block's shifted sums
-  RowMatrixXd corrections;                  // (C x d) label-weight rows' U_k, if any
-  VectorXd class_counts;                    // (C)
-  std::vector<char> touched;                // (C)
-  std::vector<Index> classes;               // classes in the block
+  RowMatrixXd sums;                         // (rows x d) the block's shifted class sums
+  RowMatrixXd corrections;                  // (rows x d) label-weight rows' U_k, if any
+  VectorXd class_counts;                    // (rows)
+  std::vector<std::int32_t> slot;           // (C) row of class k in the tables, or -1
+  std::vector<Index> classes;               // the block's classes, by row of the tables
   std::vector<double> row_weights;          // (kBlockRows) label-weight rows' totals
   std::vector<double> row_shift;            // (d) a label-weight row's mean shift
   kernels::DenseLabelRows dense;            // soft-label sub-blocks' product path
@@ -80,17 +80,21 @@ struct ScatterAccumulator::Lane {
     else return moment_d;
   }
   void clear() {  // after a failure: no partial block left behind
-    sums.setZero();
-    corrections.setZero();
-    class_counts.setZero();
-    std::fill(touched.begin(), touched.end(), 0);
+    for (Index p = 0; p < static_cast<Index>(classes.size()); ++p) {
+      sums.row(p).setZero();
+      if (corrections.rows() > 0) corrections.row(p).setZero();
+      class_counts[p] = 0;
+      slot[classes[p]] = -1;
+    }
     classes.clear();
   }
-  void touch(Index k) {
-    if (!touched[k]) {
-      touched[k] = 1;
+  // Class k's row of the block tables (a zero row when k is new to the block).
+  std::int32_t touch(Index k) {
+    if (slot[k] < 0) {
+      slot[k] = static_cast<std::int32_t>(classes.size());
       classes.push_back(k);
     }
+    return slot[k];
   }
 
   // The weights of rows [start, start + rows): sample weights, label-weight totals, or
@@ -113,21 +117,18 @@ struct ScatterAccumulator::Lane {
     const RowSet& set = in.set;
     const std::int64_t first = set.indptr[i];
     const Index L = set.indptr[i + 1] - first;
-    for (Index e = 0; e < L; ++e) {
-      touch(set.cols[first + e]);
-      class_counts[set.cols[first + e]] += set.vals[first + e];
-    }
+    for (Index e = 0; e < L; ++e) class_counts[touch(set.cols[first + e])] += set.vals[first + e];
     const Index d = in.d;
     if (L == 1) {
       const Index k = set.cols[first];
-      kernels::center_row(in.row(i), in.shifts + k * d, z, sums.row(k).data(), d, set.vals + first,
-                          scale);
+      kernels::center_row(in.row(i), in.shifts + k * d, z, sums.row(slot[k]).data(), d,
+                          set.vals + first, scale);
     } else if (L == 0 || !(total > 0.0)) {
       std::fill(z, z + d, T(0));
     } else {
-      kernels::center_label_row(in.row(i), in.shifts_d, set.cols + first, set.vals + first, L,
-                                total, scale, z, sums.data(), corrections.data(), row_shift.data(),
-                                d);
+      kernels::center_label_row(in.row(i), in.shifts, set.cols + first, set.vals + first, L, total,
+                                scale, z, slot.data(), sums.data(), corrections.data(),
+                                row_shift.data(), d);
     }
   }
 
@@ -142,7 +143,6 @@ struct ScatterAccumulator::Lane {
     const Index start = b * kBlockRows;
     const Index rows = std::min(kBlockRows, set.n - start);
     T* zb = centred<T>().data();
-    classes.clear();
     const double* wb = block_weights(set, start, rows);
     weight_exp = kernels::block_weight_exponent(wb, rows);
     const double scale = std::ldexp(1.0, -weight_exp);
@@ -152,8 +152,8 @@ struct ScatterAccumulator::Lane {
       const Index sub_end = std::min(rows, sub + in.sub_rows);
       if (set.has_labels() && dense.dense(set, start + sub, sub_end - sub)) {
         for (Index k : dense.present()) touch(k);
-        dense.centre(in.x, set, start + sub, sub_end - sub, d, in.shifts_d, wb + sub, scale, zb,
-                     sums.data(), corrections.data(), class_counts.data());
+        dense.centre(in.x, set, start + sub, sub_end - sub, d, in.shifts, wb + sub, scale, zb,
+                     slot.data(), sums.data(), corrections.data(), class_counts.data());
         blas::syrk_upper(d, sub_end - sub, zb, d, sub == 0 ? T(0) : T(1), moment<T>().data(), d);
         continue;
       }
@@ -165,10 +165,10 @@ struct ScatterAccumulator::Lane {
           continue;
         }
         const Index k = set.y[i];
-        touch(k);
-        kernels::center_row(in.row(i), in.shifts + k * d, z, sums.row(k).data(), d,
+        const std::int32_t p = touch(k);
+        kernels::center_row(in.row(i), in.shifts + k * d, z, sums.row(p).data(), d,
                             wb == nullptr ? nullptr : wb + r, scale);
-        class_counts[k] += wb == nullptr ? 1.0 : wb[r];
+        class_counts[p] += wb == nullptr ? 1.0 : wb[r];
       }
       blas::syrk_upper(d, sub_end - sub, zb, d, sub == 0 ? T(0) : T(1), moment<T>().data(), d);
     }
@@ -177,14 +177,11 @@ struct ScatterAccumulator::Lane {
 };
 
 template <class T>
-const T* ScatterAccumulator::assign_shifts(const T* x, const RowSet& set) {
+const double* ScatterAccumulator::assign_shifts(const T* x, const RowSet& set) {
   // Shifts are fixed once per pass, when a class first appears in it: the accumulator's
   // shift, or for a class without one the mean of its first kShiftRows rows in this call;
   // rounded to input precision (so x - s is exact near s).
   Workspace& ws = work_;
-  if constexpr (std::is_same_v<T, float>) {
-    if (ws.shifts_f.rows() != c_) allocate(ws.shifts_f, c_, d_, "the pass's float32 class shifts");
-  }
   std::vector<Index> fresh;  // classes whose shift is set in this call
   std::vector<Index> taken;  // rows averaged, if fresh
   allocate_vector(taken, c_, "the call's class row counts", Index{-1});
@@ -224,17 +221,24 @@ const T* ScatterAccumulator::assign_shifts(const T* x, const RowSet& set) {
   for (Index k : fresh) {
     if (taken[k] > 0) ws.shifts.row(k) /= static_cast<double>(taken[k]);
     for (Index j = 0; j < d_; ++j) ws.shifts(k, j) = kernels::round_to<T>(ws.shifts(k, j));
-    if constexpr (std::is_same_v<T, float>)
-      ws.shifts_f.row(k) = ws.shifts.row(k).template cast<float>();
   }
-  if constexpr (std::is_same_v<T, float>) return ws.shifts_f.data();
-  else return ws.shifts.data();
+  return ws.shifts.data();
 }
 
 template <class T>
-void ScatterAccumulator::prepare_lanes(Index n, Index lanes, Index sub_rows, bool undoable,
-                                       bool to_spare, bool labels) {
+void ScatterAccumulator::prepare_lanes(const RowSet& set, Index lanes, Index sub_rows,
+                                       bool undoable, bool to_spare) {
   Workspace& ws = work_;
+  const Index n = set.n;
+  const bool labels = set.has_labels();
+  // A block names at most kBlockRows classes, or with label weights its entries' classes.
+  Index table_rows = std::min(c_, kBlockRows);
+  if (labels) {
+    std::int64_t most = 0;
+    for (Index start = 0; start < n; start += kBlockRows)
+      most = std::max(most, set.indptr[std::min(n, start + kBlockRows)] - set.indptr[start]);
+    table_rows = std::max<Index>(1, std::min<Index>(c_, most));
+  }
   while (static_cast<Index>(ws.lanes.size()) < lanes) ws.lanes.push_back(std::make_shared<Lane>());
   for (Index l = 0; l < lanes; ++l) {
     Lane& lane = *ws.lanes[l];
@@ -247,14 +251,19 @@ void ScatterAccumulator::prepare_lanes(Index n, Index lanes, Index sub_rows, boo
       allocating<T>(d_, d_, "a worker's block moment",
                     [&] { lane.moment<T>().resize(static_cast<std::size_t>(d_ * d_)); });
     }
-    if (lane.class_counts.size() != c_) {
-      allocate_zero(lane.class_counts, c_, 1, "a worker's class counts");
-      allocate_zero(lane.sums, c_, d_, "a worker's class sums");
-      allocate_vector(lane.touched, c_, "a worker's class flags", char{0});
-      allocating<std::int64_t>(c_, -1, "a worker's class list", [&] { lane.classes.reserve(c_); });
+    if (static_cast<Index>(lane.slot.size()) != c_) {
+      allocate_vector(lane.slot, c_, "a worker's class slots", std::int32_t{-1});
+      lane.classes.clear();
     }
-    if (labels && lane.corrections.rows() != c_) {
-      allocate_zero(lane.corrections, c_, d_, "a worker's label-weight corrections");
+    if (lane.sums.rows() < table_rows) {
+      allocate_zero(lane.class_counts, table_rows, 1, "a worker's class counts");
+      allocate_zero(lane.sums, table_rows, d_, "a worker's class sums");
+      allocating<std::int64_t>(table_rows, -1, "a worker's class list",
+                               [&] { lane.classes.reserve(table_rows); });
+      if (lane.corrections.rows() > 0) lane.corrections.resize(0, d_);
+    }
+    if (labels && lane.corrections.rows() < table_rows) {
+      allocate_zero(lane.corrections, lane.sums.rows(), d_, "a worker's label-weight corrections");
       allocate_vector(lane.row_weights, kBlockRows, "a worker's row weights", 0.0);
       allocate_vector(lane.row_shift, d_, "a worker's row shift", 0.0);
     }
@@ -263,11 +272,13 @@ void ScatterAccumulator::prepare_lanes(Index n, Index lanes, Index sub_rows, boo
   if (labels && ws.corrections.rows() != c_) {
     allocate_zero(ws.corrections, c_, d_, "the pass's label-weight corrections");
   }
+  // An undoable call saves the rows of the classes it names: at most its rows' (entries').
   const Index saved_width = d_ + 1 + (ws.corrections.rows() == c_ ? d_ : 0);
-  if (undoable && ws.saved_rows.capacity() < static_cast<std::size_t>(c_ * saved_width)) {
-    allocating<double>(c_, saved_width, "the class sums an update may have to restore", [&] {
-      ws.saved_rows.reserve(static_cast<std::size_t>(c_ * saved_width));
-      ws.saved_classes.reserve(static_cast<std::size_t>(c_));
+  const Index named = std::min<Index>(c_, labels ? set.indptr[n] : n);
+  if (undoable && ws.saved_rows.capacity() < static_cast<std::size_t>(named * saved_width)) {
+    allocating<double>(named, saved_width, "the class sums an update may have to restore", [&] {
+      ws.saved_rows.reserve(static_cast<std::size_t>(named * saved_width));
+      ws.saved_classes.reserve(static_cast<std::size_t>(named));
     });
   }
   if (to_spare && ws.spare.rows() != d_) {
@@ -282,7 +293,9 @@ void ScatterAccumulator::reduce_block(Lane& lane, Index b, bool to_spare, bool u
   const double* base = b > 0 ? dst : to_spare ? ws.moment.data() : ws.has_moment ? dst : nullptr;
   kernels::fold_upper_scaled(dst, base, lane.moment<T>().data(), d_, lane.weight_exp);
   const bool corrections = ws.corrections.rows() == c_;
-  for (Index k : lane.classes) {
+  const bool lane_corrections = lane.corrections.rows() > 0;  // zero without label rows
+  for (Index p = 0; p < static_cast<Index>(lane.classes.size()); ++p) {
+    const Index k = lane.classes[p];
     if (undoable && !ws.saved[k]) {  // keep what this call changes, to undo it
       ws.saved[k] = 1;
       ws.saved_classes.push_back(k);
@@ -293,16 +306,17 @@ void ScatterAccumulator::reduce_block(Lane& lane, Index b, bool to_spare, bool u
         ws.saved_rows.insert(ws.saved_rows.end(), u, u + d_);
       }
     }
-    ws.sums.row(k) += lane.sums.row(k);
-    ws.class_counts[k] += lane.class_counts[k];
-    lane.sums.row(k).setZero();
-    lane.class_counts[k] = 0;
-    lane.touched[k] = 0;
-    if (lane.corrections.rows() == c_) {  // zero unless the block had label-weight rows
-      ws.corrections.row(k) += lane.corrections.row(k);
-      lane.corrections.row(k).setZero();
+    ws.sums.row(k) += lane.sums.row(p);
+    ws.class_counts[k] += lane.class_counts[p];
+    lane.sums.row(p).setZero();
+    lane.class_counts[p] = 0;
+    lane.slot[k] = -1;
+    if (lane_corrections) {
+      ws.corrections.row(k) += lane.corrections.row(p);
+      lane.corrections.row(p).setZero();
     }
   }
+  lane.classes.clear();
 }
 
 template <class T>
@@ -312,7 +326,7 @@ void ScatterAccumulator::add_rows(const T* x, const RowSet& set, const Interrupt
   // commits, so an invalid row leaves the accumulator as it was.
   Workspace& ws = work_;
   const Index n = set.n;
-  const T* shifts = assign_shifts(x, set);
+  const double* shifts = assign_shifts(x, set);
 
   // Blocks are processed by `lanes` workers (the calling thread is one of them); each
   // block's moment is computed by single-threaded syrks, then added to the call's moment in
@@ -322,10 +336,10 @@ void ScatterAccumulator::add_rows(const T* x, const RowSet& set, const Interrupt
   const Index lanes = std::max<Index>(1, std::min<Index>(n_threads_, n_blocks));
   // An undoable call builds its moment in `spare` while the pass's moment stays as it was.
   const bool to_spare = undoable && ws.has_moment;
-  prepare_lanes<T>(n, lanes, sub_rows, undoable, to_spare, set.has_labels());
+  prepare_lanes<T>(set, lanes, sub_rows, undoable, to_spare);
   if (set.has_labels()) ws.has_labels = true;
 
-  const Rows<T> in{x, d_, set, shifts, ws.shifts.data(), sub_rows};
+  const Rows<T> in{x, d_, set, shifts, sub_rows};
   Poller poller(poll);
   auto process = [&](int l, Index b, const std::atomic<bool>& stop) {
     return ws.lanes[l]->center_block(in, b, l == 0 ? &poller : nullptr, stop);

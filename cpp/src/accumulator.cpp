@@ -31,10 +31,12 @@ ScatterAccumulator::ScatterAccumulator(Unallocated, Index n_features, Index num_
 ScatterAccumulator::ScatterAccumulator(Index n_features, Index num_classes)
     : ScatterAccumulator(Unallocated{}, n_features, num_classes) {
   // Largest first: a size that cannot exist fails before anything is written.
+  // The C x d tables wait for the first statistics (absorb, adopt_pass): an accumulator
+  // without them reads as all zeros.
   allocate_zero(m2_, d_, d_, "the second moment");
-  allocate_zero(sums_, c_, d_, "the class sums");
-  allocate_zero(shifts_, c_, d_, "the class shifts");
   allocate_zero(class_counts_, c_, 1, "the class counts");
+  shifts_.resize(0, d_);
+  sums_.resize(0, d_);
 }
 
 void ScatterAccumulator::set_n_threads(int n) {
@@ -48,48 +50,37 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
   // Moving class k's statistics from shift a to shift b = a - delta (delta = a - b):
   //   sums  T' = T + n delta
   //   m2    M' = M + delta T^T + T delta^T + n delta delta^T
-  //           = M + D^T V + V^T D  with rows D_k = delta_k, V_k = T_k + (n_k / 2) delta_k.
-  // The result is built beside the state and checked before it replaces it: statistics
-  // that would overflow (weights summing to infinity, a row count past 2^63) are refused and
-  // leave the accumulator as it was.
+  //           = M + D^T V + V^T D  with rows D_k = delta_k, V_k = T_k + (n_k / 2) delta_k
+  // (only for the classes whose shift moves; a pass keeps the accumulator's shifts, so a
+  // commit moves none). Everything is computed and checked before the state is written,
+  // in place: statistics that would overflow (weights summing to infinity, a row count
+  // past 2^63) are refused and leave the accumulator as it was.
   std::int64_t new_n_samples = 0;
   if (__builtin_add_overflow(n_samples_, n_samples, &new_n_samples)) {
     throw InputError("the number of rows would overflow a 64-bit integer");
   }
-  MatrixXd new_m2 = copy_of(m2_, "the merged second moment");
-  RowMatrixXd new_sums = copy_of(sums_, "the merged class sums");
-  RowMatrixXd new_shifts = copy_of(shifts_, "the merged class shifts");
-  VectorXd new_counts = copy_of(class_counts_, "the merged class counts");
-  RowMatrixXd D, V;
+  std::vector<Index> added, moved;  // classes with weight; those whose shift moves
   for (Index k : classes) {
-    const double n_k = class_counts[k];
-    if (n_k <= 0) continue;
-    if (class_counts_[k] <= 0) {
-      new_shifts.row(k) = shifts.row(k);
-      new_sums.row(k) = sums.row(k);
-    } else {
-      const RowVectorXd delta = shifts.row(k) - shifts_.row(k);
-      if (!delta.isZero(0.0)) {
-        if (D.rows() == 0) {
-          allocate_zero(D, c_, d_, "the shift changes of a merge");
-          allocate_zero(V, c_, d_, "the shift changes of a merge");
-        }
-        D.row(k) = delta;
-        V.row(k) = sums.row(k) + (0.5 * n_k) * delta;
-        new_sums.row(k) += sums.row(k) + n_k * delta;
-      } else {
-        new_sums.row(k) += sums.row(k);
-      }
-    }
-    new_counts[k] += n_k;
+    if (!(class_counts[k] > 0)) continue;
+    added.push_back(k);
+    if (class_counts_[k] > 0 && shifts.row(k) != shifts_.row(k)) moved.push_back(k);
   }
+  MatrixXd new_m2 = copy_of(m2_, "the merged second moment");
   kernels::add_upper(new_m2.data(), m2_upper.data(), d_);
-  if (D.rows() != 0) {
-    // D^T V through the BLAS (C d^2 multiply-adds: the merge's one large product).
+  RowMatrixXd D, V;
+  if (!moved.empty()) {
+    const Index L = static_cast<Index>(moved.size());
+    allocate(D, L, d_, "the shift changes of a merge");
+    allocate(V, L, d_, "the shift changes of a merge");
+    for (Index j = 0; j < L; ++j) {
+      const Index k = moved[j];
+      D.row(j) = shifts.row(k) - shifts_.row(k);
+      V.row(j) = sums.row(k) + (0.5 * class_counts[k]) * D.row(j);
+    }
+    // D^T V through the BLAS (L d^2 multiply-adds: the merge's one large product).
     RowMatrixXd cross;
     allocate(cross, d_, d_, "the moment change of a merge");
-    blas::gemm_rows(true, false, d_, d_, c_, 1.0, D.data(), d_, V.data(), d_, 0.0, cross.data(),
-                    d_);
+    blas::gemm_rows(true, false, d_, d_, L, 1.0, D.data(), d_, V.data(), d_, 0.0, cross.data(), d_);
     const MatrixXd sym = allocating<double>(d_, d_, "the moment change of a merge",
                                             [&] { return MatrixXd(cross + cross.transpose()); });
     kernels::add_upper(new_m2.data(), sym.data(), d_);
@@ -99,18 +90,76 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
   // below 1) while their sums did not, rounding can leave a diagonal entry a few ulps
   // below zero. It is set to zero: closer to the exact value, and a valid state.
   for (Index j = 0; j < d_; ++j) new_m2(j, j) = std::max(new_m2(j, j), 0.0);
-  bool finite = new_counts.allFinite() && new_m2.diagonal().allFinite();
-  for (Index k : classes) finite = finite && new_sums.row(k).allFinite();
+  // The new sums row of class k (the j-th moved class, or -1), as an expression.
+  std::size_t next_moved = 0;
+  auto new_row = [&](Index k, Index j) -> RowVectorXd {
+    if (!(class_counts_[k] > 0)) return sums.row(k);
+    if (j < 0) return sums_.row(k) + sums.row(k);
+    return sums_.row(k) + (sums.row(k) + class_counts[k] * D.row(j));
+  };
+  bool finite = new_m2.diagonal().allFinite();
+  for (Index k : added) {
+    const Index j = next_moved < moved.size() && moved[next_moved] == k ? next_moved++ : -1;
+    finite =
+        finite && std::isfinite(class_counts_[k] + class_counts[k]) && new_row(k, j).allFinite();
+  }
   if (!finite) {
     throw InputError(
         "the statistics would overflow (weights or squared features too large to "
         "add up in float64); rescale the features or the weights");
   }
+  if (shifts_.rows() != c_) {  // the first statistics: the tables are allocated now
+    RowMatrixXd zero_shifts, zero_sums;
+    allocate_zero(zero_shifts, c_, d_, "the class shifts");
+    allocate_zero(zero_sums, c_, d_, "the class sums");
+    shifts_.swap(zero_shifts);
+    sums_.swap(zero_sums);
+  }
+  next_moved = 0;
+  for (Index k : added) {  // from here on nothing throws
+    const Index j = next_moved < moved.size() && moved[next_moved] == k ? next_moved++ : -1;
+    sums_.row(k) = new_row(k, j);
+    if (!(class_counts_[k] > 0)) shifts_.row(k) = shifts.row(k);
+    class_counts_[k] += class_counts[k];
+  }
   n_samples_ = new_n_samples;
-  class_counts_.swap(new_counts);
-  shifts_.swap(new_shifts);
-  sums_.swap(new_sums);
   m2_.swap(new_m2);
+}
+
+void ScatterAccumulator::adopt_pass(const MatrixXd& moment_upper) {
+  // The first statistics of an accumulator without tables: the pass's shifts and sums
+  // become the state's (no copy), with the rows of classes without weight in the pass
+  // zeroed. The values are those absorb would write.
+  Workspace& ws = work_;
+  VectorXd counts;
+  allocate_zero(counts, c_, 1, "the class counts");
+  std::vector<char> keep(static_cast<std::size_t>(c_), 0);
+  bool finite = true;
+  for (Index k : ws.classes) {
+    if (!(ws.class_counts[k] > 0)) continue;
+    keep[k] = 1;
+    counts[k] = ws.class_counts[k];
+    finite = finite && std::isfinite(counts[k]) && ws.sums.row(k).allFinite();
+  }
+  MatrixXd new_m2;
+  allocate_zero(new_m2, d_, d_, "the second moment");
+  kernels::add_upper(new_m2.data(), moment_upper.data(), d_);
+  for (Index j = 0; j < d_; ++j) new_m2(j, j) = std::max(new_m2(j, j), 0.0);
+  if (!finite || !new_m2.diagonal().allFinite()) {
+    throw InputError(
+        "the statistics would overflow (weights or squared features too large to "
+        "add up in float64); rescale the features or the weights");
+  }
+  for (Index k = 0; k < c_; ++k) {
+    if (keep[k]) continue;
+    ws.shifts.row(k).setZero();
+    ws.sums.row(k).setZero();
+  }
+  shifts_.swap(ws.shifts);  // the workspace is left without tables: begin_pass makes new ones
+  sums_.swap(ws.sums);
+  class_counts_.swap(counts);
+  m2_.swap(new_m2);
+  n_samples_ = ws.n_samples;
 }
 
 void ScatterAccumulator::merge(const ScatterAccumulator& other) {

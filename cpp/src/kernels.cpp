@@ -11,25 +11,25 @@ namespace lrf::kernels {
 #else
 #define LRF_CLONES
 #endif
-#define LRF_CENTER_ROW(T)                                                                         \
-  LRF_CLONES void center_row(const T* __restrict__ x, const T* __restrict__ s, T* __restrict__ z, \
-                             double* __restrict__ acc, Index d, const double* weight,             \
-                             double scale) {                                                      \
-    if (weight == nullptr) {                                                                      \
-      for (Index j = 0; j < d; ++j) {                                                             \
-        const T v = x[j] - s[j];                                                                  \
-        z[j] = v;                                                                                 \
-        acc[j] += static_cast<double>(v);                                                         \
-      }                                                                                           \
-    } else {                                                                                      \
-      const double w = *weight;                                                                   \
-      const T root = static_cast<T>(std::sqrt(w) * scale);                                        \
-      for (Index j = 0; j < d; ++j) {                                                             \
-        const T v = x[j] - s[j];                                                                  \
-        z[j] = v * root;                                                                          \
-        acc[j] += w * static_cast<double>(v);                                                     \
-      }                                                                                           \
-    }                                                                                             \
+#define LRF_CENTER_ROW(T)                                                           \
+  LRF_CLONES void center_row(const T* __restrict__ x, const double* __restrict__ s, \
+                             T* __restrict__ z, double* __restrict__ acc, Index d,  \
+                             const double* weight, double scale) {                  \
+    if (weight == nullptr) {                                                        \
+      for (Index j = 0; j < d; ++j) {                                               \
+        const T v = x[j] - static_cast<T>(s[j]);                                    \
+        z[j] = v;                                                                   \
+        acc[j] += static_cast<double>(v);                                           \
+      }                                                                             \
+    } else {                                                                        \
+      const double w = *weight;                                                     \
+      const T root = static_cast<T>(std::sqrt(w) * scale);                          \
+      for (Index j = 0; j < d; ++j) {                                               \
+        const T v = x[j] - static_cast<T>(s[j]);                                    \
+        z[j] = v * root;                                                            \
+        acc[j] += w * static_cast<double>(v);                                       \
+      }                                                                             \
+    }                                                                               \
   }
 LRF_CENTER_ROW(float)
 LRF_CENTER_ROW(double)
@@ -40,7 +40,8 @@ template <class T>
 __attribute__((always_inline)) inline void label_row(
     const T* __restrict__ x, const double* __restrict__ shifts, const std::int64_t* cols,
     const double* vals, Index L, double total, double scale, T* __restrict__ z,
-    double* __restrict__ sums, double* __restrict__ corrections, double* __restrict__ a, Index d) {
+    const std::int32_t* slot, double* __restrict__ sums, double* __restrict__ corrections,
+    double* __restrict__ a, Index d) {
   for (Index j = 0; j < d; ++j) a[j] = 0.0;
   for (Index e = 0; e < L; ++e) {
     const double v = vals[e] / total;
@@ -52,8 +53,8 @@ __attribute__((always_inline)) inline void label_row(
   for (Index e = 0; e < L; ++e) {
     const double v = vals[e];
     const double* __restrict__ s = shifts + cols[e] * d;
-    double* __restrict__ t = sums + cols[e] * d;
-    double* __restrict__ u = corrections + cols[e] * d;
+    double* __restrict__ t = sums + slot[cols[e]] * d;
+    double* __restrict__ u = corrections + slot[cols[e]] * d;
     for (Index j = 0; j < d; ++j) {
       t[j] += v * (static_cast<double>(x[j]) - s[j]);
       u[j] += v * (s[j] - a[j]);
@@ -65,8 +66,9 @@ __attribute__((always_inline)) inline void label_row(
 #define LRF_CENTER_LABEL_ROW(T)                                                                   \
   LRF_CLONES void center_label_row(const T* x, const double* shifts, const std::int64_t* cols,    \
                                    const double* vals, Index L, double total, double scale, T* z, \
-                                   double* sums, double* corrections, double* a, Index d) {       \
-    label_row(x, shifts, cols, vals, L, total, scale, z, sums, corrections, a, d);                \
+                                   const std::int32_t* slot, double* sums, double* corrections,   \
+                                   double* a, Index d) {                                          \
+    label_row(x, shifts, cols, vals, L, total, scale, z, slot, sums, corrections, a, d);          \
   }
 LRF_CENTER_LABEL_ROW(float)
 LRF_CENTER_LABEL_ROW(double)

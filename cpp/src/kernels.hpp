@@ -66,8 +66,10 @@ double round_to(double v) {
 
 // One row of the centring pass: z = (x - s) * sqrt(w) * scale, acc += w (x - s), for d
 // features; weight == nullptr means w = 1 (and no scaling). scale is 2^-e of
-// block_weight_exponent. Cloned for AVX-512 and AVX2 on x86-64 (kernels.cpp).
-void center_row(const float* x, const float* s, float* z, double* acc, Index d,
+// block_weight_exponent. The shift s holds values at input precision (round_to), so for
+// float32 rows x - s is the float32 difference, as from a float32 copy of s. Cloned for
+// AVX-512 and AVX2 on x86-64 (kernels.cpp).
+void center_row(const float* x, const double* s, float* z, double* acc, Index d,
                 const double* weight, double scale);
 void center_row(const double* x, const double* s, double* z, double* acc, Index d,
                 const double* weight, double scale);
@@ -76,13 +78,15 @@ void center_row(const double* x, const double* s, double* z, double* acc, Index 
 // `total` > 0): with a = sum_j vals_j s_{cols_j} / total (float64, into `a`),
 //   z = (x - a) sqrt(total) * scale      at input precision, x - a taken in float64,
 //   sums_k += v (x - s_k),  corrections_k += v (s_k - a)   for each entry (k, v).
-// shifts, sums and corrections are C x d row-major float64 tables (the shifts hold values
-// at input precision). Cloned like center_row.
+// shifts is the C x d row-major float64 table (values at input precision); class k's rows
+// of the sums and corrections tables are slot[k]. Cloned like center_row.
 void center_label_row(const float* x, const double* shifts, const std::int64_t* cols,
                       const double* vals, Index L, double total, double scale, float* z,
-                      double* sums, double* corrections, double* a, Index d);
+                      const std::int32_t* slot, double* sums, double* corrections, double* a,
+                      Index d);
 void center_label_row(const double* x, const double* shifts, const std::int64_t* cols,
                       const double* vals, Index L, double total, double scale, double* z,
-                      double* sums, double* corrections, double* a, Index d);
+                      const std::int32_t* slot, double* sums, double* corrections, double* a,
+                      Index d);
 
 }  // namespace lrf::kernels

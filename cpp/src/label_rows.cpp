@@ -44,7 +44,8 @@ bool DenseLabelRows::dense(const RowSet& set, Index first, Index m) {
 template <class T>
 void DenseLabelRows::centre(const T* x, const RowSet& set, Index first, Index m, Index d,
                             const double* shifts, const double* totals, double scale, T* z,
-                            double* sums, double* corrections, double* class_counts) {
+                            const std::int32_t* slot, double* sums, double* corrections,
+                            double* class_counts) {
   // Row-major throughout; the weight buffers have kMaxClasses columns, the rest d.
   const Index P = static_cast<Index>(present_.size());
   const Index ldw = kMaxClasses;
@@ -54,7 +55,7 @@ void DenseLabelRows::centre(const T* x, const RowSet& set, Index first, Index m,
   for (Index r = 0; r < m; ++r) {
     for (std::int64_t e = set.indptr[first + r]; e < set.indptr[first + r + 1]; ++e) {
       W[r * ldw + slot_[set.cols[e]]] += set.vals[e];
-      class_counts[set.cols[e]] += set.vals[e];
+      class_counts[slot[set.cols[e]]] += set.vals[e];
     }
   }
   const double* ref = shifts + present_[0] * d;
@@ -88,8 +89,8 @@ void DenseLabelRows::centre(const T* x, const RowSet& set, Index first, Index m,
     double n_p = 0.0;
     for (Index r = 0; r < m; ++r) n_p += W[r * ldw + p];
     double* u = U + p * d;
-    double* c = corrections + present_[p] * d;
-    double* t = sums + present_[p] * d;
+    double* c = corrections + slot[present_[p]] * d;
+    double* t = sums + slot[present_[p]] * d;
     for (Index j = 0; j < d; ++j) {
       u[j] += n_p * S[p * d + j];
       c[j] += u[j];
@@ -98,16 +99,16 @@ void DenseLabelRows::centre(const T* x, const RowSet& set, Index first, Index m,
   }
   blas::gemm_rows(true, false, P, d, m, 1.0, W, ldw, Z, d, 0.0, U, d);  // W^T Z
   for (Index p = 0; p < P; ++p) {
-    double* t = sums + present_[p] * d;
+    double* t = sums + slot[present_[p]] * d;
     for (Index j = 0; j < d; ++j) t[j] += U[p * d + j];
   }
 }
 
 template void DenseLabelRows::centre(const float*, const RowSet&, Index, Index, Index,
-                                     const double*, const double*, double, float*, double*, double*,
-                                     double*);
+                                     const double*, const double*, double, float*,
+                                     const std::int32_t*, double*, double*, double*);
 template void DenseLabelRows::centre(const double*, const RowSet&, Index, Index, Index,
-                                     const double*, const double*, double, double*, double*,
-                                     double*, double*);
+                                     const double*, const double*, double, double*,
+                                     const std::int32_t*, double*, double*, double*);
 
 }  // namespace lrf::kernels

@@ -32,11 +32,11 @@ class DenseLabelRows {
 
   // The product path for the rows `dense` accepted: writes each row's centred values,
   // times sqrt(total) * scale, to z (m x d, input precision), and adds the class sums,
-  // corrections and counts to the C x d / C tables.
+  // corrections and counts to the rows slot[k] of the worker's block tables.
   template <class T>
   void centre(const T* x, const RowSet& set, Index first, Index m, Index d, const double* shifts,
-              const double* totals, double scale, T* z, double* sums, double* corrections,
-              double* class_counts);
+              const double* totals, double scale, T* z, const std::int32_t* slot, double* sums,
+              double* corrections, double* class_counts);
 
   // The classes the last sub-block `dense` looked at names.
   const std::vector<Index>& present() const { return present_; }

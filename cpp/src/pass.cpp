@@ -18,7 +18,7 @@ namespace lrf {
 void ScatterAccumulator::begin_pass() {
   if (work_.open) throw InputError("a pass is already open on this accumulator");
   Workspace& ws = work_;
-  if (ws.class_counts.size() != c_) {
+  if (ws.class_counts.size() != c_ || ws.sums.rows() != c_) {  // (adopt_pass took them)
     allocate_zero(ws.class_counts, c_, 1, "the pass's class counts");
     allocate(ws.shifts, c_, d_, "the pass's class shifts");
     allocate_zero(ws.sums, c_, d_, "the pass's class sums");
@@ -50,7 +50,6 @@ void ScatterAccumulator::Workspace::release() {
   shifts = RowMatrixXd();
   sums = RowMatrixXd();
   corrections = RowMatrixXd();
-  shifts_f.resize(0, 0);
   class_counts = VectorXd();
   std::vector<char>().swap(touched);
   std::vector<char>().swap(saved);
@@ -68,8 +67,9 @@ void ScatterAccumulator::release_buffers() {
 void ScatterAccumulator::abort_pass() {
   Workspace& ws = work_;
   const bool corrections = ws.corrections.rows() == c_;
+  const bool sums = ws.sums.rows() == c_;  // not after adopt_pass
   for (Index k : ws.classes) {
-    ws.sums.row(k).setZero();
+    if (sums) ws.sums.row(k).setZero();
     if (corrections) ws.corrections.row(k).setZero();
     ws.class_counts[k] = 0;
     ws.touched[k] = 0;
@@ -89,7 +89,11 @@ void ScatterAccumulator::commit_pass() {
     allocate_zero(counts, c_, 1, "the pass's class counts");
     for (Index k : ws.classes) counts[k] = ws.class_counts[k];
     if (ws.has_labels) add_label_correction();
-    if (ws.has_moment) absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, ws.n_samples);
+    if (ws.has_moment && shifts_.rows() != c_ && n_samples_ == 0) {
+      adopt_pass(ws.moment);
+    } else if (ws.has_moment) {
+      absorb(ws.classes, counts, ws.shifts, ws.sums, ws.moment, ws.n_samples);
+    }
   } catch (...) {
     abort_pass();  // a refused pass is dropped whole: the accumulator stays as it was
     throw;

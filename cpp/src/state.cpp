@@ -26,8 +26,13 @@ AccumulatorState ScatterAccumulator::export_state() const {
   s.num_classes = c_;
   s.n_samples = n_samples_;
   s.m2 = symmetric_from_upper(m2_, "a copy of the second moment");
-  s.sums = copy_of(sums_, "a copy of the class sums");
-  s.shifts = copy_of(shifts_, "a copy of the class shifts");
+  if (shifts_.rows() == c_) {
+    s.sums = copy_of(sums_, "a copy of the class sums");
+    s.shifts = copy_of(shifts_, "a copy of the class shifts");
+  } else {  // no statistics yet: the tables are all zeros
+    allocate_zero(s.sums, c_, d_, "a copy of the class sums");
+    allocate_zero(s.shifts, c_, d_, "a copy of the class shifts");
+  }
   s.class_counts = copy_of(class_counts_, "a copy of the class counts");
   return s;
 }

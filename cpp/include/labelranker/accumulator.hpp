@@ -143,14 +143,13 @@ class ScatterAccumulator {
   // The rows' path (accumulate.cpp): add_rows runs the steps below.
   template <class T>
   void add_rows(const T* x, const RowSet& rows, const InterruptPoll& poll, bool undoable);
-  // Sets the shifts of the classes first seen in this pass; returns the pass's shifts at
-  // input precision (C x d).
+  // Sets the shifts of the classes first seen in this pass; returns the pass's shifts
+  // (C x d, values at input precision).
   template <class T>
-  const T* assign_shifts(const T* x, const RowSet& rows);
+  const double* assign_shifts(const T* x, const RowSet& rows);
   // Sizes the first `lanes` workers' buffers (and the undo buffers) for this call.
   template <class T>
-  void prepare_lanes(Index n, Index lanes, Index sub_rows, bool undoable, bool to_spare,
-                     bool labels);
+  void prepare_lanes(const RowSet& rows, Index lanes, Index sub_rows, bool undoable, bool to_spare);
   struct Lane;  // one worker thread's buffers (defined in accumulate.cpp)
   // Adds a lane's block b to the pass (to `spare` if to_spare), saving what an undoable
   // call changes first.
@@ -168,6 +167,9 @@ class ScatterAccumulator {
   void absorb(const std::vector<Index>& classes, const VectorXd& class_counts,
               const RowMatrixXd& shifts, const RowMatrixXd& sums, const MatrixXd& m2_upper,
               std::int64_t n_samples);
+  // commit_pass's absorb for an accumulator without statistics (and tables): takes the
+  // pass's tables over.
+  void adopt_pass(const MatrixXd& moment_upper);
   // Class means minus the shift of the first class with weight (`reference`), which keeps
   // differences of means free of cancellation.
   RowMatrixXd relative_means(RowVectorXd* reference) const;
@@ -178,9 +180,9 @@ class ScatterAccumulator {
   int n_threads_;
   std::int64_t n_samples_ = 0;
   VectorXd class_counts_;
-  RowMatrixXd shifts_;
-  RowMatrixXd sums_;
-  MatrixXd m2_;  // upper triangle is authoritative
+  RowMatrixXd shifts_;  // (C x d), or 0 x d before the first statistics (all zeros)
+  RowMatrixXd sums_;    // likewise
+  MatrixXd m2_;         // upper triangle is authoritative
 
   // Buffers reused across update() calls; not part of the state, and a copy of the
   // accumulator starts with empty ones.
@@ -194,7 +196,6 @@ class ScatterAccumulator {
     // of row i's shifts); allocated by the first such call, used while has_labels.
     RowMatrixXd corrections;
     bool has_labels = false;
-    RowMatrixXf shifts_f;        // (C x d) the shifts in float32, for float32 rows
     VectorXd class_counts;       // (C) this pass's weights
     std::vector<char> touched;   // (C) class seen in this pass
     std::vector<Index> classes;  // classes seen in this pass, in order of appearance
