@@ -235,13 +235,14 @@ void ScatterAccumulator::validate_rows(const RowSet& rows) const {
     for (Index i = 0; i < n; ++i) {
       double total = 0.0;
       for (std::int64_t e = rows.indptr[i]; e < rows.indptr[i + 1]; ++e) {
-        std::ostringstream msg;
         if (rows.cols[e] < 0 || rows.cols[e] >= c_) {
+          std::ostringstream msg;
           msg << "label weight of row " << i << " names class " << rows.cols[e]
               << ", not a class index in [0, " << c_ << ")";
           refuse(msg.str());
         }
         if (!std::isfinite(rows.vals[e]) || rows.vals[e] < 0) {
+          std::ostringstream msg;
           msg << "label weight of row " << i << " is " << rows.vals[e]
               << "; label weights must be finite and >= 0";
           refuse(msg.str());

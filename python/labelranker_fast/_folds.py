@@ -185,10 +185,21 @@ class FoldedAccumulator:
         ScatterAccumulator
             A new accumulator.
         """
-        out = self.folds[0].copy()
-        for acc in self.folds[1:]:
+        out = ScatterAccumulator(self.n_features, self.num_classes, n_threads=self.n_threads)
+        for acc in self.folds:  # the first merge into the empty one is a copy
             out.merge(acc)
         return out
+
+    def _solve_folds(self, shrinkage: Shrinkage, n_components: int) -> Iterator[dict]:
+        """Every fold's solution, in fold order."""
+        for f, acc in enumerate(self.folds):
+            try:
+                yield acc.solve(shrinkage, n_components)
+            except ValueError as exc:  # the whole data may rank where a fold cannot
+                raise ValueError(
+                    f"fold {f} of folds={len(self.folds)} ({acc.n_samples} samples) cannot be "
+                    f"ranked alone: {exc}"
+                ) from exc
 
     def rank(
         self,
@@ -229,15 +240,9 @@ class FoldedAccumulator:
         full = full_acc.solve(shrinkage, n_components)
         within = full_acc.within_scatter()
         fold_orders, flips = [], 0
-        for f, acc in enumerate(self.folds):
-            try:
-                part = acc.solve(shrinkage, n_components)
-            except ValueError as exc:  # the whole data may rank where a fold cannot
-                raise ValueError(
-                    f"fold {f} of folds={len(self.folds)} ({acc.n_samples} samples) cannot be "
-                    f"ranked alone: {exc}"
-                ) from exc
-            agree = np.einsum("ij,ik,kj->j", part["directions"], within, full["directions"])
+        within_full = within @ full["directions"]
+        for part in self._solve_folds(shrinkage, n_components):
+            agree = np.einsum("ij,ij->j", part["directions"], within_full)
             signs = np.where(agree < 0, -1.0, 1.0)
             flips += int((signs < 0).any())
             fold_orders.append(order_of(part["centroids"] * signs, method))

@@ -39,10 +39,11 @@ def label_weight_rows(X, Y, sample_weight, n_features: int, num_classes: int):
             W = W * w[:, None]
         if not np.isfinite(W).all():
             raise ValueError("sample_weight times the label weights of y overflows float64")
-    rows, cols = np.nonzero(W > 0)
+    positive = W > 0
+    flat = np.flatnonzero(positive)  # row-major: the CSR order
     indptr = np.zeros(X.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=X.shape[0]), out=indptr[1:])
-    return X, indptr, cols.astype(np.int64), np.ascontiguousarray(W[rows, cols])
+    np.cumsum(np.count_nonzero(positive, axis=1), out=indptr[1:])
+    return X, indptr, (flat % num_classes).astype(np.int64), W.ravel()[flat]
 
 
 def check_label_weights(W, n_rows: int, num_classes: int, name: str = "y") -> np.ndarray:

@@ -184,11 +184,7 @@ class _Pass:
         if (
             self.rows is None
             and not self.iterable
-            and (
-                self.saver is not None
-                or self.folds is not None  # a fold's rows are copied: a chunk at a time
-                or not isinstance(source, ArraySource)
-            )
+            and (self.saver is not None or not isinstance(source, ArraySource))
         ):
             self.rows = self._default_rows(source.n_features, source.itemsize)
 
