@@ -131,3 +131,95 @@ def test_identical_class_means_are_rejected():
     y = np.repeat([0, 1], 40)
     with pytest.raises(ValueError, match="identical"):
         lrf.rank_labels(X, y)
+
+
+# ------------------------------------------ top pair of a large Gram matrix (Lanczos)
+# For n_components=1 and a Gram matrix of at least 256 rows (the smaller of C and d), the
+# engine finds the top pair by certified Lanczos instead of a dense eigensolver, and falls
+# back to the dense one when Lanczos does not converge or its certificate fails. These
+# problems have a designed between-class spectrum (S = I, equal counts), so the hard cases
+# for Lanczos (a double or nearly double top eigenvalue, a flat cluster at the top) are
+# there by construction.
+
+
+def designed_state(d, C, top, seed=0):
+    """An accumulator state with S = S_w/N = I and S_b/N = Mc^T Mc / C whose nonzero
+    eigenvalues are ``top`` followed by a decreasing tail."""
+    rng = np.random.default_rng(seed)
+    r = min(d, C - 1)
+    spectrum = np.concatenate([top, np.linspace(0.5, 0.01, r - len(top))]) * C
+    P = rng.standard_normal((C, r))
+    P -= P.mean(axis=0)
+    P = np.linalg.qr(P)[0]  # orthonormal columns, orthogonal to the ones vector
+    V = np.linalg.qr(rng.standard_normal((d, r)))[0]
+    means = (P * np.sqrt(spectrum)) @ V.T
+    counts = np.full(C, 50.0)
+    N = counts.sum()
+    state = {
+        "version": 1,
+        "n_features": d,
+        "num_classes": C,
+        "n_rows": int(N),
+        "counts": counts,
+        "shifts": means,
+        "sums": np.zeros((C, d)),
+        "m2": N * np.eye(d),
+    }
+    return lrf.ScatterAccumulator.from_state(state)
+
+
+def scipy_top(acc):
+    N = acc.n_samples
+    Sb, S = acc.between_scatter() / N, acc.within_scatter() / N
+    vals, vecs = scipy.linalg.eigh(Sb, S)
+    return vals, vecs, Sb, S
+
+
+@pytest.mark.parametrize("d, C", [(300, 420), (420, 300), (600, 700)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_top_pair_of_large_gram_against_eigh(d, C, seed):
+    # Both sides of the Gram choice, on the synthetic problem of the solver bench.
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(20, 60, C).astype(float)
+    A = rng.standard_normal((d, 2 * d))
+    N = counts.sum()
+    state = {
+        "version": 1, "n_features": d, "num_classes": C, "n_rows": int(N), "counts": counts,
+        "shifts": rng.standard_normal((C, d)), "sums": np.zeros((C, d)),
+        "m2": (A @ A.T / (2 * d) + 0.01 * np.eye(d)) * N,
+    }
+    acc = lrf.ScatterAccumulator.from_state(state)
+    r = acc.solve(None, 1)
+    vals, vecs, Sb, S = scipy_top(acc)
+    np.testing.assert_allclose(r["eigenvalues"], vals[-1:], rtol=1e-10)
+    np.testing.assert_allclose(r["eigenvalue_sum"], vals.sum(), rtol=1e-10)
+    assert_same_directions(r["directions"], vecs[:, -1:], S)
+    # The same answer as the dense path gives for the top pair of n_components=2.
+    two = acc.solve(None, 2)
+    np.testing.assert_allclose(r["eigenvalues"][0], two["eigenvalues"][0], rtol=1e-12)
+    np.testing.assert_allclose(r["directions"][:, 0], two["directions"][:, 0], rtol=0,
+                               atol=1e-9 * np.abs(two["directions"][:, 0]).max())
+
+
+@pytest.mark.parametrize("d, C", [(300, 400), (400, 300)])
+@pytest.mark.parametrize(
+    "top",
+    [
+        [1.0, 1.0],  # a double top eigenvalue: any unit vector of its plane is an answer
+        [1.0, 1.0 - 1e-7],  # nearly double: the iteration has to resolve the gap
+        list(np.linspace(1.0, 0.999, 40)),  # a flat cluster: slow convergence
+    ],
+    ids=["double", "near-double", "cluster"],
+)
+def test_top_pair_when_the_top_is_degenerate(d, C, top):
+    acc = designed_state(d, C, np.array(top))
+    r = acc.solve(None, 1)
+    vals, vecs, Sb, S = scipy_top(acc)
+    lam, w = r["eigenvalues"][0], r["directions"][:, 0]
+    np.testing.assert_allclose(lam, vals[-1], rtol=1e-10)
+    np.testing.assert_allclose(w @ S @ w, 1.0, rtol=1e-10)
+    # w solves the generalized problem for the top eigenvalue.
+    assert np.linalg.norm(Sb @ w - lam * (S @ w)) <= 1e-8 * lam * np.linalg.norm(S @ w)
+    if len(top) == 2 and top[0] != top[1]:
+        # gap 1e-7: the direction is determined to about eps / gap
+        assert abs(abs(w @ S @ vecs[:, -1]) - 1.0) < 1e-6

@@ -11,8 +11,35 @@
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
 #include "labelranker/memory.hpp"
+#include "solver_lanczos.hpp"
 
 namespace lrf {
+
+namespace solver_detail {
+
+// S = L L^T in place (lower triangle), blocked right-looking: each diagonal block by Eigen
+// (serial), the panel below it by BLAS trsm and the trailing matrix by BLAS syrk. Block
+// size fixed, and trsm/syrk give the same bits for every thread count, so L does too
+// (OpenBLAS's dpotrf changes its blocking with the thread count); as fast as dpotrf.
+Index cholesky_lower(MatrixXd* a) {
+  constexpr Index kBlock = 256;
+  const Index n = a->rows();
+  for (Index j = 0; j < n; j += kBlock) {
+    const Index jb = std::min(kBlock, n - j);
+    auto block = a->block(j, j, jb, jb);
+    Eigen::Ref<MatrixXd, 0, Eigen::OuterStride<>> diag(block);
+    const Index bad = Eigen::internal::llt_inplace<double, Eigen::Lower>::blocked(diag);
+    if (bad >= 0) return j + bad;
+    const Index m = n - j - jb;
+    if (m > 0) {
+      blas::trsm_right_lower_t(m, jb, &(*a)(j, j), n, &(*a)(j + jb, j), n);
+      blas::syrk_lower_sub(m, jb, &(*a)(j + jb, j), n, &(*a)(j + jb, j + jb), n);
+    }
+  }
+  return -1;
+}
+
+}  // namespace solver_detail
 
 double oas_shrinkage(const MatrixXd& cov, double total_weight) {
   // The estimate is scale-invariant, but tr(S^2) overflows for entries near 1e154 and
@@ -40,6 +67,8 @@ void orient_columns(MatrixXd* directions) {
 }
 
 namespace {
+
+using solver_detail::cholesky_lower;
 
 [[noreturn]] void throw_singular(Index feature, const Shrinkage& shrinkage, double total_weight,
                                  Index d) {
@@ -71,29 +100,6 @@ void require_finite(const MatrixXd& m, const Shrinkage& shrinkage) {
   throw SingularError(msg);
 }
 
-// S = L L^T in place (lower triangle), blocked right-looking: each diagonal block by Eigen
-// (serial), the panel below it by BLAS trsm and the trailing matrix by BLAS syrk. Block
-// size fixed, and trsm/syrk give the same bits for every thread count, so L does too
-// (OpenBLAS's dpotrf changes its blocking with the thread count); as fast as dpotrf.
-// Returns the index of the first non-positive pivot, or -1.
-Index cholesky_lower(MatrixXd* a) {
-  constexpr Index kBlock = 256;
-  const Index n = a->rows();
-  for (Index j = 0; j < n; j += kBlock) {
-    const Index jb = std::min(kBlock, n - j);
-    auto block = a->block(j, j, jb, jb);
-    Eigen::Ref<MatrixXd, 0, Eigen::OuterStride<>> diag(block);
-    const Index bad = Eigen::internal::llt_inplace<double, Eigen::Lower>::blocked(diag);
-    if (bad >= 0) return j + bad;
-    const Index m = n - j - jb;
-    if (m > 0) {
-      blas::trsm_right_lower_t(m, jb, &(*a)(j, j), n, &(*a)(j + jb, j), n);
-      blas::syrk_lower_sub(m, jb, &(*a)(j + jb, j), n, &(*a)(j + jb, j + jb), n);
-    }
-  }
-  return -1;
-}
-
 // dsyevr on one BLAS thread (its dsymv's result depends on the thread count), the
 // `count` largest eigenpairs of the n x n matrix a.
 void top_eigenpairs(MatrixXd* a, Index count, VectorXd* w, MatrixXd* z) {
@@ -109,24 +115,35 @@ void top_eigenpairs(MatrixXd* a, Index count, VectorXd* w, MatrixXd* z) {
   if (info != 0) throw std::runtime_error("dsyevr failed with info " + std::to_string(info));
 }
 
+// Smallest Gram matrix for which the top pair alone comes from Lanczos: below it the
+// dense solve costs little more than the Lanczos steps.
+constexpr Index kLanczosMinSize = 256;
+
 // The k largest eigenpairs of an n x n Gram matrix of the whitened between-class factor
 // (A^T A or A A^T, the same nonzero eigenvalues), whose upper triangle fill(gram) writes.
 // Eigenvalues descending in *lambda, eigenvectors in the returned columns (same order);
-// *trace is the sum of all eigenvalues.
+// *trace is the sum of all eigenvalues. Only the k pairs wanted are computed: for k = 1 by
+// certified Lanczos (O(n^2) per step), otherwise or when that fails by dsyevr's subset mode
+// (which still tridiagonalises all of the matrix).
 template <class Fill>
 MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lambda, double* trace,
                      Fill fill) {
   MatrixXd gram;
   allocate(gram, n, n, "the between-class Gram matrix");
   fill(gram.data());
-  gram.triangularView<Eigen::StrictlyLower>().setZero();  // not written by syrk
+  for (Index j = 0; j < n; ++j)  // the lower triangle, not written by syrk
+    for (Index i = j + 1; i < n; ++i) gram(i, j) = gram(j, i);
   require_finite(gram, shrinkage);
   *trace = gram.trace();
+  lambda->resize(k);
+  VectorXd top;
+  if (k == 1 && n >= kLanczosMinSize && solver_detail::lanczos_top(gram, &(*lambda)[0], &top)) {
+    return top;
+  }
   VectorXd w(k);
   MatrixXd v;
   allocate(v, n, k, "the Gram matrix's eigenvectors");
   top_eigenpairs(&gram, k, &w, &v);
-  lambda->resize(k);
   for (Index j = 0; j < k; ++j) (*lambda)[j] = w[k - 1 - j];  // LAPACK returns ascending order
   for (Index j = 0; j < k / 2; ++j) v.col(j).swap(v.col(k - 1 - j));
   return v;
