@@ -54,6 +54,8 @@ def _study(args) -> int:
             "lr",
             "image_size",
             "input_size",
+            "folds",
+            "lda_shrinkage",
         )
         if getattr(args, k) is not None
     }
@@ -172,8 +174,15 @@ def _main(argv) -> int:
         ("lr", float),
         ("image-size", int),
         ("input-size", int),
+        ("folds", int),
     ):
         st.add_argument(f"--{name}", type=kind, default=None)
+    st.add_argument(
+        "--lda-shrinkage",
+        type=lambda v: v if v == "oas" else float(v),
+        default=None,
+        help="shrinkage of the lda arm's head: 'oas' or a number in [0, 1] (default 1.0)",
+    )
     st.add_argument("--device", default="auto")
     st.add_argument("--cache-dir", help="where pretrained weights are cached")
     st.add_argument("--out", default="study_results", help="output folder (default: study_results)")

@@ -5,7 +5,8 @@ accuracy, on your model and data? (``labelranker study``; needs the torch extra.
     out = run_study(quick=True, out_dir="study")     # digits, scratch/MAE/rotation ViTs
     print(out["markdown"])
 
-See ``_protocol`` for the protocol and the two controls, ``_report`` for the statistics.
+See ``_protocol`` for the protocol and the controls, ``_arms`` for the lda arm and the
+linear probe, ``_report``, ``_extras`` and ``_power`` for the statistics.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ and two controls test the paper's explanation:
    order acts only through the head's initial weights, this reproduces the sequence run.
 2. head seeds: the sequence order fine-tuned with other head-initialisation seeds (data
    seed fixed), whose spread is set against the spread across random orders.
+Beside them (``_arms``): the order-free ``lda`` arm (an LDA-initialised head, in the
+sequence order and in random order 1) and control 3, the linear probe (backbone frozen,
+head trained alone, in the same two orders). The ranker is run with ``folds=5``, whose
+stability goes in the report.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .._accumulator import ScatterAccumulator
+from .._inputs import parse_shrinkage
 from .._ranking import LabelRanking
 from ..torch import Classifier, evaluate, extract_and_rank, finetune, pick_device
 from ..torch._pooling import backbone_features
+from ._arms import lda_classifier, pooled_features, probe_once
 from ._backbones import BackboneSpec, build_backbone
 from ._data import load_data, stratified_split
 
@@ -65,9 +72,12 @@ class StudyConfig:
     data: object = "digits"
     backbones: tuple = ("scratch", "mae", "rotation")
     checkpoint: str | None = None  # weights for a timm:<name> backbone
-    random_orders: int = 7
-    seeds: int = 3
-    head_seeds: int = 7  # control 2: sequence order, these head seeds
+    # The default design: 4 seeds x 9 orders (sequence + 8 random) detects an order-effect
+    # SD of about 0.9 noise SDs (about 2 points on digits) with 80 % power, in an estimated
+    # 13 minutes on 2 cores; 1 point needs about 16 seeds for one backbone (README).
+    random_orders: int = 8
+    seeds: int = 4
+    head_seeds: int = 3  # control 2: sequence order, these head seeds
     epochs: int = 15
     warmup_epochs: int = 1
     batch_size: int = 64
@@ -81,12 +91,16 @@ class StudyConfig:
     test_fraction: float = 0.3
     pooling: str = "avg"
     shrinkage: Literal["oas"] | float | None = "oas"
+    lda_shrinkage: Literal["oas"] | float | None = 1.0  # of the lda arm's head (see README)
+    folds: int = 5  # the ranker's stability folds
     device: str = "auto"
     cache_dir: str | None = None
 
 
-# A smoke run: fewer orders, seeds and epochs (about 1.2 minutes on two cores).
-QUICK = dict(random_orders=2, seeds=2, head_seeds=2, epochs=6, pretrain_epochs=20)
+# A smoke run: fewer orders, seeds and epochs (about 1.5 minutes on two cores). Three
+# random orders: with 2 seeds x 4 orders the permutation test can reach p <= 0.05 (with
+# 3 orders it cannot), so the minimal detectable effect is finite.
+QUICK = dict(random_orders=3, seeds=2, head_seeds=2, epochs=6, pretrain_epochs=20)
 
 
 class _Images(Dataset):
@@ -124,6 +138,12 @@ def _order_ranking(order: np.ndarray) -> LabelRanking:
 def run_protocol(cfg: StudyConfig, log=print) -> dict:
     """Runs the study; returns {"config", "data", "runs": [...], "orders": {...}}."""
     t_start = time.perf_counter()
+    try:  # checked before any training
+        parse_shrinkage(cfg.lda_shrinkage)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"lda_shrinkage: {exc}") from None
+    if not isinstance(cfg.folds, int) or isinstance(cfg.folds, bool) or cfg.folds < 0:
+        raise ValueError(f"folds must be an int >= 0 (0 or 1: no stability), got {cfg.folds!r}")
     device = pick_device(cfg.device)
     data = load_data(cfg.data, cfg.image_size)
     train, test = stratified_split(data.labels, cfg.test_fraction, seed=0)
@@ -142,8 +162,10 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
     )
     perm_rng = np.random.default_rng(12345)
     random_orders = [perm_rng.permutation(C) for _ in range(cfg.random_orders)]
+    # the lda arm and the probe's "random" order: random order 1 (or one drawn alike)
+    lda_order = random_orders[0] if random_orders else np.random.default_rng(12345).permutation(C)
 
-    runs, orders = [], {}
+    runs, orders, rankings = [], {}, {}
     for kind in cfg.backbones:
         spec = BackboneSpec(
             kind, arch=arch, pretrain_epochs=cfg.pretrain_epochs, checkpoint=cfg.checkpoint
@@ -152,7 +174,7 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
         backbone = build_backbone(
             spec, x_tr, cache_dir=cfg.cache_dir, device=device, log=log, input_size=cfg.input_size
         )
-        ranker = extract_and_rank(
+        ranker, stats = extract_and_rank(
             copy.deepcopy(backbone),
             plain_train,
             num_classes=C,
@@ -160,31 +182,51 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
             shrinkage=cfg.shrinkage,
             device=device,
             progress=False,
+            folds=cfg.folds if cfg.folds and cfg.folds >= 2 else None,
+            return_accumulator=True,
         )
+        if not isinstance(stats, ScatterAccumulator):  # with folds: their merge
+            stats = stats.total()
         orders[kind] = {"ranker": ranker.order.tolist()}
+        rankings[kind] = ranker.with_names(data.class_names).to_dict()
         log(f"  ranker order: {ranker.order.tolist()}")
         with torch.no_grad():
             probe = next(iter(plain_train))[0][:2]
             dim = int(backbone_features(backbone.eval(), probe, cfg.pooling).shape[1])
+        features = (
+            (pooled_features(backbone, plain_train, cfg.pooling, device), y_tr),
+            (pooled_features(backbone, test_loader, cfg.pooling, device), data.labels[test]),
+        )
 
-        conditions: list[tuple[str, LabelRanking | None, bool]] = [("sequence", None, False)]
+        Job = tuple[str, LabelRanking | None, str, int, int]  # state, order, arm, seed, head
+        seq_rand = [("sequence", None), ("random", _order_ranking(lda_order))]
+        conditions: list[tuple[str, LabelRanking | None, str]] = [("sequence", None, "main")]
         conditions += [
-            (f"random {k + 1}", _order_ranking(o), False) for k, o in enumerate(random_orders)
+            (f"random {k + 1}", _order_ranking(o), "main") for k, o in enumerate(random_orders)
         ]
-        conditions += [("ranker", ranker, False)]
+        conditions += [("ranker", ranker, "main")]
         if random_orders:
-            conditions += [("equivalent", _order_ranking(random_orders[0]), True)]
-        jobs = [
-            (name, rk, permute, seed, seed)
-            for seed in range(cfg.seeds)
-            for name, rk, permute in conditions
+            conditions += [("equivalent", _order_ranking(random_orders[0]), "equivalent")]
+        conditions += [(f"lda {n}", rk, "lda") for n, rk in seq_rand]
+        conditions += [(f"probe {n}", rk, "probe") for n, rk in seq_rand]
+        jobs: list[Job] = [
+            (name, rk, arm, seed, seed) for seed in range(cfg.seeds) for name, rk, arm in conditions
         ]
-        jobs += [("sequence", None, False, 0, h) for h in range(1, cfg.head_seeds)]
-        for name, rk, permute, seed, head_seed in jobs:
+        jobs += [("sequence", None, "main", 0, h) for h in range(1, cfg.head_seeds)]
+        for name, rk, arm, seed, head_seed in jobs:
             t0 = time.perf_counter()
-            acc, loss = _finetune_once(
-                backbone, dim, x_tr, y_tr, test_loader, rk, permute, seed, head_seed, C, cfg, device
-            )
+            if arm == "probe":
+                acc, loss = probe_once(*features, rk, seed, C, cfg, device)
+            else:
+                clf = (
+                    lda_classifier(backbone, dim, C, stats, rk, cfg.lda_shrinkage, cfg.pooling)
+                    if arm == "lda"
+                    else None
+                )
+                acc, loss = _finetune_once(
+                    backbone, dim, x_tr, y_tr, test_loader, rk, arm == "equivalent",
+                    seed, head_seed, C, cfg, device, clf,
+                )  # fmt: skip
             run = {
                 "backbone": kind,
                 "model": spec.model_name,
@@ -193,14 +235,16 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
                 "seed": seed,
                 "head_seed": head_seed,
                 "order": (rk.order.tolist() if rk is not None else list(range(C))),
-                "head_permuted": permute,
+                "head_permuted": arm == "equivalent",
+                "head_init": "lda" if arm == "lda" else "random",
+                "backbone_frozen": arm == "probe",
                 "accuracy": acc,
                 "final_train_loss": loss,
                 "seconds": time.perf_counter() - t0,
             }
             runs.append(run)
             log(
-                f"  {name:<11} seed {seed} head {head_seed}: accuracy {100 * acc:6.2f} % "
+                f"  {name:<14} seed {seed} head {head_seed}: accuracy {100 * acc:6.2f} % "
                 f"({run['seconds']:.1f} s)"
             )
     config = asdict(cfg)
@@ -217,16 +261,22 @@ def run_protocol(cfg: StudyConfig, log=print) -> dict:
         "device": str(device),
         "runs": runs,
         "orders": orders,
+        "rankings": rankings,
+        "lda_order": lda_order.tolist(),
         "random_orders": [o.tolist() for o in random_orders],
         "seconds": time.perf_counter() - t_start,
     }
 
 
 def _finetune_once(
-    backbone, dim, x_tr, y_tr, test_loader, ranking, permute_head, seed, head_seed, C, cfg, device
-):
+    backbone, dim, x_tr, y_tr, test_loader, ranking, permute_head, seed, head_seed, C, cfg, device,
+    clf=None,
+):  # fmt: skip
+    """(test accuracy, final training loss); ``clf``: a Classifier with its head set (the
+    lda arm), else a fresh one with the head from ``head_seed``."""
     torch.manual_seed(seed)  # augmentation shifts and any dropout: the same for every order
-    clf = Classifier(copy.deepcopy(backbone), dim, C, pooling=cfg.pooling, head_seed=head_seed)
+    if clf is None:
+        clf = Classifier(copy.deepcopy(backbone), dim, C, pooling=cfg.pooling, head_seed=head_seed)
     if permute_head:  # row p starts as the sequence run's row for the class now at p
         with torch.no_grad():
             clf.head.weight.copy_(clf.head.weight[torch.from_numpy(ranking.order.copy())])

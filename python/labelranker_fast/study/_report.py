@@ -9,6 +9,7 @@ import platform
 import numpy as np
 
 from .._io import atomic_write, write_json, write_text
+from ._extras import extra_lines, extras, write_rankings
 
 __all__ = ["summarize", "order_effect_test", "write_report"]
 
@@ -140,6 +141,9 @@ def summarize(results: dict) -> dict:
             "equivalent": equivalent,
             "head_seed_spread": _stats(head) if len(head) > 1 else None,
             "order_spread_seed0": _stats(per_seed[0]) if per_seed.shape[1] > 1 else None,
+            "extras": extras(
+                main, per_seed, results.get("rankings", {}).get(kind), results["data"]["test"]
+            ),
         }
     return out
 
@@ -162,8 +166,8 @@ def _markdown(results: dict, summary: dict, plot_name: str | None) -> str:
         f"- fine-tuning: {cfg['epochs']} epochs, AdamW lr {cfg['lr']}, weight decay "
         f"{cfg['weight_decay']}, {cfg['warmup_epochs']} warm-up epoch(s) then cosine, batch "
         f"{cfg['batch_size']}; {cfg['seeds']} seed(s) x ({cfg['random_orders']} random orders + "
-        f"sequence + ranker + equivalent control) + {max(0, cfg['head_seeds'] - 1)} "
-        "extra head seeds",
+        f"sequence + ranker + equivalent control + lda arm in 2 orders + linear probe in 2 "
+        f"orders) + {max(0, cfg['head_seeds'] - 1)} extra head seeds",
         f"- total time: {results['seconds'] / 60:.1f} min",
         "",
         "## Accuracy (%), the paper's layout",
@@ -237,6 +241,7 @@ def _markdown(results: dict, summary: dict, plot_name: str | None) -> str:
             f"| {kind} | {_pct(h['std']) if h else 'n/a'} (n = {h['n'] if h else 0}) | "
             f"{_pct(o['std']) if o else 'n/a'} (n = {o['n'] if o else 0}) |"
         )
+    lines += extra_lines(summary, d["test"])
     if plot_name:
         lines += ["", f"![accuracy per condition]({plot_name})"]
     return "\n".join(lines) + "\n"
@@ -251,9 +256,9 @@ def _plot(results: dict, path: str) -> bool:
     except ImportError:
         return False
     kinds = list(dict.fromkeys(r["backbone"] for r in results["runs"]))
-    groups = ["sequence", "random", "ranker", "equivalent", "head seeds"]
+    groups = ["sequence", "random", "ranker", "equivalent", "head seeds", "lda", "probe"]
     fig, axes = plt.subplots(
-        1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False, sharey=False
+        1, len(kinds), figsize=(4.8 * len(kinds), 3.6), squeeze=False, sharey=False
     )
     rng = np.random.default_rng(0)
     for ax, kind in zip(axes[0], kinds):
@@ -262,9 +267,7 @@ def _plot(results: dict, path: str) -> bool:
             g = (
                 "head seeds"
                 if r["head_seed"] != r["seed"]
-                else "random"
-                if state.startswith("random")
-                else state
+                else state.split()[0]  # "random 3" -> random, "lda sequence" -> lda
             )
             x = groups.index(g) + rng.uniform(-0.15, 0.15)
             ax.plot(x, 100 * r["accuracy"], "o", ms=4, alpha=0.75, color=f"C{groups.index(g)}")
@@ -279,8 +282,9 @@ def _plot(results: dict, path: str) -> bool:
 
 
 def write_report(results: dict, out_dir: str) -> dict:
-    """Writes results.json, report.md and accuracy.png (when matplotlib is installed) to
-    ``out_dir``, each atomically.
+    """Writes results.json, report.md, accuracy.png (when matplotlib is installed) and
+    each backbone's ranking (``ranking_<backbone>.json``, ``class_map_<backbone>.txt``)
+    to ``out_dir``, each atomically.
 
     Parameters
     ----------
@@ -292,7 +296,8 @@ def write_report(results: dict, out_dir: str) -> dict:
     Returns
     -------
     dict
-        "paths" (json, markdown, plot: None without matplotlib), "summary", "markdown".
+        "paths" (json, markdown, plot: None without matplotlib, and "ranking <backbone>",
+        "class map <backbone>"), "summary", "markdown".
 
     Raises
     ------
@@ -310,6 +315,7 @@ def write_report(results: dict, out_dir: str) -> dict:
         "plot": plot_path,
     }
     write_json(paths["json"], {**results, "summary": summary}, allow_nan=True)
+    paths.update(write_rankings(results, out_dir))
     if not _plot(results, plot_path):
         paths["plot"] = None
     text = _markdown(results, summary, "accuracy.png" if paths["plot"] else None)
