@@ -24,6 +24,7 @@ import sys
 import time
 
 MIB = 1 << 20
+CLASSES = (100, 1000, 10_000, 20_000, 100_000)
 
 
 def _status_kib(field: str) -> int:
@@ -122,7 +123,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--d", type=int, default=768)
-    parser.add_argument("--classes", default="100,1000,10000,20000,100000")
+    parser.add_argument("--classes", default=",".join(map(str, CLASSES)))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)

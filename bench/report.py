@@ -10,6 +10,9 @@ with the same functions as the pytest benchmarks (bench/baselines.py).
   centroid ranking, and plain torch, on 200,000 x 768; orders checked to agree;
 - solver: ScatterAccumulator._solve against scipy.linalg.eigh(Sb, Sw), full and top pair,
   for d in {768, 2048, 4096}, C in {100, 1000}; eigenpairs checked to agree.
+- classes: accumulation at C in {100, 1000, 10,000, 20,000, 100,000} on 200,000 x 768,
+  against X.T @ X, with the peak resident memory growth of the pass (bench/class_sweep.py,
+  one process per C).
 
 Each time is the minimum over --repeat rounds that interleave ours and the baselines (the
 slow baselines run once). Writes results.json (raw times), report.md (printed too) and
@@ -32,6 +35,7 @@ import time
 import numpy as np
 
 import baselines as B
+import class_sweep
 
 OURS, GRAM = "ours", "numpy X.T @ X"
 
@@ -258,6 +262,14 @@ def markdown(res):
                 f"{ratio:.1f}x, {'met' if ratio >= 5 else 'NOT met'}.",
                 "",
             ]
+    if "class_sweep" in res:
+        n, d = B.HEADLINE
+        out += [
+            "## Accumulation against the number of classes",
+            "",
+            class_sweep.table(res["class_sweep"], n, d),
+            "",
+        ]
     out.append(f"Report took {res['elapsed_s']:.0f} s.")
     return "\n".join(out) + "\n"
 
@@ -343,6 +355,7 @@ def main(argv=None):
         res["end_to_end"] = end_to_end(X, y, repeat)
         del X, y
         res["solver"] = solver(repeat)
+        res["class_sweep"] = class_sweep.run(class_sweep.CLASSES, *B.HEADLINE, repeat)
     res["elapsed_s"] = time.perf_counter() - start
 
     with open(os.path.join(args.out, "results.json"), "w") as f:

@@ -184,8 +184,13 @@ def test_top_pair_of_large_gram_against_eigh(d, C, seed):
     A = rng.standard_normal((d, 2 * d))
     N = counts.sum()
     state = {
-        "version": 1, "n_features": d, "num_classes": C, "n_rows": int(N), "counts": counts,
-        "shifts": rng.standard_normal((C, d)), "sums": np.zeros((C, d)),
+        "version": 1,
+        "n_features": d,
+        "num_classes": C,
+        "n_rows": int(N),
+        "counts": counts,
+        "shifts": rng.standard_normal((C, d)),
+        "sums": np.zeros((C, d)),
         "m2": (A @ A.T / (2 * d) + 0.01 * np.eye(d)) * N,
     }
     acc = lrf.ScatterAccumulator.from_state(state)
@@ -197,8 +202,12 @@ def test_top_pair_of_large_gram_against_eigh(d, C, seed):
     # The same answer as the dense path gives for the top pair of n_components=2.
     two = acc.solve(None, 2)
     np.testing.assert_allclose(r["eigenvalues"][0], two["eigenvalues"][0], rtol=1e-12)
-    np.testing.assert_allclose(r["directions"][:, 0], two["directions"][:, 0], rtol=0,
-                               atol=1e-9 * np.abs(two["directions"][:, 0]).max())
+    np.testing.assert_allclose(
+        r["directions"][:, 0],
+        two["directions"][:, 0],
+        rtol=0,
+        atol=1e-9 * np.abs(two["directions"][:, 0]).max(),
+    )
 
 
 @pytest.mark.parametrize("d, C", [(300, 400), (400, 300)])

@@ -65,8 +65,8 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
     added.push_back(k);
     if (class_counts_[k] > 0 && shifts.row(k) != shifts_.row(k)) moved.push_back(k);
   }
-  MatrixXd new_m2 = copy_of(m2_, "the merged second moment");
-  kernels::add_upper(new_m2.data(), m2_upper.data(), d_);
+  // The moment is updated in place, after the check below: M += M_other (upper triangles)
+  // and, for moved classes, + D^T V + V^T D (one BLAS syr2k over those classes only).
   RowMatrixXd D, V;
   if (!moved.empty()) {
     const Index L = static_cast<Index>(moved.size());
@@ -77,19 +77,20 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
       D.row(j) = shifts.row(k) - shifts_.row(k);
       V.row(j) = sums.row(k) + (0.5 * class_counts[k]) * D.row(j);
     }
-    // D^T V through the BLAS (L d^2 multiply-adds: the merge's one large product).
-    RowMatrixXd cross;
-    allocate(cross, d_, d_, "the moment change of a merge");
-    blas::gemm_rows(true, false, d_, d_, L, 1.0, D.data(), d_, V.data(), d_, 0.0, cross.data(), d_);
-    const MatrixXd sym = allocating<double>(d_, d_, "the moment change of a merge",
-                                            [&] { return MatrixXd(cross + cross.transpose()); });
-    kernels::add_upper(new_m2.data(), sym.data(), d_);
   }
-  // Each class's part of diag(M) is a sum of squares, so diag(M) >= 0; re-expressing a
-  // shift subtracts terms, and when rows' squares underflowed (deviations or weights far
-  // below 1) while their sums did not, rounding can leave a diagonal entry a few ulps
-  // below zero. It is set to zero: closer to the exact value, and a valid state.
-  for (Index j = 0; j < d_; ++j) new_m2(j, j) = std::max(new_m2(j, j), 0.0);
+  // No entry of the new moment may overflow: each is bounded by |M_ij| + |M'_ij| +
+  // |D_i||V_j| + |V_i||D_j| (columns of D and V), checked with a factor 2 to spare.
+  const VectorXd dn = moved.empty() ? VectorXd::Zero(d_) : VectorXd(D.colwise().norm());
+  const VectorXd vn = moved.empty() ? VectorXd::Zero(d_) : VectorXd(V.colwise().norm());
+  const double limit = 0.5 * std::numeric_limits<double>::max();
+  bool finite = true;
+  for (Index j = 0; j < d_; ++j) {
+    for (Index i = 0; i <= j; ++i) {
+      const double bound =
+          std::abs(m2_(i, j)) + std::abs(m2_upper(i, j)) + dn[i] * vn[j] + vn[i] * dn[j];
+      finite = finite && bound < limit;  // false for NaN too
+    }
+  }
   // The new sums row of class k (the j-th moved class, or -1), as an expression.
   std::size_t next_moved = 0;
   auto new_row = [&](Index k, Index j) -> RowVectorXd {
@@ -97,7 +98,6 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
     if (j < 0) return sums_.row(k) + sums.row(k);
     return sums_.row(k) + (sums.row(k) + class_counts[k] * D.row(j));
   };
-  bool finite = new_m2.diagonal().allFinite();
   for (Index k : added) {
     const Index j = next_moved < moved.size() && moved[next_moved] == k ? next_moved++ : -1;
     finite =
@@ -122,8 +122,16 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
     if (!(class_counts_[k] > 0)) shifts_.row(k) = shifts.row(k);
     class_counts_[k] += class_counts[k];
   }
+  kernels::add_upper(m2_.data(), m2_upper.data(), d_);
+  if (!moved.empty()) {  // D, V row-major L x d: as column-major d x L, D^T V = A B^T
+    blas::syr2k_upper_add(d_, D.rows(), D.data(), d_, V.data(), d_, m2_.data(), d_);
+  }
+  // Each class's part of diag(M) is a sum of squares, so diag(M) >= 0; re-expressing a
+  // shift subtracts terms, and when rows' squares underflowed (deviations or weights far
+  // below 1) while their sums did not, rounding can leave a diagonal entry a few ulps
+  // below zero. It is set to zero: closer to the exact value, and a valid state.
+  for (Index j = 0; j < d_; ++j) m2_(j, j) = std::max(m2_(j, j), 0.0);
   n_samples_ = new_n_samples;
-  m2_.swap(new_m2);
 }
 
 void ScatterAccumulator::adopt_pass(const MatrixXd& moment_upper) {
@@ -241,8 +249,18 @@ MatrixXd ScatterAccumulator::within_scatter() const {
   return correction;
 }
 
-MatrixXd ScatterAccumulator::between_factor() const {
-  const RowMatrixXd centered = centered_means();
+void ScatterAccumulator::centered_and_global_means(RowMatrixXd* centered, VectorXd* mean) const {
+  RowVectorXd ref;
+  *centered = relative_means(&ref);
+  const RowVectorXd mu = weighted_mean(*centered);
+  *mean = (ref + mu).transpose();
+  if (!(total_weight() > 0)) mean->setConstant(std::numeric_limits<double>::quiet_NaN());
+  centered->rowwise() -= mu;
+}
+
+MatrixXd ScatterAccumulator::between_factor() const { return between_factor(centered_means()); }
+
+MatrixXd ScatterAccumulator::between_factor(const RowMatrixXd& centered) const {
   MatrixXd factor;
   allocate(factor, d_, c_, "the between-class factor");
   for (Index k = 0; k < c_; ++k) {

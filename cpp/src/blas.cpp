@@ -55,6 +55,12 @@ void gemm_rows(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, doub
                     checked_int(ldc));
 }
 
+void syr2k_upper_add(index_t n, index_t k, const double* a, index_t lda, const double* b,
+                     index_t ldb, double* c, index_t ldc) {
+  scipy_cblas_dsyr2k(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k), 1.0,
+                     a, checked_int(lda), b, checked_int(ldb), 1.0, c, checked_int(ldc));
+}
+
 int potrf_lower(index_t n, double* a, index_t lda) {
   return scipy_LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', checked_int(n), a, checked_int(lda));
 }

@@ -1,6 +1,7 @@
 #include "labelranker/pipeline.hpp"
 
 #include <cmath>
+#include <utility>
 
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
@@ -13,7 +14,10 @@ Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkag
   const double total = acc.total_weight();
   MatrixXd within = acc.within_scatter();
   within /= total;
-  MatrixXd between = acc.between_factor();
+  RowMatrixXd centered;  // the class means, computed once for the factor and the ranking
+  VectorXd mean;
+  acc.centered_and_global_means(&centered, &mean);
+  MatrixXd between = acc.between_factor(centered);
   between /= std::sqrt(total);
   if (!std::isfinite(total) || !within.allFinite() || !between.allFinite()) {
     throw InputError(
@@ -22,8 +26,8 @@ Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkag
   }
   Solution out;
   out.discriminant = solve_discriminant(within, between, shrinkage, k, total);
-  out.ranking = rank_classes(acc.centered_means(), out.discriminant.directions);
-  out.mean = acc.global_mean();
+  out.ranking = rank_classes(centered, out.discriminant.directions);
+  out.mean = std::move(mean);
   return out;
 }
 

@@ -103,8 +103,9 @@ class ScatterAccumulator {
   void commit_pass();
   void abort_pass();
   bool pass_open() const { return work_.open; }
-  // Frees the buffers update() keeps between calls (about 3 C d + d^2 doubles plus, per
-  // worker, C d doubles and a d x d moment); the next update() allocates them again.
+  // Frees the buffers update() keeps between calls (about 2 C d + d^2 doubles plus, per
+  // worker, min(C, 4096) x d doubles and a d x d moment); the next update() allocates them
+  // again.
   void release_buffers();
 
   // Adds other's statistics to this one. Same n_features and num_classes required.
@@ -116,6 +117,9 @@ class ScatterAccumulator {
   MatrixXd within_scatter() const;
   // (d x C) factor M with S_b = M M^T: columns sqrt(n_k) (mu_k - mu).
   MatrixXd between_factor() const;
+  MatrixXd between_factor(const RowMatrixXd& centered) const;  // from centered_means()
+  // centered_means() and global_mean() from one computation of the class means.
+  void centered_and_global_means(RowMatrixXd* centered, VectorXd* mean) const;
   // (C x d) mu_k - mu, computed without forming the large means first.
   RowMatrixXd centered_means() const;
   // (d) global mean mu.

@@ -26,6 +26,10 @@ void gemm_rows(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, doub
                const double* a, index_t lda, const double* b, index_t ldb, double beta, double* c,
                index_t ldc);
 
+// C (n x n, upper triangle) += A B^T + B A^T, A and B n x k column-major.
+void syr2k_upper_add(index_t n, index_t k, const double* a, index_t lda, const double* b,
+                     index_t ldb, double* c, index_t ldc);
+
 // Cholesky A = L L^T in place (lower triangle). Returns LAPACK's info (0 on success).
 // OpenBLAS's blocking here depends on the thread count (the solver uses its own blocked
 // Cholesky instead, whose result does not).
