@@ -89,3 +89,17 @@ def test_a_failed_first_pass_leaves_nothing_for_the_next_to_adopt():
     want = lrf.ScatterAccumulator(6, 50).update(X[keep], y[keep]).get_state()
     assert all(np.array_equal(state[k], want[k]) for k in want)
     lrf.ScatterAccumulator.from_state(state)  # a valid state
+
+
+def test_a_merge_whose_moment_would_overflow_is_refused_and_changes_nothing():
+    # Class 0 around +1e154 in one accumulator and -1e154 in the other: each moment is
+    # small, but re-expressing one around the other's shift adds n * (2e154)^2 / 2 terms
+    # (past float64's range). The moment is now updated in place: the check comes first.
+    a = lrf.ScatterAccumulator(2, 3).update(np.full((4, 2), 1e154), np.zeros(4, dtype=int))
+    a.update(np.ones((3, 2)), np.ones(3, dtype=int))
+    b = lrf.ScatterAccumulator(2, 3).update(np.full((4, 2), -1e154), np.zeros(4, dtype=int))
+    before = a.get_state()
+    with pytest.raises(ValueError, match="overflow"):
+        a.merge(b)
+    after = a.get_state()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
