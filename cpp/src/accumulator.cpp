@@ -149,11 +149,9 @@ void ScatterAccumulator::adopt_pass(const MatrixXd& moment_upper) {
     counts[k] = ws.class_counts[k];
     finite = finite && std::isfinite(counts[k]) && ws.sums.row(k).allFinite();
   }
-  MatrixXd new_m2;
-  allocate_zero(new_m2, d_, d_, "the second moment");
-  kernels::add_upper(new_m2.data(), moment_upper.data(), d_);
-  for (Index j = 0; j < d_; ++j) new_m2(j, j) = std::max(new_m2(j, j), 0.0);
-  if (!finite || !new_m2.diagonal().allFinite()) {
+  // m2_ is all zeros here (no statistics yet): it takes the moment's upper triangle in
+  // place, once the diagonal is known to be finite.
+  if (!finite || !moment_upper.diagonal().allFinite()) {
     throw InputError(
         "the statistics would overflow (weights or squared features too large to "
         "add up in float64); rescale the features or the weights");
@@ -166,7 +164,8 @@ void ScatterAccumulator::adopt_pass(const MatrixXd& moment_upper) {
   shifts_.swap(ws.shifts);  // the workspace is left without tables: begin_pass makes new ones
   sums_.swap(ws.sums);
   class_counts_.swap(counts);
-  m2_.swap(new_m2);
+  kernels::add_upper(m2_.data(), moment_upper.data(), d_);
+  for (Index j = 0; j < d_; ++j) m2_(j, j) = std::max(m2_(j, j), 0.0);
   n_samples_ = ws.n_samples;
 }
 

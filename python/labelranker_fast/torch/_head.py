@@ -46,7 +46,12 @@ def lda_head(
         (the spread at the class means plus what within-class deviations add, from the
         statistics alone), so they start about one unit apart. The same factor for every
         class: the head is still the LDA classifier up to a temperature, and order-free.
-        1.0 gives the raw classifier.
+        1.0 gives the raw classifier. This sets the spread of the logits, not the size of
+        the weights: on features whose within-class covariance is nearly singular the
+        weights stay large (norms near 1e5 on the study's small ViTs with OAS) and
+        fine-tuning the backbone under such a head can still diverge; a larger
+        ``shrinkage`` (1.0: the nearest-class-mean head) keeps them small, which is what
+        the study's lda arm uses.
 
     Returns
     -------
