@@ -21,7 +21,25 @@ from ..torch import Classifier, evaluate, finetune
 from ..torch._head import lda_head
 from ..torch._pooling import backbone_features, frozen
 
-__all__ = ["lda_classifier", "pooled_features", "probe_once"]
+__all__ = ["lda_classifier", "pooled_features", "probe_once", "recipe_finetune"]
+
+
+def recipe_finetune(clf, loader, cfg, C: int, ranking, device):
+    """``finetune`` of ``clf`` on ``loader`` with the study's recipe: ``cfg``'s epochs,
+    warm-up, learning rate, weight decay and label smoothing, no progress bar."""
+    return finetune(
+        clf,
+        loader,
+        num_classes=C,
+        ranking=ranking,
+        epochs=cfg.epochs,
+        warmup_epochs=cfg.warmup_epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        label_smoothing=cfg.label_smoothing,
+        device=device,
+        progress=False,
+    )
 
 
 def lda_classifier(backbone, dim, C, accumulator, ranking, shrinkage, pooling) -> Classifier:
@@ -67,19 +85,7 @@ def probe_once(train, test, ranking, seed, C, cfg, device) -> tuple[float, float
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    result = finetune(
-        clf,
-        loader,
-        num_classes=C,
-        ranking=ranking,
-        epochs=cfg.epochs,
-        warmup_epochs=cfg.warmup_epochs,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        label_smoothing=cfg.label_smoothing,
-        device=device,
-        progress=False,
-    )
+    result = recipe_finetune(clf, loader, cfg, C, ranking, device)
     test_loader = DataLoader(TensorDataset(*test), batch_size=512)
     acc = evaluate(result.model, test_loader, ranking=ranking, num_classes=C, device=device)
     return acc["accuracy"], result.history[-1]["train_loss"]

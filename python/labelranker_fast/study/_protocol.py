@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader, Dataset
 from .._accumulator import ScatterAccumulator
 from .._inputs import parse_shrinkage
 from .._ranking import LabelRanking
-from ..torch import Classifier, evaluate, extract_and_rank, finetune, pick_device
+from ..torch import Classifier, evaluate, extract_and_rank, pick_device
 from ..torch._pooling import backbone_features
-from ._arms import lda_classifier, pooled_features, probe_once
+from ._arms import lda_classifier, pooled_features, probe_once, recipe_finetune
 from ._backbones import BackboneSpec, build_backbone
 from ._data import load_data, stratified_split
 
@@ -286,18 +286,6 @@ def _finetune_once(
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    result = finetune(
-        clf,
-        loader,
-        num_classes=C,
-        ranking=ranking,
-        epochs=cfg.epochs,
-        warmup_epochs=cfg.warmup_epochs,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        label_smoothing=cfg.label_smoothing,
-        device=device,
-        progress=False,
-    )
+    result = recipe_finetune(clf, loader, cfg, C, ranking, device)
     acc = evaluate(result.model, test_loader, ranking=ranking, num_classes=C, device=device)
     return acc["accuracy"], result.history[-1]["train_loss"]
