@@ -142,6 +142,23 @@ def test_identical_class_means_are_rejected():
 # there by construction.
 
 
+def accumulator_of(counts, means, m2):
+    """An accumulator whose class counts, class means (sums 0 around them) and pooled
+    moment are the given ones."""
+    C, d = means.shape
+    state = {
+        "version": 1,
+        "n_features": d,
+        "num_classes": C,
+        "n_rows": int(counts.sum()),
+        "counts": counts,
+        "shifts": means,
+        "sums": np.zeros((C, d)),
+        "m2": m2,
+    }
+    return lrf.ScatterAccumulator.from_state(state)
+
+
 def designed_state(d, C, top, seed=0):
     """An accumulator state with S = S_w/N = I and S_b/N = Mc^T Mc / C whose nonzero
     eigenvalues are ``top`` followed by a decreasing tail."""
@@ -155,17 +172,7 @@ def designed_state(d, C, top, seed=0):
     means = (P * np.sqrt(spectrum)) @ V.T
     counts = np.full(C, 50.0)
     N = counts.sum()
-    state = {
-        "version": 1,
-        "n_features": d,
-        "num_classes": C,
-        "n_rows": int(N),
-        "counts": counts,
-        "shifts": means,
-        "sums": np.zeros((C, d)),
-        "m2": N * np.eye(d),
-    }
-    return lrf.ScatterAccumulator.from_state(state)
+    return accumulator_of(counts, means, N * np.eye(d))
 
 
 def scipy_top(acc):
@@ -183,17 +190,9 @@ def test_top_pair_of_large_gram_against_eigh(d, C, seed):
     counts = rng.integers(20, 60, C).astype(float)
     A = rng.standard_normal((d, 2 * d))
     N = counts.sum()
-    state = {
-        "version": 1,
-        "n_features": d,
-        "num_classes": C,
-        "n_rows": int(N),
-        "counts": counts,
-        "shifts": rng.standard_normal((C, d)),
-        "sums": np.zeros((C, d)),
-        "m2": (A @ A.T / (2 * d) + 0.01 * np.eye(d)) * N,
-    }
-    acc = lrf.ScatterAccumulator.from_state(state)
+    acc = accumulator_of(
+        counts, rng.standard_normal((C, d)), (A @ A.T / (2 * d) + 0.01 * np.eye(d)) * N
+    )
     r = acc.solve(None, 1)
     vals, vecs, Sb, S = scipy_top(acc)
     np.testing.assert_allclose(r["eigenvalues"], vals[-1:], rtol=1e-10)

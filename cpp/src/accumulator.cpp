@@ -17,6 +17,24 @@
 #include "labelranker/memory.hpp"
 
 namespace lrf {
+
+namespace {
+
+[[noreturn]] void throw_overflow() {
+  throw InputError(
+      "the statistics would overflow (weights or squared features too large to "
+      "add up in float64); rescale the features or the weights");
+}
+
+// Each class's part of diag(M) is a sum of squares, so diag(M) >= 0; re-expressing a
+// shift subtracts terms, and when rows' squares underflowed (deviations or weights far
+// below 1) while their sums did not, rounding can leave a diagonal entry a few ulps below
+// zero. It is set to zero: closer to the exact value, and a valid state.
+void clamp_diagonal(MatrixXd* m2) {
+  for (Index j = 0; j < m2->rows(); ++j) (*m2)(j, j) = std::max((*m2)(j, j), 0.0);
+}
+
+}  // namespace
 ScatterAccumulator::ScatterAccumulator(Unallocated, Index n_features, Index num_classes)
     : d_(n_features),
       c_(num_classes),
@@ -104,9 +122,7 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
         finite && std::isfinite(class_counts_[k] + class_counts[k]) && new_row(k, j).allFinite();
   }
   if (!finite) {
-    throw InputError(
-        "the statistics would overflow (weights or squared features too large to "
-        "add up in float64); rescale the features or the weights");
+    throw_overflow();
   }
   if (shifts_.rows() != c_) {  // the first statistics: the tables are allocated now
     RowMatrixXd zero_shifts, zero_sums;
@@ -126,11 +142,7 @@ void ScatterAccumulator::absorb(const std::vector<Index>& classes, const VectorX
   if (!moved.empty()) {  // D, V row-major L x d: as column-major d x L, D^T V = A B^T
     blas::syr2k_upper_add(d_, D.rows(), D.data(), d_, V.data(), d_, m2_.data(), d_);
   }
-  // Each class's part of diag(M) is a sum of squares, so diag(M) >= 0; re-expressing a
-  // shift subtracts terms, and when rows' squares underflowed (deviations or weights far
-  // below 1) while their sums did not, rounding can leave a diagonal entry a few ulps
-  // below zero. It is set to zero: closer to the exact value, and a valid state.
-  for (Index j = 0; j < d_; ++j) m2_(j, j) = std::max(m2_(j, j), 0.0);
+  clamp_diagonal(&m2_);
   n_samples_ = new_n_samples;
 }
 
@@ -152,9 +164,7 @@ void ScatterAccumulator::adopt_pass(const MatrixXd& moment_upper) {
   // m2_ is all zeros here (no statistics yet): it takes the moment's upper triangle in
   // place, once the diagonal is known to be finite.
   if (!finite || !moment_upper.diagonal().allFinite()) {
-    throw InputError(
-        "the statistics would overflow (weights or squared features too large to "
-        "add up in float64); rescale the features or the weights");
+    throw_overflow();
   }
   for (Index k = 0; k < c_; ++k) {
     if (keep[k]) continue;
@@ -165,7 +175,7 @@ void ScatterAccumulator::adopt_pass(const MatrixXd& moment_upper) {
   sums_.swap(ws.sums);
   class_counts_.swap(counts);
   kernels::add_upper(m2_.data(), moment_upper.data(), d_);
-  for (Index j = 0; j < d_; ++j) m2_(j, j) = std::max(m2_(j, j), 0.0);
+  clamp_diagonal(&m2_);
   n_samples_ = ws.n_samples;
 }
 
