@@ -1,6 +1,7 @@
-// ScatterAccumulator::add_rows, the O(n d^2) part of an update, in named steps: fix the
-// shifts of classes new to the pass, size the workers' buffers, centre each block of rows
-// and take its moment (a lane's work), and add the blocks to the pass in block order.
+// ScatterAccumulator::add_rows, the O(n d^2) part of an update, in named steps: size the
+// workers' buffers, fix the shifts of classes new to the pass (and for single-label rows
+// take the class sums, class_sums.cpp), centre each block of rows and take its moment (a
+// lane's work), and add the blocks to the pass in block order.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "kernels.hpp"
 #include "label_rows.hpp"
@@ -16,171 +18,17 @@
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
 #include "labelranker/memory.hpp"
+#include "lane.hpp"
 #include "ordered_blocks.hpp"
 
 namespace lrf {
-namespace {
-
-// Calls the interrupt poll on the calling thread at most once per kPollInterval.
-class Poller {
- public:
-  explicit Poller(const InterruptPoll& poll) : poll_(poll), next_(Clock::now() + kInterval) {}
-  void check() {
-    if (!poll_) return;
-    const auto now = Clock::now();
-    if (now < next_) return;
-    next_ = now + kInterval;
-    if (poll_()) throw Interrupted();
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  static constexpr auto kInterval = ScatterAccumulator::kPollInterval;
-  const InterruptPoll& poll_;
-  Clock::time_point next_;
-};
-
-// The rows of one update() call, as a lane reads them.
-template <class T>
-struct Rows {
-  const T* x;  // (x_rows x d) row-major
-  Index d;
-  const RowSet& set;
-  const double* shifts;  // (C x d) the pass's shifts (values at input precision)
-  Index sub_rows;        // rows centred and multiplied at a time
-  const T* row(Index i) const { return x + set.x_row(i) * d; }
-};
-
-}  // namespace
-
-// One worker thread's buffers: the centred rows of a block, their moment, and the block's
-// per-class sums and counts in tables of the block's classes only (row slot[k] is class
-// k's), so that a block's cost does not grow with C.
-struct ScatterAccumulator::Lane {
-  std::vector<float> centred_f, moment_f;   // float32 input: centred block and its moment
-  std::vector<double> centred_d, moment_d;  // float64 input
-  RowMatrixXd sums;                         // (rows x d) the block's shifted class sums
-  RowMatrixXd corrections;                  // (rows x d) label-weight rows' U_k, if any
-  VectorXd class_counts;                    // (rows)
-  std::vector<std::int32_t> slot;           // (C) row of class k in the tables, or -1
-  std::vector<Index> classes;               // the block's classes, by row of the tables
-  std::vector<double> row_weights;          // (kBlockRows) label-weight rows' totals
-  std::vector<double> row_shift;            // (d) a label-weight row's mean shift
-  kernels::DenseLabelRows dense;            // soft-label sub-blocks' product path
-  int weight_exp = 0;                       // the block's rows are scaled by 2^-weight_exp
-
-  template <class T>
-  std::vector<T>& centred() {
-    if constexpr (std::is_same_v<T, float>) return centred_f;
-    else return centred_d;
-  }
-  template <class T>
-  std::vector<T>& moment() {
-    if constexpr (std::is_same_v<T, float>) return moment_f;
-    else return moment_d;
-  }
-  void clear() {  // after a failure: no partial block left behind
-    for (Index p = 0; p < static_cast<Index>(classes.size()); ++p) {
-      sums.row(p).setZero();
-      if (corrections.rows() > 0) corrections.row(p).setZero();
-      class_counts[p] = 0;
-      slot[classes[p]] = -1;
-    }
-    classes.clear();
-  }
-  // Class k's row of the block tables (a zero row when k is new to the block).
-  std::int32_t touch(Index k) {
-    if (slot[k] < 0) {
-      slot[k] = static_cast<std::int32_t>(classes.size());
-      classes.push_back(k);
-    }
-    return slot[k];
-  }
-
-  // The weights of rows [start, start + rows): sample weights, label-weight totals, or
-  // nullptr (all ones).
-  const double* block_weights(const RowSet& set, Index start, Index rows) {
-    if (!set.has_labels()) return set.w == nullptr ? nullptr : set.w + start;
-    for (Index r = 0; r < rows; ++r) {
-      double total = 0.0;
-      for (std::int64_t e = set.indptr[start + r]; e < set.indptr[start + r + 1]; ++e)
-        total += set.vals[e];
-      row_weights[r] = total;
-    }
-    return row_weights.data();
-  }
-
-  // Row i with label weights: one class is a weighted single-label row (the same
-  // arithmetic); several go through center_label_row; none, or no weight, add nothing.
-  template <class T>
-  void add_label_row(const Rows<T>& in, Index i, T* z, double total, double scale) {
-    const RowSet& set = in.set;
-    const std::int64_t first = set.indptr[i];
-    const Index L = set.indptr[i + 1] - first;
-    for (Index e = 0; e < L; ++e) class_counts[touch(set.cols[first + e])] += set.vals[first + e];
-    const Index d = in.d;
-    if (L == 1) {
-      const Index k = set.cols[first];
-      kernels::center_row(in.row(i), in.shifts + k * d, z, sums.row(slot[k]).data(), d,
-                          set.vals + first, scale);
-    } else if (L == 0 || !(total > 0.0)) {
-      std::fill(z, z + d, T(0));
-    } else {
-      kernels::center_label_row(in.row(i), in.shifts, set.cols + first, set.vals + first, L, total,
-                                scale, z, slot.data(), sums.data(), corrections.data(),
-                                row_shift.data(), d);
-    }
-  }
-
-  // Centres block b of `in` and takes its moment, in sub-blocks small enough for the
-  // centred copy to stay in L2 cache between the two (their products add up in the
-  // block's moment). Returns false if it abandoned the block because `stop` was set;
-  // `poller` (the calling thread's lane only) is checked between sub-blocks.
-  template <class T>
-  bool center_block(const Rows<T>& in, Index b, Poller* poller, const std::atomic<bool>& stop) {
-    const RowSet& set = in.set;
-    const Index d = in.d;
-    const Index start = b * kBlockRows;
-    const Index rows = std::min(kBlockRows, set.n - start);
-    T* zb = centred<T>().data();
-    const double* wb = block_weights(set, start, rows);
-    weight_exp = kernels::block_weight_exponent(wb, rows);
-    const double scale = std::ldexp(1.0, -weight_exp);
-    for (Index sub = 0; sub < rows; sub += in.sub_rows) {
-      if (poller != nullptr) poller->check();
-      if (stop.load(std::memory_order_relaxed)) return false;
-      const Index sub_end = std::min(rows, sub + in.sub_rows);
-      if (set.has_labels() && dense.dense(set, start + sub, sub_end - sub)) {
-        for (Index k : dense.present()) touch(k);
-        dense.centre(in.x, set, start + sub, sub_end - sub, d, in.shifts, wb + sub, scale, zb,
-                     slot.data(), sums.data(), corrections.data(), class_counts.data());
-        blas::syrk_upper(d, sub_end - sub, zb, d, sub == 0 ? T(0) : T(1), moment<T>().data(), d);
-        continue;
-      }
-      for (Index r = sub; r < sub_end; ++r) {
-        const Index i = start + r;
-        T* z = zb + (r - sub) * d;
-        if (set.has_labels()) {
-          add_label_row(in, i, z, wb[r], scale);
-          continue;
-        }
-        const Index k = set.y[i];
-        const std::int32_t p = touch(k);
-        kernels::center_row(in.row(i), in.shifts + k * d, z, sums.row(p).data(), d,
-                            wb == nullptr ? nullptr : wb + r, scale);
-        class_counts[p] += wb == nullptr ? 1.0 : wb[r];
-      }
-      blas::syrk_upper(d, sub_end - sub, zb, d, sub == 0 ? T(0) : T(1), moment<T>().data(), d);
-    }
-    return true;
-  }
-};
 
 template <class T>
 const double* ScatterAccumulator::assign_shifts(const T* x, const RowSet& set) {
   // Shifts are fixed once per pass, when a class first appears in it: the accumulator's
   // shift, or for a class without one the mean of its first kShiftRows rows in this call;
-  // rounded to input precision (so x - s is exact near s).
+  // rounded to input precision (so x - s is exact near s). Label-weight rows only
+  // (add_class_sums does the same for single-label rows).
   Workspace& ws = work_;
   std::vector<Index> fresh;  // classes whose shift is set in this call
   std::vector<Index> taken;  // rows averaged, if fresh
@@ -193,6 +41,7 @@ const double* ScatterAccumulator::assign_shifts(const T* x, const RowSet& set) {
       ws.touched[k] = 1;
       ws.classes.push_back(k);  // never reallocates: capacity C since begin_pass
       fresh.push_back(k);
+      ws.sums.row(k).setZero();  // meaningful from now on
       if (class_counts_[k] > 0) {
         ws.shifts.row(k) = shifts_.row(k);
         return false;
@@ -231,8 +80,8 @@ void ScatterAccumulator::prepare_lanes(const RowSet& set, Index lanes, Index sub
   Workspace& ws = work_;
   const Index n = set.n;
   const bool labels = set.has_labels();
-  // A block names at most kBlockRows classes, or with label weights its entries' classes.
-  Index table_rows = std::min(c_, kBlockRows);
+  // Label weights: a block's tables name at most its entries' classes.
+  Index table_rows = 0;
   if (labels) {
     std::int64_t most = 0;
     for (Index start = 0; start < n; start += kBlockRows)
@@ -251,6 +100,14 @@ void ScatterAccumulator::prepare_lanes(const RowSet& set, Index lanes, Index sub
       allocating<T>(d_, d_, "a worker's block moment",
                     [&] { lane.moment<T>().resize(static_cast<std::size_t>(d_ * d_)); });
     }
+    lane.overflow = false;
+    if (!labels) {
+      if (lane.class_sum.size() != static_cast<std::size_t>(d_)) {
+        allocate_vector(lane.class_sum, d_, "a worker's class sum", 0.0);
+        allocate_vector(lane.carry_sums, 2 * d_, "a worker's class sums", 0.0);
+      }
+      continue;
+    }
     if (static_cast<Index>(lane.slot.size()) != c_) {
       allocate_vector(lane.slot, c_, "a worker's class slots", std::int32_t{-1});
       lane.classes.clear();
@@ -262,12 +119,12 @@ void ScatterAccumulator::prepare_lanes(const RowSet& set, Index lanes, Index sub
                                [&] { lane.classes.reserve(table_rows); });
       if (lane.corrections.rows() > 0) lane.corrections.resize(0, d_);
     }
-    if (labels && lane.corrections.rows() < table_rows) {
+    if (lane.corrections.rows() < table_rows) {
       allocate_zero(lane.corrections, lane.sums.rows(), d_, "a worker's label-weight corrections");
       allocate_vector(lane.row_weights, kBlockRows, "a worker's row weights", 0.0);
       allocate_vector(lane.row_shift, d_, "a worker's row shift", 0.0);
     }
-    if (labels) lane.dense.reserve(sub_rows, d_, c_);
+    lane.dense.reserve(sub_rows, d_, c_);
   }
   if (labels && ws.corrections.rows() != c_) {
     allocate_zero(ws.corrections, c_, d_, "the pass's label-weight corrections");
@@ -292,21 +149,11 @@ void ScatterAccumulator::reduce_block(Lane& lane, Index b, bool to_spare, bool u
   double* dst = to_spare ? ws.spare.data() : ws.moment.data();
   const double* base = b > 0 ? dst : to_spare ? ws.moment.data() : ws.has_moment ? dst : nullptr;
   kernels::fold_upper_scaled(dst, base, lane.moment<T>().data(), d_, lane.weight_exp);
-  const bool corrections = ws.corrections.rows() == c_;
-  const bool lane_corrections = lane.corrections.rows() > 0;  // zero without label rows
-  for (Index p = 0; p < static_cast<Index>(lane.classes.size()); ++p) {
+  const bool lane_corrections = lane.corrections.rows() > 0;             // zero without label rows
+  for (Index p = 0; p < static_cast<Index>(lane.classes.size()); ++p) {  // label weights
     const Index k = lane.classes[p];
-    if (undoable && !ws.saved[k]) {  // keep what this call changes, to undo it
-      ws.saved[k] = 1;
-      ws.saved_classes.push_back(k);
-      ws.saved_rows.insert(ws.saved_rows.end(), ws.sums.row(k).data(), ws.sums.row(k).data() + d_);
-      ws.saved_rows.push_back(ws.class_counts[k]);
-      if (corrections) {
-        const double* u = ws.corrections.row(k).data();
-        ws.saved_rows.insert(ws.saved_rows.end(), u, u + d_);
-      }
-    }
-    ws.sums.row(k) += lane.sums.row(p);
+    if (undoable) ws.save_class(k, d_);  // keep what this call changes, to undo it
+    ws.sums.row(k) += lane.sums.row(p);  // checked when the pass commits
     ws.class_counts[k] += lane.class_counts[p];
     lane.sums.row(p).setZero();
     lane.class_counts[p] = 0;
@@ -317,6 +164,19 @@ void ScatterAccumulator::reduce_block(Lane& lane, Index b, bool to_spare, bool u
     }
   }
   lane.classes.clear();
+  const ScatterAccumulator::ClassRows& by = ws.by_class;
+  for (int c = 0; c < lane.carries; ++c) {  // single-label classes spanning several blocks
+    const Index j = lane.carry_classes[c];
+    const Index k = by.classes[j];
+    const Eigen::Map<const RowVectorXd> part(lane.carry_sums.data() + c * d_, d_);
+    // A class new to the pass starts from its first block's part.
+    if (by.fresh[j] != 0 && by.start[j] >= b * kBlockRows) ws.sums.row(k) = part;
+    else ws.sums.row(k) += part;
+    ws.class_counts[k] += lane.carry_counts[c];
+    lane.overflow =
+        lane.overflow || !std::isfinite(ws.class_counts[k]) || !ws.sums.row(k).allFinite();
+  }
+  lane.carries = 0;
 }
 
 template <class T>
@@ -326,7 +186,14 @@ void ScatterAccumulator::add_rows(const T* x, const RowSet& set, const Interrupt
   // commits, so an invalid row leaves the accumulator as it was.
   Workspace& ws = work_;
   const Index n = set.n;
-  const double* shifts = assign_shifts(x, set);
+  if (set.has_labels()) {
+    // Label weights with one class on every row (one-hot, or one weighted class) are
+    // weighted single-label rows: they take that path, and give its statistics bit for bit.
+    bool single = true;
+    for (Index i = 0; i <= n && single; ++i) single = set.indptr[i] == i;
+    if (single)
+      return add_rows(x, RowSet{n, set.x_rows, set.index, set.cols, set.vals}, poll, undoable);
+  }
 
   // Blocks are processed by `lanes` workers (the calling thread is one of them); each
   // block's moment is computed by single-threaded syrks, then added to the call's moment in
@@ -337,12 +204,17 @@ void ScatterAccumulator::add_rows(const T* x, const RowSet& set, const Interrupt
   // An undoable call builds its moment in `spare` while the pass's moment stays as it was.
   const bool to_spare = undoable && ws.has_moment;
   prepare_lanes<T>(set, lanes, sub_rows, undoable, to_spare);
-  if (set.has_labels()) ws.has_labels = true;
-
-  const Rows<T> in{x, d_, set, shifts, sub_rows};
   Poller poller(poll);
+  const bool labels = set.has_labels();
+  if (labels) ws.has_labels = true;
+  // Label-weight rows go in row order; single-label rows class by class (class_blocks.cpp).
+  if (labels) assign_shifts(x, set);
+  else prepare_class_blocks(x, set, undoable);
+  const Rows<T> in{x, d_, set, ws.shifts.data(), sub_rows};
   auto process = [&](int l, Index b, const std::atomic<bool>& stop) {
-    return ws.lanes[l]->center_block(in, b, l == 0 ? &poller : nullptr, stop);
+    Poller* lane_poller = l == 0 ? &poller : nullptr;
+    if (labels) return ws.lanes[l]->center_block(in, b, lane_poller, stop);
+    return center_class_block(*ws.lanes[l], in, b, lane_poller, stop);
   };
   auto reduce = [&](int l, Index b) { reduce_block<T>(*ws.lanes[l], b, to_spare, undoable); };
   {
@@ -360,12 +232,17 @@ void ScatterAccumulator::add_rows(const T* x, const RowSet& set, const Interrupt
   }
 
   // A non-finite feature (or shift) makes a centred value non-finite and with it the
-  // moment's diagonal; so does a square that overflows. O(d) to check per call.
+  // moment's diagonal; so does a square that overflows. O(d) to check per call. Class
+  // sums formed class by class were checked as they were written.
   if (to_spare) ws.moment.swap(ws.spare);
   ws.clear_saved();
   ws.has_moment = true;
   ws.n_samples += n;
   if (!ws.moment.diagonal().allFinite()) throw_non_finite(x, set);
+  bool overflow = false;
+  for (Index l = 0; l < lanes; ++l)
+    overflow = std::exchange(ws.lanes[l]->overflow, false) || overflow;
+  if (overflow) throw_overflow();
 }
 
 template <class T>

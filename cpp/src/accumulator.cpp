@@ -18,13 +18,13 @@
 
 namespace lrf {
 
-namespace {
-
-[[noreturn]] void throw_overflow() {
+void throw_overflow() {
   throw InputError(
       "the statistics would overflow (weights or squared features too large to "
       "add up in float64); rescale the features or the weights");
 }
+
+namespace {
 
 // Each class's part of diag(M) is a sum of squares, so diag(M) >= 0; re-expressing a
 // shift subtracts terms, and when rows' squares underflowed (deviations or weights far
@@ -159,7 +159,8 @@ void ScatterAccumulator::adopt_pass(const MatrixXd& moment_upper) {
     if (!(ws.class_counts[k] > 0)) continue;
     keep[k] = 1;
     counts[k] = ws.class_counts[k];
-    finite = finite && std::isfinite(counts[k]) && ws.sums.row(k).allFinite();
+    // (single-label sums were checked as they were formed, class_blocks.cpp)
+    finite = finite && std::isfinite(counts[k]) && (!ws.has_labels || ws.sums.row(k).allFinite());
   }
   // m2_ is all zeros here (no statistics yet): it takes the moment's upper triangle in
   // place, once the diagonal is known to be finite.

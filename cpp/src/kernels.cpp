@@ -35,6 +35,14 @@ LRF_CENTER_ROW(float)
 LRF_CENTER_ROW(double)
 #undef LRF_CENTER_ROW
 
+#define LRF_ADD_ROW(T)                                                                  \
+  LRF_CLONES void add_row(const T* __restrict__ x, double* __restrict__ acc, Index d) { \
+    for (Index j = 0; j < d; ++j) acc[j] += static_cast<double>(x[j]);                  \
+  }
+LRF_ADD_ROW(float)
+LRF_ADD_ROW(double)
+#undef LRF_ADD_ROW
+
 namespace {
 template <class T>
 __attribute__((always_inline)) inline void label_row(

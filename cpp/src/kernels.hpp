@@ -74,6 +74,10 @@ void center_row(const float* x, const double* s, float* z, double* acc, Index d,
 void center_row(const double* x, const double* s, double* z, double* acc, Index d,
                 const double* weight, double scale);
 
+// acc += x for d features (in float64), cloned like center_row.
+void add_row(const float* x, double* acc, Index d);
+void add_row(const double* x, double* acc, Index d);
+
 // One row with label weights on several classes (cols, vals: its L entries, total weight
 // `total` > 0): with a = sum_j vals_j s_{cols_j} / total (float64, into `a`),
 //   z = (x - a) sqrt(total) * scale      at input precision, x - a taken in float64,

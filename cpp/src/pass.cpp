@@ -21,7 +21,7 @@ void ScatterAccumulator::begin_pass() {
   if (ws.class_counts.size() != c_ || ws.sums.rows() != c_) {  // (adopt_pass took them)
     allocate_zero(ws.class_counts, c_, 1, "the pass's class counts");
     allocate(ws.shifts, c_, d_, "the pass's class shifts");
-    allocate_zero(ws.sums, c_, d_, "the pass's class sums");
+    allocate(ws.sums, c_, d_, "the pass's class sums");  // rows set when a class is seen
     allocate_vector(ws.touched, c_, "the pass's class flags", char{0});
     allocate_vector(ws.saved, c_, "the pass's class flags", char{0});
     allocating<std::int64_t>(c_, -1, "the pass's class list", [&] { ws.classes.reserve(c_); });
@@ -57,6 +57,7 @@ void ScatterAccumulator::Workspace::release() {
   std::vector<Index>().swap(saved_classes);
   std::vector<double>().swap(saved_rows);
   lanes.clear();
+  by_class = ClassRows();
 }
 
 void ScatterAccumulator::release_buffers() {
@@ -67,9 +68,7 @@ void ScatterAccumulator::release_buffers() {
 void ScatterAccumulator::abort_pass() {
   Workspace& ws = work_;
   const bool corrections = ws.corrections.rows() == c_;
-  const bool sums = ws.sums.rows() == c_;  // not after adopt_pass
   for (Index k : ws.classes) {
-    if (sums) ws.sums.row(k).setZero();
     if (corrections) ws.corrections.row(k).setZero();
     ws.class_counts[k] = 0;
     ws.touched[k] = 0;
@@ -139,7 +138,6 @@ void ScatterAccumulator::undo_call(std::size_t classes_before, bool saw_double_b
   ws.clear_saved();
   for (std::size_t i = classes_before; i < ws.classes.size(); ++i) {
     const Index k = ws.classes[i];  // first seen in the undone call: empty before it
-    ws.sums.row(k).setZero();
     if (corrections) ws.corrections.row(k).setZero();
     ws.class_counts[k] = 0;
     ws.touched[k] = 0;

@@ -11,9 +11,11 @@
 // Merging re-expresses one side's moments around the other side's shifts (exact algebra).
 //
 // The O(n d^2) part is one BLAS syrk per block of rows. float32 input is multiplied in
-// float32 within a block of at most kBlockRows rows and added to the float64 moment.
+// float32 within a block of at most kBlockRows rows and added to the float64 moment. The
+// O(n d) class sums of single-label rows are taken class by class (class_sums.cpp).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -24,6 +26,11 @@
 #include "labelranker/types.hpp"
 
 namespace lrf {
+namespace detail {
+class Poller;
+template <class T>
+struct Rows;
+}  // namespace detail
 
 // Asked by update() on its calling thread between blocks of rows, at most once per
 // kPollInterval; returning true stops the update, which then leaves no trace and throws
@@ -104,8 +111,8 @@ class ScatterAccumulator {
   void abort_pass();
   bool pass_open() const { return work_.open; }
   // Frees the buffers update() keeps between calls (about 2 C d + d^2 doubles plus, per
-  // worker, min(C, 4096) x d doubles and a d x d moment); the next update() allocates them
-  // again.
+  // worker, a d x d moment and, with label weights, tables of at most min(C, 4096) x d
+  // doubles); the next update() allocates them again.
   void release_buffers();
 
   // Adds other's statistics to this one. Same n_features and num_classes required.
@@ -151,10 +158,40 @@ class ScatterAccumulator {
   // (C x d, values at input precision).
   template <class T>
   const double* assign_shifts(const T* x, const RowSet& rows);
+  struct Lane;  // one worker thread's buffers (defined in lane.hpp)
+  // Single-label rows go class by class (class_blocks.cpp): the call's rows grouped by
+  // class (a stable counting sort of y), cut into blocks of kBlockRows in that order.
+  struct ClassRows {
+    std::vector<Index> slot;         // (C) -1 between calls
+    std::vector<Index> classes;      // the call's classes in order of first appearance
+    std::vector<Index> start;        // (classes + 1) class j's rows: rows[start[j], start[j+1])
+    std::vector<Index> rows;         // (n) the call's row positions, by class, ascending
+    std::vector<char> fresh;         // (classes) new to the pass: 1 with a shift, 2 without
+    std::vector<Index> block_first;  // (blocks) the class at each block's first row
+    // Classes spanning blocks: their shifts, set before the blocks are centred (row
+    // span[j] for the call's class j, or -1).
+    std::vector<Index> span;
+    RowMatrixXd span_shifts;
+    void group(const std::int64_t* y, Index n, Index num_classes);
+  };
+  // Groups the call's rows, marks the classes new to the pass, finds the shifts of those
+  // that span blocks (the others' are set as their block is centred) and saves what an
+  // undoable call changes.
+  template <class T>
+  void prepare_class_blocks(const T* x, const RowSet& rows, bool undoable);
+  // Writes the shift of the call's class j to s, where the class is new to the pass (s
+  // holds it otherwise).
+  template <class T>
+  void set_class_shift(const T* x, const RowSet& rows, Index j, double* s);
+  // Centres block b of the class-grouped rows and takes its moment into `lane` (as
+  // Lane::center_block does for label weights); writes the sums of the classes inside the
+  // block and keeps those of the classes spanning it for reduce_block.
+  template <class T>
+  bool center_class_block(Lane& lane, const detail::Rows<T>& in, Index b, detail::Poller* poller,
+                          const std::atomic<bool>& stop);
   // Sizes the first `lanes` workers' buffers (and the undo buffers) for this call.
   template <class T>
   void prepare_lanes(const RowSet& rows, Index lanes, Index sub_rows, bool undoable, bool to_spare);
-  struct Lane;  // one worker thread's buffers (defined in accumulate.cpp)
   // Adds a lane's block b to the pass (to `spare` if to_spare), saving what an undoable
   // call changes first.
   template <class T>
@@ -194,8 +231,10 @@ class ScatterAccumulator {
     Workspace() = default;
     Workspace(const Workspace&) {}
     Workspace& operator=(const Workspace&) { return *this; }
-    MatrixXd moment;           // d x d moment of this pass (upper triangle)
-    RowMatrixXd shifts, sums;  // (C x d) this pass's shifts and shifted sums
+    MatrixXd moment;  // d x d moment of this pass (upper triangle)
+    // (C x d) this pass's shifts and shifted sums; a row is meaningful only for a class
+    // seen in the pass (touched)
+    RowMatrixXd shifts, sums;
     // (C x d) U_k = sum_i W_ik (s_k - a_i) over label-weight rows (a_i: the weighted mean
     // of row i's shifts); allocated by the first such call, used while has_labels.
     RowMatrixXd corrections;
@@ -214,10 +253,12 @@ class ScatterAccumulator {
     MatrixXd spare;
     std::vector<char> saved;  // (C) class saved in this call
     std::vector<Index> saved_classes;
-    std::vector<double> saved_rows;  // per saved class: its sums, count [, corrections]
+    std::vector<double> saved_rows;     // per saved class: its sums, count [, corrections]
+    void save_class(Index k, Index d);  // saves class k's rows, once per call
     void clear_saved();
     void release();  // frees every buffer (no pass open)
     std::vector<std::shared_ptr<Lane>> lanes;
+    ClassRows by_class;
   };
   Workspace work_;
 };

@@ -23,4 +23,7 @@ struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
 };
 
+// Throws the InputError for statistics that would overflow float64.
+[[noreturn]] void throw_overflow();
+
 }  // namespace lrf

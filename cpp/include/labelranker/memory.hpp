@@ -54,11 +54,20 @@ decltype(auto) allocating(std::int64_t rows, std::int64_t cols, const char* what
 }
 
 // m.resize(rows, cols) (contents unspecified) for an Eigen matrix.
+// Asks the kernel to back [data, data + bytes) with transparent huge pages where it is
+// 2 MiB aligned (Linux; elsewhere nothing). Done before the first touch, it makes the page
+// faults of a large table 512x fewer: at 100,000 classes and d = 768 the tables' 4 KiB
+// faults cost more than their arithmetic. Only for buffers of at least kHugeBytes.
+constexpr std::size_t kHugeBytes = std::size_t{4} << 20;
+void advise_huge_pages(void* data, std::size_t bytes);
+
 template <class M>
 void allocate(M& m, std::int64_t rows, std::int64_t cols, const char* what) {
   using T = typename M::Scalar;
   const std::int64_t shown_cols = M::ColsAtCompileTime == 1 ? -1 : cols;  // a vector: (n,)
   allocating<T>(rows, shown_cols, what, [&] { m.resize(rows, cols); });
+  const std::size_t bytes = static_cast<std::size_t>(m.size()) * sizeof(T);
+  if (bytes >= kHugeBytes) advise_huge_pages(m.data(), bytes);
 }
 // The same, set to zero.
 template <class M>
