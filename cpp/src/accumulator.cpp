@@ -254,8 +254,7 @@ MatrixXd ScatterAccumulator::within_scatter() const {
   // symmetric_from_upper(m2_ - correction) without two more d x d arrays.
   for (Index j = 0; j < d_; ++j)
     for (Index i = 0; i <= j; ++i) correction(i, j) = m2_(i, j) - correction(i, j);
-  for (Index j = 0; j < d_; ++j)
-    for (Index i = j + 1; i < d_; ++i) correction(i, j) = correction(j, i);
+  kernels::mirror_upper(correction.data(), d_);
   return correction;
 }
 

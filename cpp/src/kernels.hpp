@@ -40,6 +40,20 @@ void fold_upper_scaled(double* dst, const double* base, const T* src, Index n, i
   }
 }
 
+// Copies the strict upper triangle of the n x n column-major a onto its lower one, in
+// tiles (a column-major read of the transpose strides by n, which for d x d matrices of
+// a few MiB costs more than the solver's BLAS calls around it).
+inline void mirror_upper(double* a, Index n) {
+  constexpr Index kTile = 32;
+  for (Index jb = 0; jb < n; jb += kTile) {
+    for (Index ib = jb; ib < n; ib += kTile) {  // tile rows ib.., columns jb..: lower part
+      const Index i_end = std::min(n, ib + kTile), j_end = std::min(n, jb + kTile);
+      for (Index j = jb; j < j_end; ++j)
+        for (Index i = std::max(ib, j + 1); i < i_end; ++i) a[i + j * n] = a[j + i * n];
+    }
+  }
+}
+
 // Weighted rows enter the moment as z = (x - s) sqrt(w), computed at input precision. For
 // weights far from 1 (float32: sqrt(w) below 2^-126 or z^2 past 2^128) a block's rows are
 // scaled by 2^-e, e the binary exponent of the block's largest sqrt(w), and its moment by

@@ -25,7 +25,7 @@ Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkag
         "rescale the features or the weights");
   }
   Solution out;
-  out.discriminant = solve_discriminant(within, between, shrinkage, k, total);
+  out.discriminant = solve_discriminant(std::move(within), std::move(between), shrinkage, k, total);
   out.ranking = rank_classes(centered, out.discriminant.directions);
   out.mean = std::move(mean);
   return out;

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "kernels.hpp"
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
 #include "labelranker/memory.hpp"
@@ -131,8 +132,7 @@ MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lam
   MatrixXd gram;
   allocate(gram, n, n, "the between-class Gram matrix");
   fill(gram.data());
-  for (Index j = 0; j < n; ++j)  // the lower triangle, not written by syrk
-    for (Index i = j + 1; i < n; ++i) gram(i, j) = gram(j, i);
+  kernels::mirror_upper(gram.data(), n);  // the lower triangle, not written by syrk
   require_finite(gram, shrinkage);
   *trace = gram.trace();
   lambda->resize(k);
@@ -151,7 +151,7 @@ MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lam
 
 }  // namespace
 
-Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& between_factor,
+Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
                                 const Shrinkage& shrinkage, Index k, double total_weight) {
   const Index d = within_cov.rows();
   const Index c = between_factor.cols();
@@ -164,7 +164,7 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   }
 
   Discriminant out;
-  MatrixXd s = copy_of(within_cov, "the within-class covariance");
+  MatrixXd& s = within_cov;  // factored in place
   switch (shrinkage.kind) {
     case Shrinkage::Kind::kNone:
       out.shrinkage = 0.0;
@@ -197,7 +197,7 @@ Discriminant solve_discriminant(const MatrixXd& within_cov, const MatrixXd& betw
   }
 
   // A = L^{-1} M (d x C); its top left singular vectors from the smaller Gram matrix.
-  MatrixXd a = copy_of(between_factor, "the whitened between-class factor");
+  MatrixXd& a = between_factor;  // whitened in place
   blas::trsm_lower_left(false, d, c, s.data(), d, a.data(), d);
   require_finite(a, shrinkage);
   MatrixXd u;
