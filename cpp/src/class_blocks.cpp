@@ -161,6 +161,10 @@ bool ScatterAccumulator::center_class_block(Lane& lane, const Rows<T>& in, Index
   const Index n = set.n;
   const Index p0 = b * kBlockRows;
   const Index p1 = std::min(n, p0 + kBlockRows);
+  // Once per block at least: with few features a block's rows fit one sub-block, and the
+  // check between sub-blocks below is never reached (Ctrl-C would go unseen all call).
+  if (poller != nullptr) poller->check();
+  if (stop.load(std::memory_order_relaxed)) return false;
   double wmax = 0.0;
   if (set.w != nullptr)
     for (Index p = p0; p < p1; ++p) wmax = std::max(wmax, set.w[by.rows[p]]);
