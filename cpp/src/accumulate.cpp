@@ -1,6 +1,6 @@
 // ScatterAccumulator::add_rows, the O(n d^2) part of an update, in named steps: size the
 // workers' buffers, fix the shifts of classes new to the pass (and for single-label rows
-// take the class sums, class_sums.cpp), centre each block of rows and take its moment (a
+// take the class sums, class_blocks.cpp), centre each block of rows and take its moment (a
 // lane's work), and add the blocks to the pass in block order.
 #include <algorithm>
 #include <atomic>
@@ -28,7 +28,7 @@ const double* ScatterAccumulator::assign_shifts(const T* x, const RowSet& set) {
   // Shifts are fixed once per pass, when a class first appears in it: the accumulator's
   // shift, or for a class without one the mean of its first kShiftRows rows in this call;
   // rounded to input precision (so x - s is exact near s). Label-weight rows only
-  // (add_class_sums does the same for single-label rows).
+  // (prepare_class_blocks does the same for single-label rows).
   Workspace& ws = work_;
   std::vector<Index> fresh;  // classes whose shift is set in this call
   std::vector<Index> taken;  // rows averaged, if fresh
@@ -179,6 +179,10 @@ void ScatterAccumulator::reduce_block(Lane& lane, Index b, bool to_spare, bool u
   lane.carries = 0;
 }
 
+namespace {
+constexpr std::size_t kKeptGroupedRows = std::size_t{1} << 20;
+}  // namespace
+
 template <class T>
 void ScatterAccumulator::add_rows(const T* x, const RowSet& set, const InterruptPoll& poll,
                                   bool undoable) {
@@ -238,6 +242,8 @@ void ScatterAccumulator::add_rows(const T* x, const RowSet& set, const Interrupt
   ws.clear_saved();
   ws.has_moment = true;
   ws.n_samples += n;
+  // The grouped rows of a large call are not kept (a stream's chunks are far smaller).
+  if (ws.by_class.rows.capacity() > kKeptGroupedRows) std::vector<Index>().swap(ws.by_class.rows);
   if (!ws.moment.diagonal().allFinite()) throw_non_finite(x, set);
   bool overflow = false;
   for (Index l = 0; l < lanes; ++l)

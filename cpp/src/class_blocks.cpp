@@ -141,7 +141,7 @@ void ScatterAccumulator::prepare_class_blocks(const T* x, const RowSet& set, boo
   // The shifts of spanning classes (at most one per block) go to a small table that every
   // block reads; the C x d table's row is written by the class's first block, on a worker
   // (its first touch of a fresh page costs a 2 MiB zeroing).
-  if (by.span_shifts.rows() < spanning)
+  if (by.span_shifts.rows() < spanning || by.span_shifts.cols() != d_)
     allocate(by.span_shifts, spanning, d_, "the spanning classes' shifts");
   for (Index j = 0; j < L; ++j) {
     if (by.span[j] < 0) continue;

@@ -12,7 +12,7 @@
 //
 // The O(n d^2) part is one BLAS syrk per block of rows. float32 input is multiplied in
 // float32 within a block of at most kBlockRows rows and added to the float64 moment. The
-// O(n d) class sums of single-label rows are taken class by class (class_sums.cpp).
+// O(n d) class sums of single-label rows are taken class by class (class_blocks.cpp).
 #pragma once
 
 #include <atomic>
@@ -112,7 +112,8 @@ class ScatterAccumulator {
   bool pass_open() const { return work_.open; }
   // Frees the buffers update() keeps between calls (about 2 C d + d^2 doubles plus, per
   // worker, a d x d moment and, with label weights, tables of at most min(C, 4096) x d
-  // doubles); the next update() allocates them again.
+  // doubles; and the last call's rows grouped by class, 8 bytes a row, kept up to a
+  // million rows); the next update() allocates them again.
   void release_buffers();
 
   // Adds other's statistics to this one. Same n_features and num_classes required.
