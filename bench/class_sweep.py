@@ -119,7 +119,8 @@ def table(rows, n: int, d: int) -> str:
         t = r["times"]
         lines.append(
             f"| {r['C']:,} | {t['ours']:.3f} s | {t['numpy X.T @ X']:.3f} s | {r['ratio']:.2f}x "
-            f"| {t['fresh statistics']:.3f} s | {r['statistics_mib']:.0f} MiB | {r['peak_growth_mib']:.0f} MiB "
+            f"| {t['fresh statistics']:.3f} s | {r['statistics_mib']:.0f} MiB "
+            f"| {r['peak_growth_mib']:.0f} MiB "
             f"| {r['beyond_statistics_mib']:+.0f} MiB |"
         )
     return "\n".join(lines)
