@@ -231,3 +231,44 @@ def test_top_pair_when_the_top_is_degenerate(d, C, top):
     if len(top) == 2 and top[0] != top[1]:
         # gap 1e-7: the direction is determined to about eps / gap
         assert abs(abs(w @ S @ vecs[:, -1]) - 1.0) < 1e-6
+
+
+def lanczos_start(n):
+    """The engine's fixed Lanczos start vector (splitmix64, solver_lanczos.cpp), unit."""
+    mask = (1 << 64) - 1
+    state, q = 0x9E3779B97F4A7C15, np.empty(n)
+    for i in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        q[i] = (z >> 11) * 2.0**-53 - 0.5
+    return q / np.linalg.norm(q)
+
+
+def test_a_top_pair_lanczos_cannot_see_is_found_by_the_fallback():
+    """The top eigenvector is orthogonal to Lanczos's start vector (up to rounding), and
+    the second eigenvalue is 1e-6 below it: Lanczos converges to the second, its
+    certificate (a Cholesky factorisation of sigma I - G, done in G's place) fails, and
+    the dense fallback must get the Gram matrix back to find the true top pair."""
+    d, C = 300, 280  # C <= d: the C x C Gram matrix, of at least 256 rows
+    rng = np.random.default_rng(3)
+    ones = np.ones(C) / np.sqrt(C)
+    Q = np.linalg.qr(np.column_stack([ones, lanczos_start(C), rng.standard_normal((C, 1))]))[0]
+    top_vector = Q[:, 2]  # orthogonal to the ones vector (centred means) and to the start
+    # The other eigenvectors: random directions orthogonal to both, so that the start
+    # spreads over all of them (it is no eigenvector itself).
+    R = np.linalg.qr(np.column_stack([ones, top_vector, rng.standard_normal((C, C - 2))]))[0]
+    P = np.column_stack([top_vector, R[:, 2:]])
+    r = P.shape[1]
+    spectrum = np.concatenate([[1.0, 1.0 - 1e-6], np.linspace(0.5, 0.01, r - 2)]) * C
+    V = np.linalg.qr(rng.standard_normal((d, r)))[0]
+    means = (P * np.sqrt(spectrum)) @ V.T
+    counts = np.full(C, 50.0)
+    acc = accumulator_of(counts, means, counts.sum() * np.eye(d))
+    r1 = acc.solve(None, 1)
+    vals, vecs, Sb, S = scipy_top(acc)
+    np.testing.assert_allclose(r1["eigenvalues"][0], vals[-1], rtol=1e-10)
+    assert abs(r1["eigenvalues"][0] - 1.0) < 1e-9  # the top, not the second (1 - 1e-6)
+    assert_same_directions(r1["directions"], vecs[:, -1:], S)

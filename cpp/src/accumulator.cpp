@@ -244,9 +244,11 @@ RowMatrixXd ScatterAccumulator::centered_means() const {
 MatrixXd ScatterAccumulator::within_scatter() const {
   // S_w = M - sum_k T_k T_k^T / n_k = M - R^T R with rows R_k = T_k / sqrt(n_k).
   RowMatrixXd r;
-  allocate_zero(r, c_, d_, "the scaled class sums");
-  for (Index k = 0; k < c_; ++k)
+  allocate(r, c_, d_, "the scaled class sums");
+  for (Index k = 0; k < c_; ++k) {
     if (class_counts_[k] > 0) r.row(k) = sums_.row(k) / std::sqrt(class_counts_[k]);
+    else r.row(k).setZero();
+  }
   MatrixXd correction;
   allocate(correction, d_, d_, "the within-class scatter");
   blas::syrk_upper(d_, c_, r.data(), d_, 0.0, correction.data(), d_);

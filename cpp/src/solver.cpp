@@ -137,8 +137,14 @@ MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lam
   *trace = gram.trace();
   lambda->resize(k);
   VectorXd top;
-  if (k == 1 && n >= kLanczosMinSize && solver_detail::lanczos_top(gram, &(*lambda)[0], &top)) {
+  bool overwritten = false;
+  if (k == 1 && n >= kLanczosMinSize &&
+      solver_detail::lanczos_top(&gram, &(*lambda)[0], &top, &overwritten)) {
     return top;
+  }
+  if (overwritten) {  // the certificate failed in the Gram matrix's place: form it again
+    fill(gram.data());
+    kernels::mirror_upper(gram.data(), n);
   }
   VectorXd w(k);
   MatrixXd v;

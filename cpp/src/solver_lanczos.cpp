@@ -20,7 +20,7 @@ constexpr double kTolerance = 1e-13;
 // The certificate's margin above the eigenvalue, relative: far above the rounding error of
 // a Cholesky factorisation (about n eps), so that it does not fail spuriously.
 constexpr double kMargin = 1e-10;
-constexpr Index kCheckEvery = 8;  // steps between convergence checks of the Ritz value
+constexpr Index kCheckEvery = 4;  // steps between convergence checks of the Ritz value
 
 // y = A x with A (rows x cols, column-major, leading dimension lda). dgemv on one thread:
 // its multithreaded result may depend on how the columns were split.
@@ -97,7 +97,9 @@ bool iterate(const MatrixXd& g, Index max_steps, double* theta, VectorXd* u) {
 
 }  // namespace
 
-bool lanczos_top(const MatrixXd& g, double* lambda, VectorXd* vector) {
+bool lanczos_top(MatrixXd* g_inout, double* lambda, VectorXd* vector, bool* overwritten) {
+  *overwritten = false;
+  MatrixXd& g = *g_inout;
   const Index n = g.rows();
   // A budget at which Lanczos still costs less than a dense tridiagonalisation; the
   // problems it is meant for converge in a few dozen steps.
@@ -119,11 +121,10 @@ bool lanczos_top(const MatrixXd& g, double* lambda, VectorXd* vector) {
   // than the margin. Lanczos cannot miss it in exact arithmetic unless the start vector is
   // orthogonal to it; this check makes that case a fallback instead of a wrong answer.
   const double sigma = theta * (1.0 + kMargin) + 2.0 * residual;
-  MatrixXd shifted;
-  allocate(shifted, n, n, "the shifted Gram matrix of the eigenvalue certificate");
-  shifted = -g;
-  shifted.diagonal().array() += sigma;
-  if (cholesky_lower(&shifted) >= 0) return false;
+  *overwritten = true;  // sigma I - g, factorised where g was (no n x n copy)
+  g = -g;
+  g.diagonal().array() += sigma;
+  if (cholesky_lower(&g) >= 0) return false;
   *lambda = theta;
   *vector = std::move(u);
   return true;

@@ -16,7 +16,8 @@ Index cholesky_lower(MatrixXd* a);
 // factorisation of sigma I - g with sigma a hair above the eigenvalue proves that no
 // eigenvalue was missed above it. Returns false (and leaves the outputs unspecified) when
 // it did not converge within its step budget or the certificate failed: callers then use
-// a dense solver. Bit-identical for every BLAS thread count.
-bool lanczos_top(const MatrixXd& g, double* lambda, VectorXd* vector);
+// a dense solver. Bit-identical for every BLAS thread count. The certificate factorises
+// in g's place: *overwritten says whether g was used up (whatever the result).
+bool lanczos_top(MatrixXd* g, double* lambda, VectorXd* vector, bool* overwritten);
 
 }  // namespace lrf::solver_detail
