@@ -27,6 +27,15 @@ SOLVER_SIZES = [(d, c) for d in (768, 2048, 4096) for c in (100, 1000)]
 
 
 # ------------------------------------------------------------------ data
+def status_kib(field: str) -> int:
+    """A field of /proc/self/status in KiB (VmRSS, VmHWM), for the memory benchmarks."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def make_features(n, d, C, seed=0):
     """float32 (n, d) features of C classes: one standard-normal centre per class plus
     standard-normal noise (the shape of pooled embeddings of a classification set)."""

@@ -28,14 +28,6 @@ MIB = 1 << 20
 CLASSES = (100, 1000, 10_000, 20_000, 100_000)
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def child(n: int, d: int, C: int, repeat: int) -> dict:
     """One C, in this process: peak growth of one update, then interleaved times."""
     import gc
@@ -51,9 +43,9 @@ def child(n: int, d: int, C: int, repeat: int) -> dict:
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
-    before = _status_kib("VmRSS")
+    before = B.status_kib("VmRSS")
     acc = lrf.ScatterAccumulator(d, C).update(X, y)
-    peak = _status_kib("VmHWM")
+    peak = B.status_kib("VmHWM")
     assert acc.n_samples == n
     del acc
     stats = (2 * C * d + d * d + C) * 8

@@ -29,13 +29,8 @@ import time
 
 import numpy as np
 
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baselines as B  # noqa: E402
 
 
 def make_data(directory: str, rows: int, features: int, classes: int) -> tuple[str, str]:
@@ -75,13 +70,13 @@ def run_mode(mode: str, xp: str, yp: str, repeats: int) -> dict:
         del X, y
     with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS
         f.write("5")
-    rss_before = _status_kib("VmRSS")
+    rss_before = B.status_kib("VmRSS")
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         ranking = lrf.rank_labels(*args, shrinkage="oas")
         times.append(time.perf_counter() - t)
-    peak = _status_kib("VmHWM")
+    peak = B.status_kib("VmHWM")
     return {
         "mode": mode,
         "seconds": min(times),
