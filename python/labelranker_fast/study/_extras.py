@@ -102,85 +102,91 @@ def _ms(st) -> str:
     return "n/a" if st is None else f"{_pct(st['mean'])} ± {_pct(st['std'])}"
 
 
+def _section(title: str, prose: str, columns: list[str], rows: list[str]) -> list[str]:
+    """A markdown section: heading, a paragraph, and a table of ``rows`` under ``columns``."""
+    return [
+        "",
+        f"## {title}",
+        "",
+        prose,
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *rows,
+    ]
+
+
 def extra_lines(summary: dict, n_test: int) -> list[str]:
     """Markdown sections for ``extras`` of every backbone (``summary[kind]["extras"]``)."""
-    lines = [
-        "",
-        "## Order-free arm: LDA-initialised head",
-        "",
-        "Row p of the head starts as the LDA classifier of the class at position p, from the "
-        "ranker's statistics, so a class keeps its row wherever it sits. Fine-tuned in the "
-        "sequence order and in random order 1; the two should agree up to float rounding "
-        f"(here: at most {AGREE_IMAGES} test images, {100 * AGREE_IMAGES / n_test:.2f} points).",
-        "",
-        "| Backbone | lda sequence | lda random | largest \\|difference\\| | agree | "
-        "random orders (head: random) | ranker |",
-        "|---|---|---|---|---|---|---|",
+    lda = [
+        f"| {kind} | {_ms(e['sequence'])} | {_ms(e['random'])} | "
+        f"{_pct(e['max_abs_diff'])} ({e['max_abs_diff_images']} images) | "
+        f"{'yes' if e['agree'] else 'NO'} | {_ms(s['random'])} | "
+        f"{_ms(s['conditions'].get('ranker'))} |"
+        for kind, s in summary.items()
+        if (e := s["extras"]["lda"]) is not None
     ]
-    for kind, s in summary.items():
-        e, c = s["extras"]["lda"], s["conditions"]
-        if e is None:
-            continue
-        lines.append(
-            f"| {kind} | {_ms(e['sequence'])} | {_ms(e['random'])} | "
-            f"{_pct(e['max_abs_diff'])} ({e['max_abs_diff_images']} images) | "
-            f"{'yes' if e['agree'] else 'NO'} | {_ms(s['random'])} | "
-            f"{_ms(c.get('ranker'))} |"
-        )
-    lines += [
-        "",
-        "## Control 3: linear probe",
-        "",
-        "The backbone frozen, the head alone trained with the same recipe on the features of "
-        "the un-augmented training images (a convex problem: order can act only through the "
-        "optimiser's path from the random initial head).",
-        "",
-        "| Backbone | probe sequence | probe random | largest \\|difference\\| |",
-        "|---|---|---|---|",
+    probe = [
+        f"| {kind} | {_ms(e['sequence'])} | {_ms(e['random'])} | {_pct(e['max_abs_diff'])} |"
+        for kind, s in summary.items()
+        if (e := s["extras"]["probe"]) is not None
     ]
-    for kind, s in summary.items():
-        e = s["extras"]["probe"]
-        if e is not None:
-            lines.append(
-                f"| {kind} | {_ms(e['sequence'])} | {_ms(e['random'])} | "
-                f"{_pct(e['max_abs_diff'])} |"
-            )
-    lines += [
-        "",
-        "## Ranking stability",
-        "",
-        "The ranker's order on K disjoint folds of the training set (sample j of each class "
-        "in fold j mod K): mean pairwise Kendall tau, the widest range of positions one class "
-        "takes, and folds whose sign rule reversed the direction.",
-        "",
-        "| Backbone | folds | kendall_tau | widest position interval | sign flips |",
-        "|---|---|---|---|---|",
+    stability = [
+        f"| {kind} | {st['folds']} | {st['kendall_tau']:.3f} | {st['widest_interval']} "
+        f"(class {st['widest_class']}) | {st['sign_flips']} |"
+        for kind, s in summary.items()
+        if (st := s["extras"]["stability"]) is not None
     ]
-    for kind, s in summary.items():
-        st = s["extras"]["stability"]
-        if st is not None:
-            lines.append(
-                f"| {kind} | {st['folds']} | {st['kendall_tau']:.3f} | {st['widest_interval']} "
-                f"(class {st['widest_class']}) | {st['sign_flips']} |"
-            )
-    lines += [
-        "",
-        "## Power: minimal detectable effect",
-        "",
-        "The smallest standard deviation of the true order means (accuracy points) that the "
-        "order-effect test at this design detects with 80 % power at alpha 0.05, from 400 "
-        "simulated studies of that same permutation test (199 permutations each) with normal "
-        "noise of the measured seed-by-order residual SD.",
-        "",
-        "| Backbone | design (seeds x orders) | noise SD | minimal detectable effect |",
-        "|---|---|---|---|",
+    powers = {kind: s["extras"]["power"] for kind, s in summary.items()}
+    power = [
+        f"| {kind} | {p['seeds']} x {p['orders']} | {_pct(p['noise_sd'])} | {_mde(p['mde'])} |"
+        for kind, p in powers.items()
     ]
-    for kind, s in summary.items():
-        p = s["extras"]["power"]
-        lines.append(
-            f"| {kind} | {p['seeds']} x {p['orders']} | {_pct(p['noise_sd'])} | {_mde(p['mde'])} |"
-        )
-    return lines
+    return [
+        *_section(
+            "Order-free arm: LDA-initialised head",
+            "Row p of the head starts as the LDA classifier of the class at position p, from "
+            "the ranker's statistics, so a class keeps its row wherever it sits. Fine-tuned in "
+            "the sequence order and in random order 1; the two should agree up to float "
+            f"rounding (here: at most {AGREE_IMAGES} test images, "
+            f"{100 * AGREE_IMAGES / n_test:.2f} points).",
+            [
+                "Backbone",
+                "lda sequence",
+                "lda random",
+                "largest \\|difference\\|",
+                "agree",
+                "random orders (head: random)",
+                "ranker",
+            ],
+            lda,
+        ),
+        *_section(
+            "Control 3: linear probe",
+            "The backbone frozen, the head alone trained with the same recipe on the features "
+            "of the un-augmented training images (a convex problem: order can act only through "
+            "the optimiser's path from the random initial head).",
+            ["Backbone", "probe sequence", "probe random", "largest \\|difference\\|"],
+            probe,
+        ),
+        *_section(
+            "Ranking stability",
+            "The ranker's order on K disjoint folds of the training set (sample j of each class "
+            "in fold j mod K): mean pairwise Kendall tau, the widest range of positions one "
+            "class takes, and folds whose sign rule reversed the direction.",
+            ["Backbone", "folds", "kendall_tau", "widest position interval", "sign flips"],
+            stability,
+        ),
+        *_section(
+            "Power: minimal detectable effect",
+            "The smallest standard deviation of the true order means (accuracy points) that the "
+            "order-effect test at this design detects with 80 % power at alpha 0.05, from 400 "
+            "simulated studies of that same permutation test (199 permutations each) with normal "
+            "noise of the measured seed-by-order residual SD.",
+            ["Backbone", "design (seeds x orders)", "noise SD", "minimal detectable effect"],
+            power,
+        ),
+    ]
 
 
 def _file_safe(kind: str) -> str:
