@@ -31,12 +31,6 @@ void prefetch_row(const T* row, Index d) {
   for (Index b = 0; b < d * Index(sizeof(T)); b += 64) __builtin_prefetch(p + b);
 }
 
-bool all_finite(const double* v, Index d) {
-  bool finite = true;
-  for (Index j = 0; j < d; ++j) finite = finite && std::isfinite(v[j]);
-  return finite;
-}
-
 }  // namespace
 
 void ScatterAccumulator::ClassRows::group(const std::int64_t* y, Index n, Index num_classes) {
@@ -217,7 +211,8 @@ bool ScatterAccumulator::center_class_block(Lane& lane, const Rows<T>& in, Index
     } else {
       std::copy(sum, sum + d_, ws.sums.row(k).data());
       ws.class_counts[k] = count;
-      lane.overflow = lane.overflow || !std::isfinite(count) || !all_finite(sum, d_);
+      lane.overflow = lane.overflow || !std::isfinite(count) ||
+                      !Eigen::Map<const RowVectorXd>(sum, d_).allFinite();
     }
   }
   flush();  // a block has at least one row
