@@ -202,7 +202,7 @@ RowMatrixXd ScatterAccumulator::relative_means(RowVectorXd* reference) const {
   allocate(rel, c_, d_, "the class means");
   for (Index k = 0; k < c_; ++k) {
     if (class_counts_[k] > 0) {
-      rel.row(k) = (shifts_.row(k) - *reference) + sums_.row(k) / class_counts_[k];
+      rel.row(k) = (shifts_.row(k) - *reference) + sums_.row(k) * (1.0 / class_counts_[k]);
     } else {
       rel.row(k).setConstant(std::numeric_limits<double>::quiet_NaN());
     }
@@ -241,32 +241,59 @@ RowMatrixXd ScatterAccumulator::centered_means() const {
   return rel;
 }
 
-MatrixXd ScatterAccumulator::within_scatter() const {
-  // S_w = M - sum_k T_k T_k^T / n_k = M - R^T R with rows R_k = T_k / sqrt(n_k).
+MatrixXd ScatterAccumulator::within_scatter(double scale, bool* finite) const {
+  // scale S_w = scale M - R^T R with rows R_k = T_k sqrt(scale / n_k) (S_w = M - sum_k
+  // T_k T_k^T / n_k), taken by one syrk into a scaled copy of M (kept in its upper
+  // triangle).
   RowMatrixXd r;
   allocate(r, c_, d_, "the scaled class sums");
   for (Index k = 0; k < c_; ++k) {
-    if (class_counts_[k] > 0) r.row(k) = sums_.row(k) / std::sqrt(class_counts_[k]);
+    if (class_counts_[k] > 0) r.row(k) = sums_.row(k) * std::sqrt(scale / class_counts_[k]);
     else r.row(k).setZero();
   }
-  MatrixXd correction;
-  allocate(correction, d_, d_, "the within-class scatter");
-  blas::syrk_upper(d_, c_, r.data(), d_, 0.0, correction.data(), d_);
-  // S_w in the upper triangle of `correction`, then mirrored: the same values as
-  // symmetric_from_upper(m2_ - correction) without two more d x d arrays.
-  for (Index j = 0; j < d_; ++j)
-    for (Index i = 0; i <= j; ++i) correction(i, j) = m2_(i, j) - correction(i, j);
-  kernels::mirror_upper(correction.data(), d_);
-  return correction;
+  MatrixXd out;
+  allocate(out, d_, d_, "the within-class scatter");
+  for (Index j = 0; j < d_; ++j) out.col(j).head(j + 1) = m2_.col(j).head(j + 1) * scale;
+  blas::syrk_upper_sub(d_, c_, r.data(), d_, out.data(), d_);
+  const bool ok = kernels::symmetrize(out.data(), d_, /*from_upper=*/true);
+  if (finite != nullptr) *finite = ok;
+  return out;
 }
 
-void ScatterAccumulator::centered_and_global_means(RowMatrixXd* centered, VectorXd* mean) const {
-  RowVectorXd ref;
-  *centered = relative_means(&ref);
-  const RowVectorXd mu = weighted_mean(*centered);
-  *mean = (ref + mu).transpose();
-  if (!(total_weight() > 0)) mean->setConstant(std::numeric_limits<double>::quiet_NaN());
-  centered->rowwise() -= mu;
+void ScatterAccumulator::solver_inputs(double total, RowMatrixXd* centered, VectorXd* mean,
+                                       MatrixXd* factor, bool* finite) const {
+  // The relative means (see relative_means) and their weighted mean in one pass, then the
+  // centring and the factor in another: each row is still in cache when it is used again.
+  Index first = 0;
+  while (first < c_ && class_counts_[first] <= 0) ++first;
+  const RowVectorXd reference =
+      first < c_ ? RowVectorXd(shifts_.row(first)) : RowVectorXd::Zero(d_);
+  allocate(*centered, c_, d_, "the class means");
+  RowVectorXd mu = RowVectorXd::Zero(d_);
+  const double weight = total_weight();
+  for (Index k = 0; k < c_; ++k) {
+    if (class_counts_[k] > 0) {
+      centered->row(k) = (shifts_.row(k) - reference) + sums_.row(k) * (1.0 / class_counts_[k]);
+      mu += (class_counts_[k] / weight) * centered->row(k);
+    } else {
+      centered->row(k).setConstant(std::numeric_limits<double>::quiet_NaN());
+    }
+  }
+  *mean = (reference + mu).transpose();
+  if (!(weight > 0)) mean->setConstant(std::numeric_limits<double>::quiet_NaN());
+  allocate(*factor, d_, c_, "the between-class factor");
+  const double root_total = std::sqrt(total);
+  bool ok = true;
+  for (Index k = 0; k < c_; ++k) {
+    centered->row(k) -= mu;
+    if (class_counts_[k] > 0) {
+      factor->col(k) = (std::sqrt(class_counts_[k]) / root_total) * centered->row(k).transpose();
+      ok = ok && factor->col(k).allFinite();
+    } else {
+      factor->col(k).setZero();
+    }
+  }
+  *finite = ok;
 }
 
 MatrixXd ScatterAccumulator::between_factor() const { return between_factor(centered_means()); }

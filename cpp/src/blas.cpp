@@ -41,6 +41,11 @@ void syrk_upper(index_t n, index_t k, const double* a, index_t lda, double beta,
                     checked_int(lda), beta, c, checked_int(ldc));
 }
 
+void syrk_upper_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
+  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k), -1.0,
+                    a, checked_int(lda), 1.0, c, checked_int(ldc));
+}
+
 void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
   scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, checked_int(n), checked_int(k), 1.0, a,
                     checked_int(lda), 0.0, c, checked_int(ldc));
@@ -52,6 +57,13 @@ void gemm_rows(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, doub
   scipy_cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                     trans_b ? CblasTrans : CblasNoTrans, checked_int(m), checked_int(n),
                     checked_int(k), alpha, a, checked_int(lda), b, checked_int(ldb), beta, c,
+                    checked_int(ldc));
+}
+
+void gemm_sub(index_t m, index_t n, index_t k, const double* a, index_t lda, const double* b,
+              index_t ldb, double* c, index_t ldc) {
+  scipy_cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, checked_int(m), checked_int(n),
+                    checked_int(k), -1.0, a, checked_int(lda), b, checked_int(ldb), 1.0, c,
                     checked_int(ldc));
 }
 

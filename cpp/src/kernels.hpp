@@ -40,16 +40,51 @@ void fold_upper_scaled(double* dst, const double* base, const T* src, Index n, i
   }
 }
 
-// Copies the strict upper triangle of the n x n column-major a onto its lower one, in
-// tiles (a column-major read of the transpose strides by n, which for d x d matrices of
-// a few MiB costs more than the solver's BLAS calls around it).
-inline void mirror_upper(double* a, Index n) {
+// Makes the n x n column-major a symmetric from one of its triangles (the upper one when
+// from_upper, else the lower), in 32 x 32 tiles: a column-major read of the transpose strides by n,
+// which for d x d matrices of a few MiB costs more than the solver's BLAS calls around it. Returns
+// whether every entry is finite (inf * 0 and NaN * 0 are NaN, so one sum of x * 0 over
+// the triangle tells, in the same pass).
+inline bool symmetrize(double* a, Index n, bool from_upper) {
   constexpr Index kTile = 32;
+  double probe = 0.0;
   for (Index jb = 0; jb < n; jb += kTile) {
     for (Index ib = jb; ib < n; ib += kTile) {  // tile rows ib.., columns jb..: lower part
       const Index i_end = std::min(n, ib + kTile), j_end = std::min(n, jb + kTile);
-      for (Index j = jb; j < j_end; ++j)
-        for (Index i = std::max(ib, j + 1); i < i_end; ++i) a[i + j * n] = a[j + i * n];
+      for (Index j = jb; j < j_end; ++j) {
+        for (Index i = std::max(ib, j); i < i_end; ++i) {
+          double& lower = a[i + j * n];
+          double& upper = a[j + i * n];
+          if (from_upper) lower = upper;
+          else upper = lower;
+          probe += lower * 0.0;
+        }
+      }
+    }
+  }
+  return probe == 0.0;
+}
+
+// Whether every entry of the upper triangle of the n x n column-major a is finite (see
+// symmetrize).
+inline bool upper_finite(const double* a, Index n) {
+  double probe = 0.0;
+  for (Index j = 0; j < n; ++j)
+    for (Index i = 0; i <= j; ++i) probe += a[i + j * n] * 0.0;
+  return probe == 0.0;
+}
+
+// The lower triangle of sigma I - a from the upper triangle of a (n x n, column-major),
+// in tiles as symmetrize; the upper triangle is left as it is.
+inline void shifted_negative_to_lower(double* a, Index n, double sigma) {
+  constexpr Index kTile = 32;
+  for (Index jb = 0; jb < n; jb += kTile) {
+    for (Index ib = jb; ib < n; ib += kTile) {
+      const Index i_end = std::min(n, ib + kTile), j_end = std::min(n, jb + kTile);
+      for (Index j = jb; j < j_end; ++j) {
+        if (ib == jb) a[j + j * n] = sigma - a[j + j * n];
+        for (Index i = std::max(ib, j + 1); i < i_end; ++i) a[i + j * n] = -a[j + i * n];
+      }
     }
   }
 }

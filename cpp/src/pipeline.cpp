@@ -12,14 +12,13 @@ Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkag
   blas::ThreadScope blas_threads(acc.n_threads());
   acc.require_all_classes();
   const double total = acc.total_weight();
-  MatrixXd within = acc.within_scatter();
-  within /= total;
+  bool within_finite = false, between_finite = false;
+  MatrixXd within = acc.within_scatter(1.0 / total, &within_finite);  // S = S_w / N
   RowMatrixXd centered;  // the class means, computed once for the factor and the ranking
   VectorXd mean;
-  acc.centered_and_global_means(&centered, &mean);
-  MatrixXd between = acc.between_factor(centered);
-  between /= std::sqrt(total);
-  if (!std::isfinite(total) || !within.allFinite() || !between.allFinite()) {
+  MatrixXd between;
+  acc.solver_inputs(total, &centered, &mean, &between, &between_finite);
+  if (!std::isfinite(total) || !within_finite || !between_finite) {
     throw InputError(
         "the statistics are not finite (they overflowed float64); "
         "rescale the features or the weights");

@@ -1,7 +1,6 @@
 #include "labelranker/solver.hpp"
 
 #include <lapacke.h>
-#include <Eigen/Cholesky>
 
 #include <algorithm>
 #include <cmath>
@@ -18,18 +17,24 @@ namespace lrf {
 
 namespace solver_detail {
 
-// S = L L^T in place (lower triangle), blocked right-looking: each diagonal block by Eigen
-// (serial), the panel below it by BLAS trsm and the trailing matrix by BLAS syrk. Block
-// size fixed, and trsm/syrk give the same bits for every thread count, so L does too
-// (OpenBLAS's dpotrf changes its blocking with the thread count); as fast as dpotrf.
+// S = L L^T in place (lower triangle), blocked right-looking: each diagonal block by dpotrf
+// on one thread (its blocking depends on the thread count), the panel below it by BLAS
+// trsm and the trailing matrix by BLAS syrk, with a fixed block size; faster than a
+// multithreaded dpotrf. (trsm and syrk do not give the same bits for every thread count at
+// every shape: see the README's known defect.)
 Index cholesky_lower(MatrixXd* a) {
   constexpr Index kBlock = 256;
   const Index n = a->rows();
   for (Index j = 0; j < n; j += kBlock) {
     const Index jb = std::min(kBlock, n - j);
-    auto block = a->block(j, j, jb, jb);
-    Eigen::Ref<MatrixXd, 0, Eigen::OuterStride<>> diag(block);
-    const Index bad = Eigen::internal::llt_inplace<double, Eigen::Lower>::blocked(diag);
+    Index bad = -1;
+    {
+      blas::SerialScope serial;
+      const int info = blas::potrf_lower(jb, &(*a)(j, j), n);
+      if (info > 0) bad = info - 1;
+      else if (info < 0)
+        throw std::runtime_error("dpotrf failed with info " + std::to_string(info));
+    }
     if (bad >= 0) return j + bad;
     const Index m = n - j - jb;
     if (m > 0) {
@@ -38,6 +43,21 @@ Index cholesky_lower(MatrixXd* a) {
     }
   }
   return -1;
+}
+
+// B <- L^{-1} B, L n x n lower triangular and B n x m: each diagonal block of L by trsm,
+// the rows below it updated by gemm. Most of the work is then gemm's, at about twice the
+// rate of OpenBLAS's trsm on these shapes.
+void solve_lower(Index n, Index m, const double* l, Index ldl, double* b, Index ldb) {
+  constexpr Index kBlock = 128;
+  for (Index j = 0; j < n; j += kBlock) {
+    const Index jb = std::min(kBlock, n - j);
+    blas::trsm_lower_left(false, jb, m, l + j + j * ldl, ldl, b + j, ldb);
+    const Index rest = n - j - jb;
+    if (rest > 0) {
+      blas::gemm_sub(rest, m, jb, l + (j + jb) + j * ldl, ldl, b + j, ldb, b + j + jb, ldb);
+    }
+  }
 }
 
 }  // namespace solver_detail
@@ -70,6 +90,7 @@ void orient_columns(MatrixXd* directions) {
 namespace {
 
 using solver_detail::cholesky_lower;
+using solver_detail::solve_lower;
 
 [[noreturn]] void throw_singular(Index feature, const Shrinkage& shrinkage, double total_weight,
                                  Index d) {
@@ -88,8 +109,7 @@ using solver_detail::cholesky_lower;
 
 // Between-class spreads of more than about 1e154 within-class standard deviations square
 // past float64 (the eigenvalues themselves are then not representable).
-void require_finite(const MatrixXd& m, const Shrinkage& shrinkage) {
-  if (m.allFinite()) return;
+[[noreturn]] void throw_overflow(const Shrinkage& shrinkage) {
   std::string msg =
       "the discriminant problem overflows float64: the class means are more than about 1e150 "
       "within-class standard deviations apart (the within-class scatter is nearly singular "
@@ -132,8 +152,10 @@ MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lam
   MatrixXd gram;
   allocate(gram, n, n, "the between-class Gram matrix");
   fill(gram.data());
-  kernels::mirror_upper(gram.data(), n);  // the lower triangle, not written by syrk
-  require_finite(gram, shrinkage);
+  // Only the upper triangle is written, and read (by Lanczos, its certificate and dsyevr).
+  // Every entry of the whitened factor enters a diagonal entry of the Gram matrix as a
+  // square, so this check catches the factor's overflow too.
+  if (!kernels::upper_finite(gram.data(), n)) throw_overflow(shrinkage);
   *trace = gram.trace();
   lambda->resize(k);
   VectorXd top;
@@ -142,10 +164,7 @@ MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lam
       solver_detail::lanczos_top(&gram, &(*lambda)[0], &top, &overwritten)) {
     return top;
   }
-  if (overwritten) {  // the certificate failed in the Gram matrix's place: form it again
-    fill(gram.data());
-    kernels::mirror_upper(gram.data(), n);
-  }
+  if (overwritten) fill(gram.data());  // the certificate failed in the Gram matrix's place
   VectorXd w(k);
   MatrixXd v;
   allocate(v, n, k, "the Gram matrix's eigenvectors");
@@ -204,9 +223,8 @@ Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
 
   // A = L^{-1} M (d x C); its top left singular vectors from the smaller Gram matrix.
   MatrixXd& a = between_factor;  // whitened in place
-  blas::trsm_lower_left(false, d, c, s.data(), d, a.data(), d);
-  require_finite(a, shrinkage);
-  MatrixXd u;
+  solve_lower(d, c, s.data(), d, a.data(), d);
+  MatrixXd u;  // (a's overflow is caught in its Gram matrix)
   allocate(u, d, k, "the discriminant directions");
   VectorXd lambda;
   if (c <= d) {
@@ -242,7 +260,7 @@ Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
 
   // W = L^{-T} U.
   blas::trsm_lower_left(true, d, k, s.data(), d, u.data(), d);
-  require_finite(u, shrinkage);
+  if (!u.allFinite()) throw_overflow(shrinkage);
   orient_columns(&u);
   out.directions = std::move(u);
   out.eigenvalues = lambda;

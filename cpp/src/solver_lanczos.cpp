@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels.hpp"
 #include "labelranker/blas.hpp"
 #include "labelranker/memory.hpp"
 
@@ -122,8 +123,7 @@ bool lanczos_top(MatrixXd* g_inout, double* lambda, VectorXd* vector, bool* over
   // orthogonal to it; this check makes that case a fallback instead of a wrong answer.
   const double sigma = theta * (1.0 + kMargin) + 2.0 * residual;
   *overwritten = true;  // sigma I - g, factorised where g was (no n x n copy)
-  g = -g;
-  g.diagonal().array() += sigma;
+  kernels::shifted_negative_to_lower(g.data(), n, sigma);  // the triangle cholesky_lower reads
   if (cholesky_lower(&g) >= 0) return false;
   *lambda = theta;
   *vector = std::move(u);

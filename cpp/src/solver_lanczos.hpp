@@ -6,11 +6,12 @@
 namespace lrf::solver_detail {
 
 // S = L L^T in place (lower triangle); the index of the first non-positive pivot, or -1.
-// The same bits for every BLAS thread count.
+// The same bits for a given BLAS thread count (not for every one at every shape: see the
+// README's known defect).
 Index cholesky_lower(MatrixXd* a);
 
-// The largest eigenpair of the symmetric positive semidefinite n x n matrix g (both
-// triangles filled), by Lanczos with full reorthogonalisation from a fixed start vector:
+// The largest eigenpair of the symmetric positive semidefinite n x n matrix g (its upper
+// triangle), by Lanczos with full reorthogonalisation from a fixed start vector:
 // O(n^2) per step instead of the O(n^3) tridiagonalisation of a dense solver. The result
 // is certified before it is returned: its residual is checked, and a Cholesky
 // factorisation of sigma I - g with sigma a hair above the eigenvalue proves that no

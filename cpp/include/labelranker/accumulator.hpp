@@ -121,13 +121,17 @@ class ScatterAccumulator {
 
   // (C x d) class means; rows of classes without weight are NaN.
   RowMatrixXd class_means() const;
-  // (d x d) S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T.
-  MatrixXd within_scatter() const;
+  // (d x d) scale * S_w, S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T; *finite (when
+  // given) says whether every entry is finite.
+  MatrixXd within_scatter(double scale = 1.0, bool* finite = nullptr) const;
   // (d x C) factor M with S_b = M M^T: columns sqrt(n_k) (mu_k - mu).
   MatrixXd between_factor() const;
   MatrixXd between_factor(const RowMatrixXd& centered) const;  // from centered_means()
-  // centered_means() and global_mean() from one computation of the class means.
-  void centered_and_global_means(RowMatrixXd* centered, VectorXd* mean) const;
+  // What the solver and the ranking need of the class means, in two passes over them: the
+  // centred means (as centered_means()), the global mean (as global_mean()) and the factor
+  // M / sqrt(total); *finite says whether the factor is.
+  void solver_inputs(double total, RowMatrixXd* centered, VectorXd* mean, MatrixXd* factor,
+                     bool* finite) const;
   // (C x d) mu_k - mu, computed without forming the large means first.
   RowMatrixXd centered_means() const;
   // (d) global mean mu.
