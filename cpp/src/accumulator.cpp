@@ -255,7 +255,7 @@ MatrixXd ScatterAccumulator::within_scatter(double scale, bool* finite) const {
   allocate(out, d_, d_, "the within-class scatter");
   for (Index j = 0; j < d_; ++j) out.col(j).head(j + 1) = m2_.col(j).head(j + 1) * scale;
   blas::syrk_upper_sub(d_, c_, r.data(), d_, out.data(), d_);
-  const bool ok = kernels::symmetrize(out.data(), d_, /*from_upper=*/true);
+  const bool ok = kernels::mirror_upper(out.data(), d_);
   if (finite != nullptr) *finite = ok;
   return out;
 }

@@ -40,12 +40,12 @@ void fold_upper_scaled(double* dst, const double* base, const T* src, Index n, i
   }
 }
 
-// Makes the n x n column-major a symmetric from one of its triangles (the upper one when
-// from_upper, else the lower), in 32 x 32 tiles: a column-major read of the transpose strides by n,
-// which for d x d matrices of a few MiB costs more than the solver's BLAS calls around it. Returns
-// whether every entry is finite (inf * 0 and NaN * 0 are NaN, so one sum of x * 0 over
-// the triangle tells, in the same pass).
-inline bool symmetrize(double* a, Index n, bool from_upper) {
+// Copies the strict upper triangle of the n x n column-major a onto its lower one, in
+// 32 x 32 tiles (a column-major read of the transpose strides by n, which for d x d
+// matrices of a few MiB costs more than the solver's BLAS calls around it). Returns
+// whether every entry is finite (inf * 0 and NaN * 0 are NaN, so one sum of x * 0 over the
+// triangle tells, in the same pass).
+inline bool mirror_upper(double* a, Index n) {
   constexpr Index kTile = 32;
   double probe = 0.0;
   for (Index jb = 0; jb < n; jb += kTile) {
@@ -53,11 +53,8 @@ inline bool symmetrize(double* a, Index n, bool from_upper) {
       const Index i_end = std::min(n, ib + kTile), j_end = std::min(n, jb + kTile);
       for (Index j = jb; j < j_end; ++j) {
         for (Index i = std::max(ib, j); i < i_end; ++i) {
-          double& lower = a[i + j * n];
-          double& upper = a[j + i * n];
-          if (from_upper) lower = upper;
-          else upper = lower;
-          probe += lower * 0.0;
+          a[i + j * n] = a[j + i * n];
+          probe += a[i + j * n] * 0.0;
         }
       }
     }
@@ -66,7 +63,7 @@ inline bool symmetrize(double* a, Index n, bool from_upper) {
 }
 
 // Whether every entry of the upper triangle of the n x n column-major a is finite (see
-// symmetrize).
+// mirror_upper).
 inline bool upper_finite(const double* a, Index n) {
   double probe = 0.0;
   for (Index j = 0; j < n; ++j)
@@ -75,7 +72,7 @@ inline bool upper_finite(const double* a, Index n) {
 }
 
 // The lower triangle of sigma I - a from the upper triangle of a (n x n, column-major),
-// in tiles as symmetrize; the upper triangle is left as it is.
+// in tiles as mirror_upper; the upper triangle is left as it is.
 inline void shifted_negative_to_lower(double* a, Index n, double sigma) {
   constexpr Index kTile = 32;
   for (Index jb = 0; jb < n; jb += kTile) {
