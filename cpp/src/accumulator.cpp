@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "fixed_blas.hpp"
 #include "kernels.hpp"
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
@@ -254,7 +255,10 @@ MatrixXd ScatterAccumulator::within_scatter(double scale, bool* finite) const {
   MatrixXd out;
   allocate(out, d_, d_, "the within-class scatter");
   for (Index j = 0; j < d_; ++j) out.col(j).head(j + 1) = m2_.col(j).head(j + 1) * scale;
-  blas::syrk_upper_sub(d_, c_, r.data(), d_, out.data(), d_);
+  {
+    blas::SerialScope serial;  // see fixed_blas.hpp
+    fixed::syrk_upper(n_threads_, false, d_, c_, -1.0, r.data(), d_, 1.0, out.data(), d_);
+  }
   const bool ok = kernels::mirror_upper(out.data(), d_);
   if (finite != nullptr) *finite = ok;
   return out;

@@ -41,29 +41,12 @@ void syrk_upper(index_t n, index_t k, const double* a, index_t lda, double beta,
                     checked_int(lda), beta, c, checked_int(ldc));
 }
 
-void syrk_upper_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
-  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, checked_int(n), checked_int(k), -1.0,
-                    a, checked_int(lda), 1.0, c, checked_int(ldc));
-}
-
-void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
-  scipy_cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, checked_int(n), checked_int(k), 1.0, a,
-                    checked_int(lda), 0.0, c, checked_int(ldc));
-}
-
 void gemm_rows(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, double alpha,
                const double* a, index_t lda, const double* b, index_t ldb, double beta, double* c,
                index_t ldc) {
   scipy_cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                     trans_b ? CblasTrans : CblasNoTrans, checked_int(m), checked_int(n),
                     checked_int(k), alpha, a, checked_int(lda), b, checked_int(ldb), beta, c,
-                    checked_int(ldc));
-}
-
-void gemm_sub(index_t m, index_t n, index_t k, const double* a, index_t lda, const double* b,
-              index_t ldb, double* c, index_t ldc) {
-  scipy_cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, checked_int(m), checked_int(n),
-                    checked_int(k), -1.0, a, checked_int(lda), b, checked_int(ldb), 1.0, c,
                     checked_int(ldc));
 }
 
@@ -75,17 +58,6 @@ void syr2k_upper_add(index_t n, index_t k, const double* a, index_t lda, const d
 
 int potrf_lower(index_t n, double* a, index_t lda) {
   return scipy_LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', checked_int(n), a, checked_int(lda));
-}
-
-void trsm_right_lower_t(index_t m, index_t n, const double* l, index_t ldl, double* b,
-                        index_t ldb) {
-  scipy_cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, checked_int(m),
-                    checked_int(n), 1.0, l, checked_int(ldl), b, checked_int(ldb));
-}
-
-void syrk_lower_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc) {
-  scipy_cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, checked_int(n), checked_int(k), -1.0,
-                    a, checked_int(lda), 1.0, c, checked_int(ldc));
 }
 
 void trsm_lower_left(bool transpose, index_t m, index_t nrhs, const double* l, index_t ldl,
@@ -141,7 +113,12 @@ ThreadScope::~ThreadScope() {
   else if (n_threads() != size_before) set_n_threads(size_before);
 }
 
+namespace {
+thread_local int serial_depth = 0;  // SerialScopes this thread holds (nested ones are no-ops)
+}  // namespace
+
 SerialScope::SerialScope() {
+  if (serial_depth++ > 0) return;
   std::unique_lock<std::mutex> lock(scope_mutex);
   serial_done.wait(lock, [] { return !serial; });
   serial = true;
@@ -150,6 +127,7 @@ SerialScope::SerialScope() {
 }
 
 SerialScope::~SerialScope() {
+  if (--serial_depth > 0) return;
   {
     std::lock_guard<std::mutex> lock(scope_mutex);
     serial = false;

@@ -9,7 +9,7 @@
 namespace lrf {
 
 Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkage, Index k) {
-  blas::ThreadScope blas_threads(acc.n_threads());
+  blas::SerialScope serial;  // the solver spreads its own products (see fixed_blas.hpp)
   acc.require_all_classes();
   const double total = acc.total_weight();
   bool within_finite = false, between_finite = false;
@@ -24,7 +24,8 @@ Solution solve_and_rank(const ScatterAccumulator& acc, const Shrinkage& shrinkag
         "rescale the features or the weights");
   }
   Solution out;
-  out.discriminant = solve_discriminant(std::move(within), std::move(between), shrinkage, k, total);
+  out.discriminant = solve_discriminant(std::move(within), std::move(between), shrinkage, k, total,
+                                        acc.n_threads());
   out.ranking = rank_classes(centered, out.discriminant.directions);
   out.mean = std::move(mean);
   return out;

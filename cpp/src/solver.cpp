@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string>
 
+#include "fixed_blas.hpp"
 #include "kernels.hpp"
 #include "labelranker/blas.hpp"
 #include "labelranker/errors.hpp"
@@ -17,47 +18,26 @@ namespace lrf {
 
 namespace solver_detail {
 
-// S = L L^T in place (lower triangle), blocked right-looking: each diagonal block by dpotrf
-// on one thread (its blocking depends on the thread count), the panel below it by BLAS
-// trsm and the trailing matrix by BLAS syrk, with a fixed block size; faster than a
-// multithreaded dpotrf. (trsm and syrk do not give the same bits for every thread count at
-// every shape: see the README's known defect.)
-Index cholesky_lower(MatrixXd* a) {
+// S = L L^T in place (lower triangle), blocked right-looking with a fixed block size: each
+// diagonal block by dpotrf on one thread (its blocking depends on the thread count; faster
+// here than Eigen's, which is built for SSE2), the panel below it and the trailing matrix
+// by the fixed-chunk trsm and syrk.
+Index cholesky_lower(MatrixXd* a, int threads) {
   constexpr Index kBlock = 256;
+  blas::SerialScope serial;
   const Index n = a->rows();
   for (Index j = 0; j < n; j += kBlock) {
     const Index jb = std::min(kBlock, n - j);
-    Index bad = -1;
-    {
-      blas::SerialScope serial;
-      const int info = blas::potrf_lower(jb, &(*a)(j, j), n);
-      if (info > 0) bad = info - 1;
-      else if (info < 0)
-        throw std::runtime_error("dpotrf failed with info " + std::to_string(info));
-    }
-    if (bad >= 0) return j + bad;
+    const int info = blas::potrf_lower(jb, &(*a)(j, j), n);
+    if (info > 0) return j + info - 1;
+    if (info < 0) throw std::runtime_error("dpotrf failed with info " + std::to_string(info));
     const Index m = n - j - jb;
     if (m > 0) {
-      blas::trsm_right_lower_t(m, jb, &(*a)(j, j), n, &(*a)(j + jb, j), n);
-      blas::syrk_lower_sub(m, jb, &(*a)(j + jb, j), n, &(*a)(j + jb, j + jb), n);
+      fixed::trsm_right_lower_t(threads, m, jb, &(*a)(j, j), n, &(*a)(j + jb, j), n);
+      fixed::syrk_lower_sub(threads, m, jb, &(*a)(j + jb, j), n, &(*a)(j + jb, j + jb), n);
     }
   }
   return -1;
-}
-
-// B <- L^{-1} B, L n x n lower triangular and B n x m: each diagonal block of L by trsm,
-// the rows below it updated by gemm. Most of the work is then gemm's, at about twice the
-// rate of OpenBLAS's trsm on these shapes.
-void solve_lower(Index n, Index m, const double* l, Index ldl, double* b, Index ldb) {
-  constexpr Index kBlock = 128;
-  for (Index j = 0; j < n; j += kBlock) {
-    const Index jb = std::min(kBlock, n - j);
-    blas::trsm_lower_left(false, jb, m, l + j + j * ldl, ldl, b + j, ldb);
-    const Index rest = n - j - jb;
-    if (rest > 0) {
-      blas::gemm_sub(rest, m, jb, l + (j + jb) + j * ldl, ldl, b + j, ldb, b + j + jb, ldb);
-    }
-  }
 }
 
 }  // namespace solver_detail
@@ -90,7 +70,6 @@ void orient_columns(MatrixXd* directions) {
 namespace {
 
 using solver_detail::cholesky_lower;
-using solver_detail::solve_lower;
 
 [[noreturn]] void throw_singular(Index feature, const Shrinkage& shrinkage, double total_weight,
                                  Index d) {
@@ -147,8 +126,8 @@ constexpr Index kLanczosMinSize = 256;
 // certified Lanczos (O(n^2) per step), otherwise or when that fails by dsyevr's subset mode
 // (which still tridiagonalises all of the matrix).
 template <class Fill>
-MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lambda, double* trace,
-                     Fill fill) {
+MatrixXd top_of_gram(Index n, Index k, int threads, const Shrinkage& shrinkage, VectorXd* lambda,
+                     double* trace, Fill fill) {
   MatrixXd gram;
   allocate(gram, n, n, "the between-class Gram matrix");
   fill(gram.data());
@@ -161,7 +140,7 @@ MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lam
   VectorXd top;
   bool overwritten = false;
   if (k == 1 && n >= kLanczosMinSize &&
-      solver_detail::lanczos_top(&gram, &(*lambda)[0], &top, &overwritten)) {
+      solver_detail::lanczos_top(&gram, threads, &(*lambda)[0], &top, &overwritten)) {
     return top;
   }
   if (overwritten) fill(gram.data());  // the certificate failed in the Gram matrix's place
@@ -177,7 +156,9 @@ MatrixXd top_of_gram(Index n, Index k, const Shrinkage& shrinkage, VectorXd* lam
 }  // namespace
 
 Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
-                                const Shrinkage& shrinkage, Index k, double total_weight) {
+                                const Shrinkage& shrinkage, Index k, double total_weight,
+                                int threads) {
+  blas::SerialScope serial;  // each BLAS call on its own thread (see fixed_blas.hpp)
   const Index d = within_cov.rows();
   const Index c = between_factor.cols();
   const Index max_k = std::min(c - 1, d);
@@ -213,7 +194,7 @@ Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
   // S = L L^T. LAPACK stops at the first non-positive pivot; we also reject pivots that are
   // rounding noise relative to their feature's variance (a numerically singular S).
   const VectorXd variance = s.diagonal();
-  const Index bad_pivot = cholesky_lower(&s);
+  const Index bad_pivot = cholesky_lower(&s, threads);
   if (bad_pivot >= 0) throw_singular(bad_pivot, shrinkage, total_weight, d);
   for (Index i = 0; i < d; ++i) {
     const double pivot = s(i, i) * s(i, i);
@@ -223,21 +204,24 @@ Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
 
   // A = L^{-1} M (d x C); its top left singular vectors from the smaller Gram matrix.
   MatrixXd& a = between_factor;  // whitened in place
-  solve_lower(d, c, s.data(), d, a.data(), d);
+  fixed::solve_lower(threads, d, c, s.data(), d, a.data(), d);
   MatrixXd u;  // (a's overflow is caught in its Gram matrix)
   allocate(u, d, k, "the discriminant directions");
   VectorXd lambda;
   if (c <= d) {
     // A^T A (C x C): its eigenvectors v give u = A v / sqrt(lambda).
-    MatrixXd v = top_of_gram(c, k, shrinkage, &lambda, &out.eigenvalue_sum,
-                             [&](double* gram) { blas::syrk_upper_t(c, d, a.data(), d, gram, c); });
+    MatrixXd v =
+        top_of_gram(c, k, threads, shrinkage, &lambda, &out.eigenvalue_sum, [&](double* gram) {
+          fixed::syrk_upper(threads, true, c, d, 1.0, a.data(), d, 0.0, gram, c);
+        });
     for (Index j = 0; j < k; ++j) u.col(j) = a * v.col(j);
   } else {
     // A A^T (d x d): its eigenvectors are u itself (scaled here so that both branches
     // divide by sqrt(lambda) below).
-    MatrixXd v = top_of_gram(d, k, shrinkage, &lambda, &out.eigenvalue_sum, [&](double* gram) {
-      blas::syrk_upper(d, c, a.data(), d, 0.0, gram, d);
-    });
+    MatrixXd v =
+        top_of_gram(d, k, threads, shrinkage, &lambda, &out.eigenvalue_sum, [&](double* gram) {
+          fixed::syrk_upper(threads, false, d, c, 1.0, a.data(), d, 0.0, gram, d);
+        });
     for (Index j = 0; j < k; ++j) u.col(j) = v.col(j) * std::sqrt(std::max(lambda[j], 0.0));
   }
 
@@ -258,7 +242,7 @@ Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
     u.col(j) /= std::sqrt(lambda[j]);  // unit left singular vectors
   }
 
-  // W = L^{-T} U.
+  // W = L^{-T} U (k columns: one serial call).
   blas::trsm_lower_left(true, d, k, s.data(), d, u.data(), d);
   if (!u.allFinite()) throw_overflow(shrinkage);
   orient_columns(&u);

@@ -98,7 +98,8 @@ bool iterate(const MatrixXd& g, Index max_steps, double* theta, VectorXd* u) {
 
 }  // namespace
 
-bool lanczos_top(MatrixXd* g_inout, double* lambda, VectorXd* vector, bool* overwritten) {
+bool lanczos_top(MatrixXd* g_inout, int threads, double* lambda, VectorXd* vector,
+                 bool* overwritten) {
   *overwritten = false;
   MatrixXd& g = *g_inout;
   const Index n = g.rows();
@@ -124,7 +125,7 @@ bool lanczos_top(MatrixXd* g_inout, double* lambda, VectorXd* vector, bool* over
   const double sigma = theta * (1.0 + kMargin) + 2.0 * residual;
   *overwritten = true;  // sigma I - g, factorised where g was (no n x n copy)
   kernels::shifted_negative_to_lower(g.data(), n, sigma);  // the triangle cholesky_lower reads
-  if (cholesky_lower(&g) >= 0) return false;
+  if (cholesky_lower(&g, threads) >= 0) return false;
   *lambda = theta;
   *vector = std::move(u);
   return true;

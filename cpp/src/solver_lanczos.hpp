@@ -5,10 +5,9 @@
 
 namespace lrf::solver_detail {
 
-// S = L L^T in place (lower triangle); the index of the first non-positive pivot, or -1.
-// The same bits for a given BLAS thread count (not for every one at every shape: see the
-// README's known defect).
-Index cholesky_lower(MatrixXd* a);
+// S = L L^T in place (lower triangle) on up to `threads` threads; the index of the first
+// non-positive pivot, or -1. The same bits for every thread count.
+Index cholesky_lower(MatrixXd* a, int threads);
 
 // The largest eigenpair of the symmetric positive semidefinite n x n matrix g (its upper
 // triangle), by Lanczos with full reorthogonalisation from a fixed start vector:
@@ -17,8 +16,9 @@ Index cholesky_lower(MatrixXd* a);
 // factorisation of sigma I - g with sigma a hair above the eigenvalue proves that no
 // eigenvalue was missed above it. Returns false (and leaves the outputs unspecified) when
 // it did not converge within its step budget or the certificate failed: callers then use
-// a dense solver. Bit-identical for every BLAS thread count. The certificate factorises
-// in g's place: *overwritten says whether g was used up (whatever the result).
-bool lanczos_top(MatrixXd* g, double* lambda, VectorXd* vector, bool* overwritten);
+// a dense solver. Bit-identical for every thread count (the certificate's factorisation
+// runs on up to `threads`). The certificate factorises in g's place: *overwritten says
+// whether g was used up (whatever the result).
+bool lanczos_top(MatrixXd* g, int threads, double* lambda, VectorXd* vector, bool* overwritten);
 
 }  // namespace lrf::solver_detail

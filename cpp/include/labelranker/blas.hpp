@@ -17,20 +17,11 @@ void syrk_upper(index_t n, index_t k, const float* a, index_t lda, float beta, f
                 index_t ldc);
 void syrk_upper(index_t n, index_t k, const double* a, index_t lda, double beta, double* c,
                 index_t ldc);
-// C (n x n, upper triangle) -= A A^T, A n x k column-major.
-void syrk_upper_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc);
-// C (n x n, upper triangle) = A^T A with A k x n column-major.
-void syrk_upper_t(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc);
-
 // C (m x n) = alpha * op(A) op(B) + beta * C, all row-major; op(A) is m x k (A^T if
 // trans_a), op(B) k x n (B^T if trans_b).
 void gemm_rows(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, double alpha,
                const double* a, index_t lda, const double* b, index_t ldb, double beta, double* c,
                index_t ldc);
-
-// C (m x n) -= A B, all column-major; A is m x k, B k x n.
-void gemm_sub(index_t m, index_t n, index_t k, const double* a, index_t lda, const double* b,
-              index_t ldb, double* c, index_t ldc);
 
 // C (n x n, upper triangle) += A B^T + B A^T, A and B n x k column-major.
 void syr2k_upper_add(index_t n, index_t k, const double* a, index_t lda, const double* b,
@@ -40,11 +31,6 @@ void syr2k_upper_add(index_t n, index_t k, const double* a, index_t lda, const d
 // OpenBLAS's blocking here depends on the thread count (the solver calls it on one thread,
 // for the diagonal blocks of its own blocked Cholesky).
 int potrf_lower(index_t n, double* a, index_t lda);
-
-// B (m x n) <- B L^{-T}, L n x n lower triangular.
-void trsm_right_lower_t(index_t m, index_t n, const double* l, index_t ldl, double* b, index_t ldb);
-// C (n x n, lower triangle) -= A A^T, A n x k column-major.
-void syrk_lower_sub(index_t n, index_t k, const double* a, index_t lda, double* c, index_t ldc);
 
 // B (m x nrhs) <- L^{-1} B (transpose = false) or L^{-T} B (transpose = true).
 void trsm_lower_left(bool transpose, index_t m, index_t nrhs, const double* l, index_t ldl,
@@ -73,12 +59,13 @@ class ThreadScope {
 };
 
 // Runs the pool on one thread for the lifetime of the object, whatever other threads' scopes
-// ask meanwhile (they wait for it to end before they change the size). For routines whose
-// result depends on the thread count: OpenBLAS's dsymv (inside LAPACK's dsytrd, so dsyevr)
-// adds per-thread partial sums, and dpotrf's blocking follows the thread count. The others
-// the solver uses (gemm, syrk, trsm) split their output between threads, but their last
-// bits still depend on the thread count at some shapes (measured: dgemm 572 x 900 x 128,
-// dsyrk 444 x 256; a known defect of the solver's thread-count invariance, see README).
+// ask meanwhile (they wait for it to end before they change the size). A thread may nest
+// them (the inner ones do nothing); it must not open a ThreadScope inside one. For results
+// that must not depend on the thread count: OpenBLAS's dsymv (inside LAPACK's dsytrd, so
+// dsyevr) adds per-thread partial sums, dpotrf's blocking follows the thread count, and
+// even gemm, syrk and trsm, which split their output between threads, give different last
+// bits at some shapes (measured: dgemm 572 x 900 x 128, dsyrk 444 x 256). The solver holds
+// one throughout and spreads its products over threads itself (fixed_blas.hpp).
 class SerialScope {
  public:
   SerialScope();

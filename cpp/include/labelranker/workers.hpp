@@ -1,6 +1,7 @@
 // Running one job on several threads, robust to threads that cannot be started.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 
 namespace lrf {
@@ -12,6 +13,13 @@ namespace lrf {
 // runs on the threads that did start (at least the calling one), so body must share its
 // work dynamically. Returns the number of threads that ran body, the calling one included.
 int run_on_threads(int n, const std::function<void(int)>& body);
+
+// Calls fn(i) once for every i in [0, count), on up to `threads` threads (run_on_threads):
+// each thread takes the next index as it comes free, so the indices start in order, and
+// threads that cannot be started leave more of them to the others (fn must not depend on
+// which thread runs it). Returns when all have run; if fn throws, the indices not yet
+// taken are skipped and the first exception is rethrown here.
+void run_chunks(int threads, std::int64_t count, const std::function<void(std::int64_t)>& fn);
 
 namespace testing {
 // Test hook: after the next `after` thread starts of run_on_threads succeed, the k after
