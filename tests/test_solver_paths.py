@@ -116,11 +116,11 @@ def _solutions_equal(a, b):
     )
 
 
-@pytest.mark.parametrize("after", [0, 1, 3])
+@pytest.mark.parametrize("after", [0, 1])
 def test_solver_threads_that_cannot_start_are_done_without(after):
-    """Through the engine's test hook: thread starts refused part way through a solve (the
-    products start their threads one after another) leave the work to the threads that did
-    start, with the same bits as one thread."""
+    """Through the engine's test hook: the solve's team of three starts two helpers; with
+    both or the second refused, the threads that did start do the work, with the same bits
+    as one thread."""
     from labelranker_fast import _core
 
     state, *_ = _state(700, 900, seed=4)

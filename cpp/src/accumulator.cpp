@@ -242,7 +242,7 @@ RowMatrixXd ScatterAccumulator::centered_means() const {
   return rel;
 }
 
-MatrixXd ScatterAccumulator::within_scatter(double scale, bool* finite) const {
+MatrixXd ScatterAccumulator::within_scatter(double scale, bool* finite, Team* team) const {
   // scale S_w = scale M - R^T R with rows R_k = T_k sqrt(scale / n_k) (S_w = M - sum_k
   // T_k T_k^T / n_k), taken by one syrk into a scaled copy of M (kept in its upper
   // triangle).
@@ -255,10 +255,12 @@ MatrixXd ScatterAccumulator::within_scatter(double scale, bool* finite) const {
   MatrixXd out;
   allocate(out, d_, d_, "the within-class scatter");
   for (Index j = 0; j < d_; ++j) out.col(j).head(j + 1) = m2_.col(j).head(j + 1) * scale;
-  {
+  const auto subtract = [&](Team& t) {
     blas::SerialScope serial;  // see fixed_blas.hpp
-    fixed::syrk_upper(n_threads_, false, d_, c_, -1.0, r.data(), d_, 1.0, out.data(), d_);
-  }
+    fixed::syrk_upper(t, false, d_, c_, -1.0, r.data(), d_, 1.0, out.data(), d_);
+  };
+  if (team != nullptr) subtract(*team);
+  else Team::run(n_threads_, subtract);
   const bool ok = kernels::mirror_upper(out.data(), d_);
   if (finite != nullptr) *finite = ok;
   return out;

@@ -5,7 +5,6 @@
 #include <algorithm>
 
 #include "labelranker/blas.hpp"
-#include "labelranker/workers.hpp"
 
 namespace lrf::fixed {
 
@@ -46,12 +45,12 @@ void trsm(bool left, bool transpose, Index m, Index n, const double* l, Index ld
 
 }  // namespace
 
-void syrk_upper(int threads, bool transpose, Index n, Index k, double alpha, const double* a,
+void syrk_upper(Team& team, bool transpose, Index n, Index k, double alpha, const double* a,
                 Index lda, double beta, double* c, Index ldc) {
   const Index count = chunks(n, kColumns);
   // Chunk i: the output columns of block count - 1 - i (the widest first, for balance),
   // the rectangle above its diagonal block by gemm and the diagonal block by syrk.
-  run_chunks(threads, count, [&](std::int64_t i) {
+  team.chunks(count, [&](std::int64_t i) {
     const Index j = (count - 1 - i) * kColumns, w = std::min(kColumns, n - j);
     const double* right = transpose ? a + j * lda : a + j;  // op(A)'s rows j..j + w
     gemm(transpose, !transpose, j, w, k, alpha, a, lda, right, lda, beta, c + j * ldc, ldc);
@@ -59,11 +58,11 @@ void syrk_upper(int threads, bool transpose, Index n, Index k, double alpha, con
   });
 }
 
-void syrk_lower_sub(int threads, Index n, Index k, const double* a, Index lda, double* c,
+void syrk_lower_sub(Team& team, Index n, Index k, const double* a, Index lda, double* c,
                     Index ldc) {
   // Chunk i: the output columns of block i, its diagonal block by syrk and the rectangle
   // below it by gemm (block 0 is the tallest).
-  run_chunks(threads, chunks(n, kColumns), [&](std::int64_t i) {
+  team.chunks(chunks(n, kColumns), [&](std::int64_t i) {
     const Index j = i * kColumns, w = std::min(kColumns, n - j);
     syrk(false, false, w, k, -1.0, a + j, lda, 1.0, c + j + j * ldc, ldc);
     gemm(false, true, n - j - w, w, k, -1.0, a + j + w, lda, a + j, lda, 1.0, c + (j + w) + j * ldc,
@@ -71,16 +70,16 @@ void syrk_lower_sub(int threads, Index n, Index k, const double* a, Index lda, d
   });
 }
 
-void trsm_right_lower_t(int threads, Index m, Index n, const double* l, Index ldl, double* b,
+void trsm_right_lower_t(Team& team, Index m, Index n, const double* l, Index ldl, double* b,
                         Index ldb) {
-  run_chunks(threads, chunks(m, kRows), [&](std::int64_t i) {
+  team.chunks(chunks(m, kRows), [&](std::int64_t i) {
     const Index r = i * kRows;
     trsm(false, true, std::min(kRows, m - r), n, l, ldl, b + r, ldb);
   });
 }
 
-void solve_lower(int threads, Index n, Index m, const double* l, Index ldl, double* b, Index ldb) {
-  run_chunks(threads, chunks(m, kRhs), [&](std::int64_t i) {
+void solve_lower(Team& team, Index n, Index m, const double* l, Index ldl, double* b, Index ldb) {
+  team.chunks(chunks(m, kRhs), [&](std::int64_t i) {
     const Index first = i * kRhs, w = std::min(kRhs, m - first);
     double* rhs = b + first * ldb;
     for (Index j = 0; j < n; j += kDiagonal) {

@@ -22,7 +22,7 @@ namespace solver_detail {
 // diagonal block by dpotrf on one thread (its blocking depends on the thread count; faster
 // here than Eigen's, which is built for SSE2), the panel below it and the trailing matrix
 // by the fixed-chunk trsm and syrk.
-Index cholesky_lower(MatrixXd* a, int threads) {
+Index cholesky_lower(MatrixXd* a, Team& team) {
   constexpr Index kBlock = 256;
   blas::SerialScope serial;
   const Index n = a->rows();
@@ -33,8 +33,8 @@ Index cholesky_lower(MatrixXd* a, int threads) {
     if (info < 0) throw std::runtime_error("dpotrf failed with info " + std::to_string(info));
     const Index m = n - j - jb;
     if (m > 0) {
-      fixed::trsm_right_lower_t(threads, m, jb, &(*a)(j, j), n, &(*a)(j + jb, j), n);
-      fixed::syrk_lower_sub(threads, m, jb, &(*a)(j + jb, j), n, &(*a)(j + jb, j + jb), n);
+      fixed::trsm_right_lower_t(team, m, jb, &(*a)(j, j), n, &(*a)(j + jb, j), n);
+      fixed::syrk_lower_sub(team, m, jb, &(*a)(j + jb, j), n, &(*a)(j + jb, j + jb), n);
     }
   }
   return -1;
@@ -126,7 +126,7 @@ constexpr Index kLanczosMinSize = 256;
 // certified Lanczos (O(n^2) per step), otherwise or when that fails by dsyevr's subset mode
 // (which still tridiagonalises all of the matrix).
 template <class Fill>
-MatrixXd top_of_gram(Index n, Index k, int threads, const Shrinkage& shrinkage, VectorXd* lambda,
+MatrixXd top_of_gram(Index n, Index k, Team& team, const Shrinkage& shrinkage, VectorXd* lambda,
                      double* trace, Fill fill) {
   MatrixXd gram;
   allocate(gram, n, n, "the between-class Gram matrix");
@@ -140,7 +140,7 @@ MatrixXd top_of_gram(Index n, Index k, int threads, const Shrinkage& shrinkage, 
   VectorXd top;
   bool overwritten = false;
   if (k == 1 && n >= kLanczosMinSize &&
-      solver_detail::lanczos_top(&gram, threads, &(*lambda)[0], &top, &overwritten)) {
+      solver_detail::lanczos_top(&gram, team, &(*lambda)[0], &top, &overwritten)) {
     return top;
   }
   if (overwritten) fill(gram.data());  // the certificate failed in the Gram matrix's place
@@ -157,7 +157,7 @@ MatrixXd top_of_gram(Index n, Index k, int threads, const Shrinkage& shrinkage, 
 
 Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
                                 const Shrinkage& shrinkage, Index k, double total_weight,
-                                int threads) {
+                                Team& team) {
   blas::SerialScope serial;  // each BLAS call on its own thread (see fixed_blas.hpp)
   const Index d = within_cov.rows();
   const Index c = between_factor.cols();
@@ -194,7 +194,7 @@ Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
   // S = L L^T. LAPACK stops at the first non-positive pivot; we also reject pivots that are
   // rounding noise relative to their feature's variance (a numerically singular S).
   const VectorXd variance = s.diagonal();
-  const Index bad_pivot = cholesky_lower(&s, threads);
+  const Index bad_pivot = cholesky_lower(&s, team);
   if (bad_pivot >= 0) throw_singular(bad_pivot, shrinkage, total_weight, d);
   for (Index i = 0; i < d; ++i) {
     const double pivot = s(i, i) * s(i, i);
@@ -204,23 +204,22 @@ Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
 
   // A = L^{-1} M (d x C); its top left singular vectors from the smaller Gram matrix.
   MatrixXd& a = between_factor;  // whitened in place
-  fixed::solve_lower(threads, d, c, s.data(), d, a.data(), d);
+  fixed::solve_lower(team, d, c, s.data(), d, a.data(), d);
   MatrixXd u;  // (a's overflow is caught in its Gram matrix)
   allocate(u, d, k, "the discriminant directions");
   VectorXd lambda;
   if (c <= d) {
     // A^T A (C x C): its eigenvectors v give u = A v / sqrt(lambda).
-    MatrixXd v =
-        top_of_gram(c, k, threads, shrinkage, &lambda, &out.eigenvalue_sum, [&](double* gram) {
-          fixed::syrk_upper(threads, true, c, d, 1.0, a.data(), d, 0.0, gram, c);
-        });
+    MatrixXd v = top_of_gram(
+        c, k, team, shrinkage, &lambda, &out.eigenvalue_sum,
+        [&](double* gram) { fixed::syrk_upper(team, true, c, d, 1.0, a.data(), d, 0.0, gram, c); });
     for (Index j = 0; j < k; ++j) u.col(j) = a * v.col(j);
   } else {
     // A A^T (d x d): its eigenvectors are u itself (scaled here so that both branches
     // divide by sqrt(lambda) below).
     MatrixXd v =
-        top_of_gram(d, k, threads, shrinkage, &lambda, &out.eigenvalue_sum, [&](double* gram) {
-          fixed::syrk_upper(threads, false, d, c, 1.0, a.data(), d, 0.0, gram, d);
+        top_of_gram(d, k, team, shrinkage, &lambda, &out.eigenvalue_sum, [&](double* gram) {
+          fixed::syrk_upper(team, false, d, c, 1.0, a.data(), d, 0.0, gram, d);
         });
     for (Index j = 0; j < k; ++j) u.col(j) = v.col(j) * std::sqrt(std::max(lambda[j], 0.0));
   }

@@ -4,8 +4,11 @@
 #include <Eigen/Eigenvalues>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <exception>
+#include <thread>
 
 #include "kernels.hpp"
 #include "labelranker/blas.hpp"
@@ -47,18 +50,57 @@ void fill_start(VectorXd* q) {
   q->normalize();
 }
 
-// y = g x for the symmetric n x n g, from its upper triangle (half the memory traffic of
-// a gemv, which is what a Lanczos step costs); on one thread, as gemv.
-void symv(const MatrixXd& g, const double* x, double* y) {
-  const int n = blas::checked_int(g.rows());
-  scipy_cblas_dsymv(CblasColMajor, CblasUpper, n, 1.0, g.data(), n, x, 1, 0.0, y, 1);
+// y = g x + beta y for the symmetric n x n g (upper triangle, leading dimension ld), on
+// one thread, as gemv.
+void symv(Index n, const double* g, Index ld, const double* x, double beta, double* y) {
+  scipy_cblas_dsymv(CblasColMajor, CblasUpper, blas::checked_int(n), 1.0, g, blas::checked_int(ld),
+                    x, 1, beta, y, 1);
 }
+
+// y = g x for the symmetric g (upper triangle), what a Lanczos step costs, in two parts
+// that the team's threads take at once. Part 0 is the leading h x h block; part 1 the
+// columns from h on, which add to the rows above h as well (those rows get part 0's sum
+// plus part 1's, in that order). Each part is a few serial BLAS calls on fixed ranges, so
+// the bits do not depend on which thread took which part, or on whether one thread took
+// both. With g reused step after step, each part stays in its own core's cache, where one
+// dsymv streams the whole triangle through one core (at n = 768, 68 us against about 25).
+class SplitProduct {
+ public:
+  SplitProduct(const MatrixXd& g, Team& team)
+      : g_(g), team_(team), n_(g.rows()), h_(split_row(n_)), above_(h_) {}
+
+  void multiply(const double* x, double* y) {
+    team_.chunks(2, [&](std::int64_t part) {
+      if (part == 0) {
+        symv(h_, g_.data(), n_, x, 0.0, y);
+        return;
+      }
+      const Index rest = n_ - h_;
+      const double* right = g_.data() + h_ * n_;  // columns h.. of the rows above h
+      gemv(false, h_, rest, right, n_, x + h_, 0.0, above_.data());
+      gemv(true, h_, rest, right, n_, x, 0.0, y + h_);
+      symv(rest, right + h_, n_, x + h_, 1.0, y + h_);
+    });
+    for (Index i = 0; i < h_; ++i) y[i] += above_[i];
+  }
+
+ private:
+  // Part 0 does h^2 / 2 multiply-adds and part 1 about 2 h (n - h) + (n - h)^2 / 2 (its
+  // rectangle is read twice): equal at h = 0.81 n. A multiple of 8, for aligned blocks.
+  static Index split_row(Index n) {
+    return std::clamp<Index>(static_cast<Index>(0.81 * static_cast<double>(n)) / 8 * 8, 1, n - 1);
+  }
+
+  const MatrixXd& g_;
+  Team& team_;
+  const Index n_, h_;
+  VectorXd above_;  // part 1's sum for the rows above h
+};
 
 // Runs Lanczos on g until the top Ritz pair's residual estimate drops below the
 // tolerance; its Ritz vector (unit) in *u and value in *theta. False when the budget ran
 // out first or the iteration broke down before converging.
-bool iterate(const MatrixXd& g, Index max_steps, double* theta, VectorXd* u) {
-  const Index n = g.rows();
+bool iterate(SplitProduct* g, Index n, Index max_steps, double* theta, VectorXd* u) {
   MatrixXd q;
   allocate(q, n, max_steps + 1, "the Lanczos basis");
   VectorXd start(n), w(n), h(max_steps + 1), alpha(max_steps), beta(max_steps);
@@ -66,7 +108,7 @@ bool iterate(const MatrixXd& g, Index max_steps, double* theta, VectorXd* u) {
   q.col(0) = start;
   Eigen::SelfAdjointEigenSolver<MatrixXd> tri;
   for (Index j = 0; j < max_steps; ++j) {
-    symv(g, q.col(j).data(), w.data());
+    g->multiply(q.col(j).data(), w.data());
     // Full reorthogonalisation, classical Gram-Schmidt twice: the basis stays orthonormal
     // to rounding, so Ritz values do not repeat and the residual estimate is reliable.
     alpha[j] = 0.0;
@@ -98,7 +140,7 @@ bool iterate(const MatrixXd& g, Index max_steps, double* theta, VectorXd* u) {
 
 }  // namespace
 
-bool lanczos_top(MatrixXd* g_inout, int threads, double* lambda, VectorXd* vector,
+bool lanczos_top(MatrixXd* g_inout, Team& team, double* lambda, VectorXd* vector,
                  bool* overwritten) {
   *overwritten = false;
   MatrixXd& g = *g_inout;
@@ -110,8 +152,9 @@ bool lanczos_top(MatrixXd* g_inout, int threads, double* lambda, VectorXd* vecto
   VectorXd u, gu(n);
   {
     blas::SerialScope serial;
-    if (!iterate(g, max_steps, &theta, &u)) return false;
-    symv(g, u.data(), gu.data());
+    SplitProduct product(g, team);
+    if (!iterate(&product, n, max_steps, &theta, &u)) return false;
+    product.multiply(u.data(), gu.data());
   }
   // The Rayleigh quotient of the unit Ritz vector (never above the largest eigenvalue, up
   // to rounding) and its true residual, which bounds its distance to some eigenvalue.
@@ -125,7 +168,7 @@ bool lanczos_top(MatrixXd* g_inout, int threads, double* lambda, VectorXd* vecto
   const double sigma = theta * (1.0 + kMargin) + 2.0 * residual;
   *overwritten = true;  // sigma I - g, factorised where g was (no n x n copy)
   kernels::shifted_negative_to_lower(g.data(), n, sigma);  // the triangle cholesky_lower reads
-  if (cholesky_lower(&g, threads) >= 0) return false;
+  if (cholesky_lower(&g, team) >= 0) return false;
   *lambda = theta;
   *vector = std::move(u);
   return true;

@@ -1,9 +1,6 @@
 #include "labelranker/workers.hpp"
 
-#include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <exception>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -41,31 +38,6 @@ int run_on_threads(int n, const std::function<void(int)>& body) {
   body(0);
   for (auto& t : pool) t.join();
   return static_cast<int>(pool.size()) + 1;
-}
-
-void run_chunks(int threads, std::int64_t count, const std::function<void(std::int64_t)>& fn) {
-  if (count <= 0) return;
-  std::atomic<std::int64_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::exception_ptr error;  // guarded by error_mutex
-  const auto body = [&](int) {
-    while (!failed.load(std::memory_order_relaxed)) {
-      const std::int64_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= count) return;
-      try {
-        fn(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-        failed.store(true, std::memory_order_relaxed);
-      }
-    }
-  };
-  const int n = static_cast<int>(std::clamp<std::int64_t>(threads, 1, count));
-  if (n == 1) body(0);
-  else run_on_threads(n, body);
-  if (error) std::rethrow_exception(error);
 }
 
 namespace testing {

@@ -24,6 +24,7 @@
 
 #include "labelranker/blas.hpp"
 #include "labelranker/types.hpp"
+#include "labelranker/workers.hpp"
 
 namespace lrf {
 namespace detail {
@@ -122,8 +123,9 @@ class ScatterAccumulator {
   // (C x d) class means; rows of classes without weight are NaN.
   RowMatrixXd class_means() const;
   // (d x d) scale * S_w, S_w = sum_k sum_{x in k} w (x - mu_k)(x - mu_k)^T; *finite (when
-  // given) says whether every entry is finite.
-  MatrixXd within_scatter(double scale = 1.0, bool* finite = nullptr) const;
+  // given) says whether every entry is finite. On the team's threads when given, else on
+  // n_threads() (the same bits).
+  MatrixXd within_scatter(double scale = 1.0, bool* finite = nullptr, Team* team = nullptr) const;
   // (d x C) factor M with S_b = M M^T: columns sqrt(n_k) (mu_k - mu).
   MatrixXd between_factor() const;
   MatrixXd between_factor(const RowMatrixXd& centered) const;  // from centered_means()

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "labelranker/types.hpp"
+#include "labelranker/workers.hpp"
 
 namespace lrf {
 
@@ -34,10 +35,10 @@ inline constexpr double kSingularPivot = 1e-10;
 // within_cov: S = S_w / N (d x d); between_factor: M with S_b / N = M M^T (d x C);
 // total_weight: N, the accumulator's total weight (for OAS and messages). Returns the top
 // k directions. Both matrices are worked on in place (move them in to spare the copies).
-// Runs on up to `threads` threads, with the same bits for every count.
+// Runs on the team's threads, with the same bits for every count.
 Discriminant solve_discriminant(MatrixXd within_cov, MatrixXd between_factor,
                                 const Shrinkage& shrinkage, Index k, double total_weight,
-                                int threads);
+                                Team& team);
 
 // Flips each column so that its largest-magnitude entry (lowest index on ties) is positive.
 void orient_columns(MatrixXd* directions);
