@@ -64,7 +64,7 @@ struct Team::State {
       const auto until = Clock::now() + kAwake;
       int spins = 0;
       while (generation.load(std::memory_order_acquire) == seen && !stop.load()) {
-        relax();
+        std::this_thread::yield();  // gives way to the caller if they share a core
         if (++spins % 256 == 0 && Clock::now() > until) {
           std::unique_lock<std::mutex> lock(mutex);
           wake.wait(lock, [&] { return generation.load() != seen || stop.load(); });
