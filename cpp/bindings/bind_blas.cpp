@@ -11,7 +11,9 @@ void lrf::bindings::bind_blas(py::module_& m) {
       "set_blas_n_threads",
       [](int n) {
         if (n < 1) throw py::value_error("n_threads must be >= 1, got " + std::to_string(n));
-        lrf::blas::set_n_threads(n);
+        lrf::blas::set_size_outside_scopes(n);
       },
-      py::arg("n"), "Sets the number of threads of the engine's OpenBLAS pool.");
+      py::arg("n"),
+      "Sets the number of threads of the engine's OpenBLAS pool (while a solve or a pass "
+      "holds the pool at one thread, from when it ends).");
 }

@@ -5,11 +5,13 @@
 
 #include <cblas.h>
 #include <lapacke.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <condition_variable>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -97,11 +99,44 @@ int scopes_active = 0;   // guarded by scope_mutex
 int size_before = 1;     // the pool's size before the first active scope
 bool serial = false;     // a SerialScope holds the pool at one thread
 int serial_restore = 1;  // what the pool returns to when it ends
+int fork_restore = 0;    // in a forked child: the size its parent's SerialScope would restore
+
+// A child forked while another thread holds a SerialScope has no such thread: the flag
+// would block every scope in the child forever. The mutex is held across fork() so that
+// the child copies a consistent state, and the child gets a fresh mutex and condition
+// variable (the parent's waiters stay counted in the copied ones). ThreadScopes of other
+// threads stay counted (a pass's scope, owned by an accumulator, does live on in the child),
+// which can only keep the child's pool at the size of the last scope.
+void fork_prepare() { scope_mutex.lock(); }
+void fork_parent() { scope_mutex.unlock(); }
+void fork_child() {
+  new (&scope_mutex) std::mutex();
+  new (&serial_done) std::condition_variable();
+  if (serial && scopes_active == 0) fork_restore = serial_restore;
+  serial = false;
+}
+[[maybe_unused]] const int fork_handlers = pthread_atfork(fork_prepare, fork_parent, fork_child);
+
+// The size a forked child's pool had before its parent's SerialScope (OpenBLAS is not
+// resized inside the fork handler itself, where starting threads is unsafe).
+void restore_after_fork() {
+  if (fork_restore > 0 && scopes_active == 0) set_n_threads(fork_restore);
+  fork_restore = 0;
+}
 }  // namespace
+
+void set_size_outside_scopes(int n) {
+  std::lock_guard<std::mutex> lock(scope_mutex);
+  fork_restore = 0;
+  if (scopes_active > 0) size_before = n;  // restored when the last ThreadScope ends
+  else if (serial) serial_restore = n;     // restored when the SerialScope ends
+  else set_n_threads(n);
+}
 
 ThreadScope::ThreadScope(int n) {
   std::unique_lock<std::mutex> lock(scope_mutex);
   serial_done.wait(lock, [] { return !serial; });
+  restore_after_fork();
   if (scopes_active++ == 0) size_before = n_threads();
   if (n_threads() != n) set_n_threads(n);
 }
@@ -121,6 +156,7 @@ SerialScope::SerialScope() {
   if (serial_depth++ > 0) return;
   std::unique_lock<std::mutex> lock(scope_mutex);
   serial_done.wait(lock, [] { return !serial; });
+  restore_after_fork();
   serial = true;
   serial_restore = n_threads();
   if (serial_restore != 1) set_n_threads(1);

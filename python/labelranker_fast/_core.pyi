@@ -118,6 +118,6 @@ def blas_n_threads() -> int:
     """
 def set_blas_n_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
-    Sets the number of threads of the engine's OpenBLAS pool.
+    Sets the number of threads of the engine's OpenBLAS pool (while a solve or a pass holds the pool at one thread, from when it ends).
     """
 BLOCK_ROWS: int = 4096

@@ -46,6 +46,9 @@ int syevr_largest(index_t n, index_t count, double* a, index_t lda, double* w, d
 // OpenBLAS's thread pool, which every routine above uses.
 int n_threads();
 void set_n_threads(int n);
+// Sets the pool's size as seen outside the scopes below: now when none is active, else
+// when the last one ends, so that no scope's serial BLAS turns multithreaded midway.
+void set_size_outside_scopes(int n);
 
 // Sets the pool's size for the lifetime of the object and restores it afterwards. Scopes
 // may nest and overlap across threads: the pool takes the latest scope's size, and the

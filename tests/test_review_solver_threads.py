@@ -1,0 +1,273 @@
+"""Review of the solver's own threads (fixed-chunk BLAS over a per-solve Team, BLAS held at
+one thread by blas::SerialScope): small and odd sizes against scipy, bit-identity for 1..5
+threads and under refused thread starts, concurrent solves and passes, a fork taken while
+another thread solves, and the BLAS pool resized by another thread during a solve."""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import labelranker_fast as lrf
+from labelranker_fast import _core
+
+FIELDS = ("directions", "eigenvalues", "eigenvalue_sum", "centroids", "order")
+
+
+def _state(d, c, seed):
+    """Statistics whose S_w and class means are known exactly (in float64): S_w = W, an SPD
+    matrix, and means = shifts + offsets, with nonzero class sums."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(20, 60, c).astype(np.float64)
+    a = rng.standard_normal((d, 2 * d + 2))
+    within = (a @ a.T / (2 * d + 2) + 0.05 * np.eye(d)) * counts.sum()
+    shifts = rng.standard_normal((c, d))
+    offsets = rng.standard_normal((c, d)) * 0.01
+    sums = counts[:, None] * offsets
+    root = sums / np.sqrt(counts)[:, None]
+    state = {
+        "version": 1,
+        "n_features": d,
+        "num_classes": c,
+        "n_rows": int(counts.sum()),
+        "counts": counts,
+        "shifts": shifts,
+        "sums": sums,
+        "m2": within + root.T @ root,
+    }
+    return state, within, shifts + offsets, counts
+
+
+def _reference(within, means, counts, shrinkage):
+    """scipy's generalized eigenpairs of (S_b / N, S / N), S shrunk as the engine does."""
+    n = counts.sum()
+    s = within / n
+    if shrinkage:
+        d = s.shape[0]
+        s = (1.0 - shrinkage) * s + shrinkage * np.trace(s) / d * np.eye(d)
+    mu = counts @ means / n
+    centred = (means - mu) * np.sqrt(counts)[:, None]
+    vals, vecs = scipy.linalg.eigh(centred.T @ centred / n, s)
+    return vals[::-1], vecs[:, ::-1], s, mu
+
+
+def _same(a, b):
+    return all(np.array_equal(np.asarray(a[f]), np.asarray(b[f])) for f in FIELDS)
+
+
+def _solve(state, threads, shrinkage, k):
+    acc = lrf.ScatterAccumulator.from_state(state)
+    acc.n_threads = threads
+    return acc.within_scatter(), acc.solve(shrinkage, k)
+
+
+# Tiny sizes, C <= d and C > d, sizes one off the chunk widths (128, 256), Gram matrices
+# just above 256 on both sides (where Lanczos takes over), and more classes than 2 chunks.
+SIZES = [
+    (1, 2), (1, 3), (2, 2), (2, 3), (3, 2), (3, 4), (4, 4), (5, 3),
+    (127, 129), (128, 128), (129, 127), (129, 300), (255, 256), (256, 257),
+    (257, 256), (258, 257), (300, 130), (385, 129), (513, 3),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("d, c", SIZES)
+@pytest.mark.parametrize("shrinkage", [None, 0.3, "oas"])
+def test_small_and_odd_sizes_match_scipy_and_every_thread_count(d, c, shrinkage):
+    state, within, means, counts = _state(d, c, seed=7 * d + c)
+    for k in sorted({1, min(c - 1, d, 3)}):
+        runs = [_solve(state, threads, shrinkage, k) for threads in range(1, 6)]
+        for w, sol in runs[1:]:
+            assert np.array_equal(w, runs[0][0])
+            assert _same(sol, runs[0][1])
+        w, sol = runs[0]
+        np.testing.assert_allclose(w, within, rtol=1e-9, atol=1e-9 * counts.sum())
+        vals, vecs, s, mu = _reference(within, means, counts, sol["shrinkage"])
+        np.testing.assert_allclose(sol["eigenvalues"], vals[:k], rtol=1e-8, atol=1e-12 * vals[0])
+        np.testing.assert_allclose(sol["eigenvalue_sum"], vals.sum(), rtol=1e-8)
+        for j in range(k):
+            got, ref = sol["directions"][:, j], vecs[:, j]
+            if j + 1 < len(vals) and vals[j] - vals[j + 1] < 1e-6 * vals[0]:
+                continue  # a (nearly) repeated eigenvalue: its vector is not determined
+            cos = abs(got @ s @ ref) / np.sqrt((got @ s @ got) * (ref @ s @ ref))
+            assert cos == pytest.approx(1.0, abs=1e-7)
+            assert got @ s @ got == pytest.approx(1.0, rel=1e-8)  # S-orthonormal
+        np.testing.assert_allclose(sol["mean"], mu, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            sol["centroids"], (means - mu) @ sol["directions"], rtol=1e-9, atol=1e-9
+        )
+
+
+@pytest.mark.parametrize("after", [0, 1, 2, 3])
+def test_refused_starts_at_every_helper_give_the_same_bits(after):
+    """A team of five with the starts after the first `after` refused, for the public
+    within_scatter (its own team) and the solve (d = 300 > 256: Lanczos, both products)."""
+    state, *_ = _state(300, 420, seed=11)
+    ref = _solve(state, 1, "oas", 1)
+    acc = lrf.ScatterAccumulator.from_state(state)
+    acc.n_threads = 5
+    _core._fail_thread_starts(1000, after)
+    try:
+        got = acc.within_scatter(), acc.solve("oas", 1)
+    finally:
+        pending = _core._fail_thread_starts(0)
+    assert pending < 1000
+    assert np.array_equal(got[0], ref[0])
+    assert _same(got[1], ref[1])
+
+
+def test_solves_and_passes_in_parallel_threads_keep_their_bits():
+    """Two threads solving (n_threads changed between calls), two running streamed passes
+    (a ThreadScope held while open), while thread starts are refused at random: no hang,
+    and every result equals its one-thread reference."""
+    state, *_ = _state(300, 400, seed=9)
+    ref = _solve(state, 1, "oas", 2)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12000, 48)).astype(np.float32)
+    y = rng.integers(0, 40, len(X))
+
+    def streamed(threads):
+        acc = lrf.ScatterAccumulator(48, 40, n_threads=threads)
+        with acc.streaming_pass():
+            for s in range(0, len(X), 4096):
+                acc.update(X[s : s + 4096], y[s : s + 4096])
+        return acc.get_state()
+
+    stats = streamed(1)
+    stop = time.monotonic() + 3.0
+    errors, counts = [], []
+
+    def solver():
+        acc, n = lrf.ScatterAccumulator.from_state(state), 0
+        while time.monotonic() < stop:
+            acc.n_threads = 1 + n % 5
+            got = acc.within_scatter(), acc.solve("oas", 2)
+            if not (np.array_equal(got[0], ref[0]) and _same(got[1], ref[1])):
+                errors.append(("solve", n))
+            n += 1
+        counts.append(n)
+
+    def passer():
+        n = 0
+        while time.monotonic() < stop:
+            got = streamed(1 + n % 3)
+            if not all(np.array_equal(got[f], stats[f]) for f in ("sums", "m2", "counts")):
+                errors.append(("pass", n))
+            n += 1
+        counts.append(n)
+
+    def refuser():
+        r = np.random.default_rng(1)
+        while time.monotonic() < stop:
+            _core._fail_thread_starts(int(r.integers(0, 4)), int(r.integers(0, 3)))
+            time.sleep(0.003)
+
+    threads = [threading.Thread(target=f) for f in (solver, solver, passer, passer, refuser)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        _core._fail_thread_starts(0)
+    assert not any(t.is_alive() for t in threads), "a solve or a pass hung"
+    assert not errors
+    assert len(counts) == 4 and min(counts) > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_during_a_solve_can_update_and_solve():
+    """multiprocessing (fork) or a DataLoader worker started while another thread solves:
+    the child has no solving thread, so nothing may be left holding the BLAS pool at one
+    thread for it. Before the fix every child hung in its first update, waiting for the
+    parent's solve (the process-wide SerialScope flag) to end."""
+    state, *_ = _state(700, 900, seed=1)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((600, 6)) + np.arange(3)[np.arange(600) % 3, None]
+    y = np.arange(600) % 3
+    expected = lrf.ScatterAccumulator(6, 3, n_threads=1).update(X, y).solve(None, 1)
+    solving, stop = threading.Event(), threading.Event()
+
+    def solver():
+        acc = lrf.ScatterAccumulator.from_state(state)
+        acc.n_threads = 2
+        while not stop.is_set():
+            solving.set()
+            acc.solve(None, 1)
+
+    thread = threading.Thread(target=solver, daemon=True)
+    thread.start()
+    solving.wait()
+    hung, failed = 0, 0
+    try:
+        for _ in range(4):
+            time.sleep(0.01)
+            pid = os.fork()
+            if pid == 0:  # the child: a fresh accumulator, two threads
+                status = 3
+                try:
+                    signal.alarm(20)
+                    acc = lrf.ScatterAccumulator(6, 3, n_threads=2).update(X, y)
+                    status = 0 if _same(acc.solve(None, 1), expected) else 4
+                finally:
+                    os._exit(status)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                done, code = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    failed += os.waitstatus_to_exitcode(code) != 0
+                    break
+                time.sleep(0.01)
+            else:
+                hung += 1
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert hung == 0, f"{hung} of 4 forked children hung"
+    assert failed == 0
+
+
+def test_resizing_the_blas_pool_during_a_solve_keeps_its_bits():
+    """_core.set_blas_n_threads from another thread while solves and a pass run: the size
+    is the pool's size outside the engine's scopes, so it takes effect when they end and
+    never turns the solver's serial chunks (or a pass's serial workers) multithreaded
+    midway. Before the fix every solve here differed from the one-thread bits."""
+    state, *_ = _state(700, 900, seed=1)
+    ref = _solve(state, 1, None, 1)
+    before = _core.blas_n_threads()
+    stop = time.monotonic() + 3.0
+    sizes = []
+
+    def resize():
+        i = 0
+        while time.monotonic() < stop:
+            sizes.append(1 + i % 2)
+            _core.set_blas_n_threads(sizes[-1])
+            i += 1
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=resize)
+    acc = lrf.ScatterAccumulator.from_state(state)
+    acc.n_threads = 2
+    differ = runs = 0
+    try:
+        thread.start()
+        while time.monotonic() < stop:
+            w, sol = acc.within_scatter(), acc.solve(None, 1)
+            differ += not (np.array_equal(w, ref[0]) and _same(sol, ref[1]))
+            runs += 1
+        thread.join()
+        assert _core.blas_n_threads() == sizes[-1]  # the last size asked for holds
+    finally:
+        _core.set_blas_n_threads(before)
+    assert runs > 0 and differ == 0, f"{differ} of {runs} solves differed"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
