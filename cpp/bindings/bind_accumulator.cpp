@@ -321,7 +321,7 @@ Streaming LDA statistics in float64 (engine object; use labelranker_fast.Scatter
                 s.acc.set_n_threads(n);
               },
               py::arg("self"), py::arg("n")),
-          "Worker threads of update() and BLAS threads of solve(); statistics and solutions "
+          "Worker threads of update() and threads of solve(); statistics and solutions "
           "are bit-identical for every count.")
       .def("begin_pass", mutating([](lrf::ScatterAccumulator& a) { a.begin_pass(); }),
            "Opens a pass: the following update() calls are committed together.")

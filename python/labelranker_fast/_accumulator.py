@@ -45,7 +45,8 @@ class ScatterAccumulator(StateForms):
     num_classes : int
         Number of classes C; labels given to ``update`` are class indices in [0, C).
     n_threads : int, optional
-        Worker threads for ``update`` (default: all cores); bit-identical for any count.
+        Threads for ``update`` and the solver (default: all cores); bit-identical for any
+        count.
 
     Raises
     ------
@@ -282,7 +283,7 @@ class ScatterAccumulator(StateForms):
 
     @property
     def n_threads(self) -> int:
-        """Threads used by ``update`` and by the solver's BLAS calls."""
+        """Threads used by ``update`` and by the solver (bit-identical results for any count)."""
         return self._core.n_threads
 
     @n_threads.setter

@@ -81,7 +81,7 @@ def rank_labels(
         inputs one 4096-row block per thread, at most 32 MiB. The result does not depend
         on it beyond rounding.
     n_threads : int, optional
-        Threads for the pass and the solver's BLAS (default: all cores). Results are
+        Threads for the pass and the solver (default: all cores). Results are
         identical for every thread count.
     progress : bool, default=False
         Show a progress bar (tqdm) on standard error.

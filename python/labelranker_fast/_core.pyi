@@ -93,7 +93,7 @@ class Accumulator:
     @property
     def n_threads(self) -> int:
         """
-        Worker threads of update() and BLAS threads of solve(); statistics and solutions are bit-identical for every count.
+        Worker threads of update() and threads of solve(); statistics and solutions are bit-identical for every count.
         """
     @n_threads.setter
     def n_threads(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:

@@ -66,7 +66,7 @@ class LabelRanker(
     n_components : int, default=1
         Number of discriminant directions kept (``transform`` output width).
     n_threads : int, optional
-        Threads for accumulation and the solver's BLAS (default: all cores); results are
+        Threads for accumulation and the solver (default: all cores); results are
         identical for every count.
     method : "anchor" or "seriation", default="anchor"
         How the centroids become the order (see ``rank_labels``).
