@@ -53,3 +53,42 @@ def make_blobs(seed, n=600, d=8, C=5, spread=3.0, dtype=np.float64):
 @pytest.fixture(params=[0, 1, 2])
 def seed(request):
     return request.param
+
+
+def solver_state(d, c, seed=0, spread=1.0, within_scale=1.0, offset=0.01):
+    """Statistics with nonzero class sums: S_w = W (a well-conditioned SPD matrix) is what
+    m2 - sum_k T_k T_k^T / n_k comes to, and the class means are shifts + T_k / n_k."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(20, 60, c).astype(np.float64)
+    a = rng.standard_normal((d, 2 * d))
+    within = (a @ a.T / (2 * d) + 0.05 * np.eye(d)) * counts.sum() * within_scale
+    shifts = rng.standard_normal((c, d)) * spread
+    offsets = rng.standard_normal((c, d)) * offset
+    sums = counts[:, None] * offsets
+    m2 = within + (sums / np.sqrt(counts)[:, None]).T @ (sums / np.sqrt(counts)[:, None])
+    state = {
+        "version": 1,
+        "n_features": d,
+        "num_classes": c,
+        "n_rows": int(counts.sum()),
+        "counts": counts,
+        "shifts": shifts,
+        "sums": sums,
+        "m2": m2,
+    }
+    means = shifts + offsets
+    return state, within, means, counts
+
+
+def lanczos_start(n):
+    """The engine's fixed Lanczos start vector (splitmix64, solver_lanczos.cpp), unit."""
+    mask = (1 << 64) - 1
+    state, q = 0x9E3779B97F4A7C15, np.empty(n)
+    for i in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        q[i] = (z >> 11) * 2.0**-53 - 0.5
+    return q / np.linalg.norm(q)

@@ -14,33 +14,10 @@ import pytest
 import scipy.linalg
 
 import labelranker_fast as lrf
+from conftest import lanczos_start, solver_state
 from labelranker_fast import _core
 
 FIELDS = ("directions", "eigenvalues", "eigenvalue_sum", "centroids", "order")
-
-
-def _state(d, c, seed):
-    """Statistics whose S_w and class means are known exactly (in float64): S_w = W, an SPD
-    matrix, and means = shifts + offsets, with nonzero class sums."""
-    rng = np.random.default_rng(seed)
-    counts = rng.integers(20, 60, c).astype(np.float64)
-    a = rng.standard_normal((d, 2 * d + 2))
-    within = (a @ a.T / (2 * d + 2) + 0.05 * np.eye(d)) * counts.sum()
-    shifts = rng.standard_normal((c, d))
-    offsets = rng.standard_normal((c, d)) * 0.01
-    sums = counts[:, None] * offsets
-    root = sums / np.sqrt(counts)[:, None]
-    state = {
-        "version": 1,
-        "n_features": d,
-        "num_classes": c,
-        "n_rows": int(counts.sum()),
-        "counts": counts,
-        "shifts": shifts,
-        "sums": sums,
-        "m2": within + root.T @ root,
-    }
-    return state, within, shifts + offsets, counts
 
 
 def _reference(within, means, counts, shrinkage):
@@ -78,7 +55,7 @@ SIZES = [
 @pytest.mark.parametrize("d, c", SIZES)
 @pytest.mark.parametrize("shrinkage", [None, 0.3, "oas"])
 def test_small_and_odd_sizes_match_scipy_and_every_thread_count(d, c, shrinkage):
-    state, within, means, counts = _state(d, c, seed=7 * d + c)
+    state, within, means, counts = solver_state(d, c, seed=7 * d + c)
     for k in sorted({1, min(c - 1, d, 3)}):
         runs = [_solve(state, threads, shrinkage, k) for threads in range(1, 6)]
         for w, sol in runs[1:]:
@@ -106,7 +83,7 @@ def test_small_and_odd_sizes_match_scipy_and_every_thread_count(d, c, shrinkage)
 def test_refused_starts_at_every_helper_give_the_same_bits(after):
     """A team of five with the starts after the first `after` refused, for the public
     within_scatter (its own team) and the solve (d = 300 > 256: Lanczos, both products)."""
-    state, *_ = _state(300, 420, seed=11)
+    state, *_ = solver_state(300, 420, seed=11)
     ref = _solve(state, 1, "oas", 1)
     acc = lrf.ScatterAccumulator.from_state(state)
     acc.n_threads = 5
@@ -124,7 +101,7 @@ def test_solves_and_passes_in_parallel_threads_keep_their_bits():
     """Two threads solving (n_threads changed between calls), two running streamed passes
     (a ThreadScope held while open), while thread starts are refused at random: no hang,
     and every result equals its one-thread reference."""
-    state, *_ = _state(300, 400, seed=9)
+    state, *_ = solver_state(300, 400, seed=9)
     ref = _solve(state, 1, "oas", 2)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((12000, 48)).astype(np.float32)
@@ -185,7 +162,7 @@ def test_a_child_forked_during_a_solve_can_update_and_solve():
     the child has no solving thread, so nothing may be left holding the BLAS pool at one
     thread for it. Before the fix every child hung in its first update, waiting for the
     parent's solve (the process-wide SerialScope flag) to end."""
-    state, *_ = _state(700, 900, seed=1)
+    state, *_ = solver_state(700, 900, seed=1)
     rng = np.random.default_rng(2)
     X = rng.standard_normal((600, 6)) + np.arange(3)[np.arange(600) % 3, None]
     y = np.arange(600) % 3
@@ -238,7 +215,7 @@ def test_resizing_the_blas_pool_during_a_solve_keeps_its_bits():
     is the pool's size outside the engine's scopes, so it takes effect when they end and
     never turns the solver's serial chunks (or a pass's serial workers) multithreaded
     midway. Before the fix every solve here differed from the one-thread bits."""
-    state, *_ = _state(700, 900, seed=1)
+    state, *_ = solver_state(700, 900, seed=1)
     ref = _solve(state, 1, None, 1)
     before = _core.blas_n_threads()
     stop = time.monotonic() + 3.0
@@ -269,21 +246,6 @@ def test_resizing_the_blas_pool_during_a_solve_keeps_its_bits():
     assert runs > 0 and differ == 0, f"{differ} of {runs} solves differed"
 
 
-def _lanczos_start(n):
-    """The Lanczos start vector the engine documents (a fixed splitmix64 sequence), built
-    here to make an input whose top eigenvector it misses."""
-    mask = (1 << 64) - 1
-    state, q = 0x9E3779B97F4A7C15, np.empty(n)
-    for i in range(n):
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        z ^= z >> 31
-        q[i] = (z >> 11) * 2.0**-53 - 0.5
-    return q / np.linalg.norm(q)
-
-
 @pytest.mark.parametrize("d, c", [(300, 400), (400, 300)])
 def test_a_top_pair_hidden_from_lanczos_is_found_by_the_fallback(d, c):
     """S = I and a top eigenvector of the Gram matrix (d x d when C > d, C x C otherwise)
@@ -294,7 +256,7 @@ def test_a_top_pair_hidden_from_lanczos_is_found_by_the_fallback(d, c):
     without the refill the engine returns 0.048 for 0.0025 here.)"""
     rng = np.random.default_rng(0)
     n = min(c, d)  # the Gram matrix's size, and the space the start vector lives in
-    q0 = _lanczos_start(n)
+    q0 = lanczos_start(n)
     lam = np.concatenate([[1.001, 1.0], np.geomspace(0.5, 0.01, n - 3)])
     ones = np.ones(c) / np.sqrt(c)
     # Class-side factor U (C x r, columns orthogonal to the ones vector: centred means) and

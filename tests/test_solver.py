@@ -8,7 +8,7 @@ from sklearn.covariance import oas
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 import labelranker_fast as lrf
-from conftest import make_blobs, reference_scatter
+from conftest import lanczos_start, make_blobs, reference_scatter
 
 DATASETS = {
     "iris": datasets.load_iris,
@@ -231,20 +231,6 @@ def test_top_pair_when_the_top_is_degenerate(d, C, top):
     if len(top) == 2 and top[0] != top[1]:
         # gap 1e-7: the direction is determined to about eps / gap
         assert abs(abs(w @ S @ vecs[:, -1]) - 1.0) < 1e-6
-
-
-def lanczos_start(n):
-    """The engine's fixed Lanczos start vector (splitmix64, solver_lanczos.cpp), unit."""
-    mask = (1 << 64) - 1
-    state, q = 0x9E3779B97F4A7C15, np.empty(n)
-    for i in range(n):
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        z ^= z >> 31
-        q[i] = (z >> 11) * 2.0**-53 - 0.5
-    return q / np.linalg.norm(q)
 
 
 def test_a_top_pair_lanczos_cannot_see_is_found_by_the_fallback():

@@ -9,31 +9,7 @@ import pytest
 import scipy.linalg
 
 import labelranker_fast as lrf
-
-
-def _state(d, c, seed=0, spread=1.0, within_scale=1.0, offset=0.01):
-    """Statistics with nonzero class sums: S_w = W (a well-conditioned SPD matrix) is what
-    m2 - sum_k T_k T_k^T / n_k comes to, and the class means are shifts + T_k / n_k."""
-    rng = np.random.default_rng(seed)
-    counts = rng.integers(20, 60, c).astype(np.float64)
-    a = rng.standard_normal((d, 2 * d))
-    within = (a @ a.T / (2 * d) + 0.05 * np.eye(d)) * counts.sum() * within_scale
-    shifts = rng.standard_normal((c, d)) * spread
-    offsets = rng.standard_normal((c, d)) * offset
-    sums = counts[:, None] * offsets
-    m2 = within + (sums / np.sqrt(counts)[:, None]).T @ (sums / np.sqrt(counts)[:, None])
-    state = {
-        "version": 1,
-        "n_features": d,
-        "num_classes": c,
-        "n_rows": int(counts.sum()),
-        "counts": counts,
-        "shifts": shifts,
-        "sums": sums,
-        "m2": m2,
-    }
-    means = shifts + offsets
-    return state, within, means, counts
+from conftest import solver_state
 
 
 def _between(means, counts):
@@ -53,7 +29,7 @@ THREAD_SIZES = [*SIZES, (257, 1300), (1030, 260)]
 
 @pytest.mark.parametrize("d, c", SIZES)
 def test_top_pair_matches_scipy(d, c):
-    state, within, means, counts = _state(d, c)
+    state, within, means, counts = solver_state(d, c)
     acc = lrf.ScatterAccumulator.from_state(state)
     n = counts.sum()
     np.testing.assert_allclose(acc.within_scatter(), within, rtol=1e-9, atol=1e-9 * n)
@@ -72,7 +48,7 @@ def test_top_pair_matches_scipy(d, c):
 @pytest.mark.parametrize("d, c", THREAD_SIZES)
 @pytest.mark.parametrize("k", [1, 3])
 def test_bit_identical_for_every_thread_count(d, c, k):
-    state, *_ = _state(d, c, seed=1)
+    state, *_ = solver_state(d, c, seed=1)
     runs = []
     for threads in (1, 2, 3):
         acc = lrf.ScatterAccumulator.from_state(state)
@@ -90,7 +66,7 @@ def test_a_whitened_factor_past_float64_is_refused(d, c):
     """Means 1e200 apart over a within-class scatter of 1e-250: the statistics are finite,
     the whitened factor is not. The Gram matrix's check reports it (the factor's own scan
     was dropped as redundant: each of its entries enters the Gram diagonal as a square)."""
-    state, *_ = _state(d, c, spread=1e200, within_scale=1e-250, offset=0.0)
+    state, *_ = solver_state(d, c, spread=1e200, within_scale=1e-250, offset=0.0)
     acc = lrf.ScatterAccumulator.from_state(state)
     with pytest.raises(ValueError, match="overflows float64"):
         acc.solve(None, 1)
@@ -123,7 +99,7 @@ def test_solver_threads_that_cannot_start_are_done_without(after):
     as one thread."""
     from labelranker_fast import _core
 
-    state, *_ = _state(700, 900, seed=4)
+    state, *_ = solver_state(700, 900, seed=4)
     one = lrf.ScatterAccumulator.from_state(state)
     one.n_threads = 1
     ref = one.solve(None, 1)
@@ -143,7 +119,7 @@ def test_two_threads_solving_at_once_get_their_own_answers():
     threads solving two accumulators at once must neither deadlock nor mix results."""
     import threading
 
-    problems = [_state(520, 700, seed=s)[0] for s in (5, 6)]
+    problems = [solver_state(520, 700, seed=s)[0] for s in (5, 6)]
     refs = []
     for state in problems:
         acc = lrf.ScatterAccumulator.from_state(state)
