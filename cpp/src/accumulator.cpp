@@ -195,15 +195,19 @@ void ScatterAccumulator::merge(const ScatterAccumulator& other) {
   absorb(classes, other.class_counts_, other.shifts_, other.sums_, other.m2_, other.n_samples_);
 }
 
-RowMatrixXd ScatterAccumulator::relative_means(RowVectorXd* reference) const {
+RowMatrixXd ScatterAccumulator::relative_means(RowVectorXd* reference, RowVectorXd* mean) const {
   Index first = 0;
   while (first < c_ && class_counts_[first] <= 0) ++first;
   *reference = first < c_ ? RowVectorXd(shifts_.row(first)) : RowVectorXd::Zero(d_);
   RowMatrixXd rel;
   allocate(rel, c_, d_, "the class means");
+  if (mean != nullptr) mean->setZero(d_);
+  const double total = total_weight();
   for (Index k = 0; k < c_; ++k) {
     if (class_counts_[k] > 0) {
       rel.row(k) = (shifts_.row(k) - *reference) + sums_.row(k) * (1.0 / class_counts_[k]);
+      // taken while the row is still in cache
+      if (mean != nullptr) *mean += (class_counts_[k] / total) * rel.row(k);
     } else {
       rel.row(k).setConstant(std::numeric_limits<double>::quiet_NaN());
     }
@@ -218,26 +222,17 @@ RowMatrixXd ScatterAccumulator::class_means() const {
   return means;
 }
 
-RowVectorXd ScatterAccumulator::weighted_mean(const RowMatrixXd& rows) const {
-  RowVectorXd mu = RowVectorXd::Zero(d_);
-  const double total = total_weight();
-  for (Index k = 0; k < c_; ++k)
-    if (class_counts_[k] > 0) mu += (class_counts_[k] / total) * rows.row(k);
-  return mu;
-}
-
 VectorXd ScatterAccumulator::global_mean() const {
   if (!(total_weight() > 0))
     return VectorXd::Constant(d_, std::numeric_limits<double>::quiet_NaN());
-  RowVectorXd ref;
-  const RowMatrixXd rel = relative_means(&ref);
-  return (ref + weighted_mean(rel)).transpose();
+  RowVectorXd ref, mu;
+  relative_means(&ref, &mu);
+  return (ref + mu).transpose();
 }
 
 RowMatrixXd ScatterAccumulator::centered_means() const {
-  RowVectorXd ref;
-  RowMatrixXd rel = relative_means(&ref);
-  const RowVectorXd mu = weighted_mean(rel);
+  RowVectorXd ref, mu;
+  RowMatrixXd rel = relative_means(&ref, &mu);
   rel.rowwise() -= mu;
   return rel;
 }
@@ -268,25 +263,12 @@ MatrixXd ScatterAccumulator::within_scatter(double scale, bool* finite, Team* te
 
 void ScatterAccumulator::solver_inputs(double total, RowMatrixXd* centered, VectorXd* mean,
                                        MatrixXd* factor, bool* finite) const {
-  // The relative means (see relative_means) and their weighted mean in one pass, then the
-  // centring and the factor in another: each row is still in cache when it is used again.
-  Index first = 0;
-  while (first < c_ && class_counts_[first] <= 0) ++first;
-  const RowVectorXd reference =
-      first < c_ ? RowVectorXd(shifts_.row(first)) : RowVectorXd::Zero(d_);
-  allocate(*centered, c_, d_, "the class means");
-  RowVectorXd mu = RowVectorXd::Zero(d_);
-  const double weight = total_weight();
-  for (Index k = 0; k < c_; ++k) {
-    if (class_counts_[k] > 0) {
-      centered->row(k) = (shifts_.row(k) - reference) + sums_.row(k) * (1.0 / class_counts_[k]);
-      mu += (class_counts_[k] / weight) * centered->row(k);
-    } else {
-      centered->row(k).setConstant(std::numeric_limits<double>::quiet_NaN());
-    }
-  }
+  // The relative means and their weighted mean in one pass, then the centring and the
+  // factor in another.
+  RowVectorXd reference, mu;
+  *centered = relative_means(&reference, &mu);
   *mean = (reference + mu).transpose();
-  if (!(weight > 0)) mean->setConstant(std::numeric_limits<double>::quiet_NaN());
+  if (!(total_weight() > 0)) mean->setConstant(std::numeric_limits<double>::quiet_NaN());
   allocate(*factor, d_, c_, "the between-class factor");
   const double root_total = std::sqrt(total);
   bool ok = true;

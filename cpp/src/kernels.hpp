@@ -40,25 +40,31 @@ void fold_upper_scaled(double* dst, const double* base, const T* src, Index n, i
   }
 }
 
-// Copies the strict upper triangle of the n x n column-major a onto its lower one, in
-// 32 x 32 tiles (a column-major read of the transpose strides by n, which for d x d
-// matrices of a few MiB costs more than the solver's BLAS calls around it). Returns
-// whether every entry is finite (inf * 0 and NaN * 0 are NaN, so one sum of x * 0 over the
-// triangle tells, in the same pass).
-inline bool mirror_upper(double* a, Index n) {
+// Calls f(i, j) for every entry i >= j of the lower triangle of an n x n matrix, in
+// 32 x 32 tiles: writing a lower triangle from the upper one reads the transpose, and a
+// column-major read of it strides by n, which for d x d matrices of a few MiB costs more
+// than the solver's BLAS calls around it.
+template <class F>
+inline void for_lower_tiles(Index n, F f) {
   constexpr Index kTile = 32;
-  double probe = 0.0;
   for (Index jb = 0; jb < n; jb += kTile) {
-    for (Index ib = jb; ib < n; ib += kTile) {  // tile rows ib.., columns jb..: lower part
+    for (Index ib = jb; ib < n; ib += kTile) {  // tile rows ib.., columns jb..
       const Index i_end = std::min(n, ib + kTile), j_end = std::min(n, jb + kTile);
-      for (Index j = jb; j < j_end; ++j) {
-        for (Index i = std::max(ib, j); i < i_end; ++i) {
-          a[i + j * n] = a[j + i * n];
-          probe += a[i + j * n] * 0.0;
-        }
-      }
+      for (Index j = jb; j < j_end; ++j)
+        for (Index i = std::max(ib, j); i < i_end; ++i) f(i, j);
     }
   }
+}
+
+// Copies the strict upper triangle of the n x n column-major a onto its lower one.
+// Returns whether every entry is finite (inf * 0 and NaN * 0 are NaN, so one sum of x * 0
+// over the triangle tells, in the same pass).
+inline bool mirror_upper(double* a, Index n) {
+  double probe = 0.0;
+  for_lower_tiles(n, [&](Index i, Index j) {
+    a[i + j * n] = a[j + i * n];
+    probe += a[i + j * n] * 0.0;
+  });
   return probe == 0.0;
 }
 
@@ -71,19 +77,11 @@ inline bool upper_finite(const double* a, Index n) {
   return probe == 0.0;
 }
 
-// The lower triangle of sigma I - a from the upper triangle of a (n x n, column-major),
-// in tiles as mirror_upper; the upper triangle is left as it is.
+// The lower triangle of sigma I - a from the upper triangle of a (n x n, column-major);
+// the upper triangle is left as it is.
 inline void shifted_negative_to_lower(double* a, Index n, double sigma) {
-  constexpr Index kTile = 32;
-  for (Index jb = 0; jb < n; jb += kTile) {
-    for (Index ib = jb; ib < n; ib += kTile) {
-      const Index i_end = std::min(n, ib + kTile), j_end = std::min(n, jb + kTile);
-      for (Index j = jb; j < j_end; ++j) {
-        if (ib == jb) a[j + j * n] = sigma - a[j + j * n];
-        for (Index i = std::max(ib, j + 1); i < i_end; ++i) a[i + j * n] = -a[j + i * n];
-      }
-    }
-  }
+  for_lower_tiles(
+      n, [&](Index i, Index j) { a[i + j * n] = i == j ? sigma - a[i + j * n] : -a[j + i * n]; });
 }
 
 // Weighted rows enter the moment as z = (x - s) sqrt(w), computed at input precision. For

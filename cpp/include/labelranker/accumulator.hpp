@@ -219,10 +219,9 @@ class ScatterAccumulator {
   // pass's tables over.
   void adopt_pass(const MatrixXd& moment_upper);
   // Class means minus the shift of the first class with weight (`reference`), which keeps
-  // differences of means free of cancellation.
-  RowMatrixXd relative_means(RowVectorXd* reference) const;
-  // sum_k n_k rows_k / N over the classes with weight.
-  RowVectorXd weighted_mean(const RowMatrixXd& rows) const;
+  // differences of means free of cancellation; *mean (when given) is their weighted mean,
+  // sum_k n_k rel_k / N over the classes with weight, taken in the same pass.
+  RowMatrixXd relative_means(RowVectorXd* reference, RowVectorXd* mean = nullptr) const;
 
   Index d_, c_;
   int n_threads_;
