@@ -55,6 +55,22 @@ def seed(request):
     return request.param
 
 
+def state_of(counts, shifts, sums, m2):
+    """A ScatterAccumulator.from_state state with these class counts, shifts, class sums
+    (around the shifts) and pooled moment."""
+    c, d = shifts.shape
+    return {
+        "version": 1,
+        "n_features": d,
+        "num_classes": c,
+        "n_rows": int(counts.sum()),
+        "counts": counts,
+        "shifts": shifts,
+        "sums": sums,
+        "m2": m2,
+    }
+
+
 def solver_state(d, c, seed=0, spread=1.0, within_scale=1.0, offset=0.01):
     """Statistics with nonzero class sums: S_w = W (a well-conditioned SPD matrix) is what
     m2 - sum_k T_k T_k^T / n_k comes to, and the class means are shifts + T_k / n_k."""
@@ -66,18 +82,7 @@ def solver_state(d, c, seed=0, spread=1.0, within_scale=1.0, offset=0.01):
     offsets = rng.standard_normal((c, d)) * offset
     sums = counts[:, None] * offsets
     m2 = within + (sums / np.sqrt(counts)[:, None]).T @ (sums / np.sqrt(counts)[:, None])
-    state = {
-        "version": 1,
-        "n_features": d,
-        "num_classes": c,
-        "n_rows": int(counts.sum()),
-        "counts": counts,
-        "shifts": shifts,
-        "sums": sums,
-        "m2": m2,
-    }
-    means = shifts + offsets
-    return state, within, means, counts
+    return state_of(counts, shifts, sums, m2), within, shifts + offsets, counts
 
 
 def lanczos_start(n):
@@ -92,3 +97,26 @@ def lanczos_start(n):
         z ^= z >> 31
         q[i] = (z >> 11) * 2.0**-53 - 0.5
     return q / np.linalg.norm(q)
+
+
+def run_in_threads(target, args_list, timeout=120):
+    """Runs target(*args) on a thread of its own for each args in args_list, all at once,
+    and returns the exceptions they raised. Fails the test if a thread is still running
+    `timeout` seconds after the joins start (a hang)."""
+    import threading
+
+    errors = []
+
+    def guarded(*args):
+        try:
+            target(*args)
+        except BaseException as exc:  # noqa: BLE001 (returned to the test)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=tuple(args)) for args in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    return errors

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import zipfile
 
 import numpy as np
 import pytest
 
 import labelranker_fast as lrf
+from conftest import run_in_threads
 from labelranker_fast import _io
 
 
@@ -62,21 +62,12 @@ def test_concurrent_writers_leave_one_complete_file(tmp_path):
         )
         for k in range(3)
     ]
-    errors = []
 
     def write(r):
-        try:
-            for _ in range(30):
-                r.to_json(target)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        for _ in range(30):
+            r.to_json(target)
 
-    threads = [threading.Thread(target=write, args=(r,)) for r in rankings]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not run_in_threads(write, [(r,) for r in rankings])
     assert lrf.LabelRanking.from_json(target) in rankings
     assert os.listdir(tmp_path) == ["ranking.json"]
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import labelranker_fast as lrf
+from conftest import run_in_threads
 from labelranker_fast import _core
 
 BLOCK = _core.BLOCK_ROWS  # 4096
@@ -439,21 +440,12 @@ def test_two_threads_updating_one_accumulator_add_every_row_once():
     X, y = data(4 * BLOCK + 5, C, d, seed=18)
     acc = lrf.ScatterAccumulator(d, C, n_threads=2)
     parts = [(X[i::2].copy(), y[i::2].copy()) for i in range(2)]
-    errors = []
 
     def run(part):
-        try:
-            for _ in range(3):
-                acc.update(*part)
-        except Exception as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
+        for _ in range(3):
+            acc.update(*part)
 
-    threads = [threading.Thread(target=run, args=(p,)) for p in parts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not run_in_threads(run, [(p,) for p in parts])
     rows = np.concatenate([np.arange(len(y))[i::2] for i in range(2) for _ in range(3)])
     assert_matches(acc, X, rows, y[rows], np.ones(len(rows)), C, rtol=1e-10)
 

@@ -8,7 +8,7 @@ from sklearn.covariance import oas
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 import labelranker_fast as lrf
-from conftest import lanczos_start, make_blobs, reference_scatter
+from conftest import lanczos_start, make_blobs, reference_scatter, state_of
 
 DATASETS = {
     "iris": datasets.load_iris,
@@ -145,18 +145,7 @@ def test_identical_class_means_are_rejected():
 def accumulator_of(counts, means, m2):
     """An accumulator whose class counts, class means (sums 0 around them) and pooled
     moment are the given ones."""
-    C, d = means.shape
-    state = {
-        "version": 1,
-        "n_features": d,
-        "num_classes": C,
-        "n_rows": int(counts.sum()),
-        "counts": counts,
-        "shifts": means,
-        "sums": np.zeros((C, d)),
-        "m2": m2,
-    }
-    return lrf.ScatterAccumulator.from_state(state)
+    return lrf.ScatterAccumulator.from_state(state_of(counts, means, np.zeros_like(means), m2))
 
 
 def designed_state(d, C, top, seed=0):

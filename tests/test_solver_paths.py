@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 
 import labelranker_fast as lrf
-from conftest import solver_state
+from conftest import run_in_threads, solver_state
 
 
 def _between(means, counts):
@@ -117,31 +117,20 @@ def test_solver_threads_that_cannot_start_are_done_without(after):
 def test_two_threads_solving_at_once_get_their_own_answers():
     """Solves hold the BLAS pool at one thread and spread their own products; two Python
     threads solving two accumulators at once must neither deadlock nor mix results."""
-    import threading
-
     problems = [solver_state(520, 700, seed=s)[0] for s in (5, 6)]
     refs = []
     for state in problems:
         acc = lrf.ScatterAccumulator.from_state(state)
         acc.n_threads = 1
         refs.append(acc.solve("oas", 2))
-    results, errors = [None, None], []
+    results = [None, None]
 
     def work(i):
-        try:
-            acc = lrf.ScatterAccumulator.from_state(problems[i])
-            acc.n_threads = 2
-            for _ in range(3):
-                results[i] = acc.solve("oas", 2)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        acc = lrf.ScatterAccumulator.from_state(problems[i])
+        acc.n_threads = 2
+        for _ in range(3):
+            results[i] = acc.solve("oas", 2)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a solve hung"
-    assert not errors
+    assert not run_in_threads(work, [(0,), (1,)])
     for got, ref in zip(results, refs):
         assert _solutions_equal(got, ref)
