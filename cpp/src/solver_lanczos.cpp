@@ -4,11 +4,8 @@
 #include <Eigen/Eigenvalues>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <exception>
-#include <thread>
 
 #include "kernels.hpp"
 #include "labelranker/blas.hpp"
