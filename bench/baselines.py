@@ -200,15 +200,28 @@ def assert_same_top(value, w, ref_value, ref_w):
 
 
 # --------------------------------------------------------------- timing
+# OpenBLAS's idle threads (numpy's, scipy's) spin for about a tenth of a second after each
+# call before they sleep; on two cores whatever is timed next loses a core to them for that
+# long. Every timed call starts after this pause, so that none pays for the one before it.
+SETTLE_S = 0.25
+
+
+def settle() -> None:
+    """Waits for the BLAS threads of the call before to go to sleep (SETTLE_S)."""
+    time.sleep(SETTLE_S)
+
+
 def time_interleaved(fns, repeat=3, once=()):
     """Runs each of ``fns`` (name -> callable) ``repeat`` times, round-robin so that a
     noisy neighbour affects all of them alike (the names in ``once``, slow baselines, only
-    in the first round); returns ({name: min seconds}, {name: last result})."""
+    in the first round), each after ``settle()``; returns ({name: min seconds}, {name:
+    last result})."""
     best, results = {}, {}
     for i in range(repeat):
         for name, fn in fns.items():
             if i and name in once:
                 continue
+            settle()
             t = time.perf_counter()
             results[name] = fn()
             best[name] = min(best.get(name, np.inf), time.perf_counter() - t)

@@ -23,6 +23,10 @@
 namespace lrf {
 namespace {
 
+// Rows asked for ahead of the one read (prefetch_row). At two, with about ten rows per
+// class (20,000 classes in 200,000 rows) a pass spent a tenth of its time waiting for rows.
+constexpr Index kAhead = 4;
+
 // Asks for the cache lines of a row the lane will read next: the rows are gathered, so the
 // hardware prefetcher cannot see them coming.
 template <class T>
@@ -95,9 +99,12 @@ void ScatterAccumulator::set_class_shift(const T* x, const RowSet& set, Index j,
   } else if (by.fresh[j] == 2) {
     const Index* rows = by.rows.data() + by.start[j];
     const Index taken = std::min(by.start[j + 1] - by.start[j], kShiftRows);
+    // Rows ahead are asked for across the class's end: with few rows per class the next
+    // class's first rows would otherwise arrive from memory only when its shift needs them.
+    const Index ahead = set.n - by.start[j];
     std::fill(s, s + d_, 0.0);
     for (Index q = 0; q < taken; ++q) {
-      if (q + 2 < taken) prefetch_row(x + set.x_row(rows[q + 2]) * d_, d_);
+      if (q + kAhead < ahead) prefetch_row(x + set.x_row(rows[q + kAhead]) * d_, d_);
       kernels::add_row(x + set.x_row(rows[q]) * d_, s, d_);
     }
     for (Index c = 0; c < d_; ++c) s[c] = kernels::round_to<T>(s[c] / static_cast<double>(taken));
@@ -198,7 +205,7 @@ bool ScatterAccumulator::center_class_block(Lane& lane, const Rows<T>& in, Index
         if (stop.load(std::memory_order_relaxed)) return false;
         flush();
       }
-      if (p + 2 < n) prefetch_row(in.row(by.rows[p + 2]), d_);
+      if (p + kAhead < n) prefetch_row(in.row(by.rows[p + kAhead]), d_);
       const Index i = by.rows[p];
       const double* w = set.w == nullptr ? nullptr : set.w + i;
       kernels::center_row(in.row(i), s, zb + filled * d_, sum, d_, w, scale);

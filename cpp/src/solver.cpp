@@ -21,9 +21,10 @@ namespace solver_detail {
 // S = L L^T in place (lower triangle), blocked right-looking with a fixed block size: each
 // diagonal block by dpotrf on one thread (its blocking depends on the thread count; faster
 // here than Eigen's, which is built for SSE2), the panel below it and the trailing matrix
-// by the fixed-chunk trsm and syrk.
+// by the fixed-chunk trsm and syrk Narrow blocks keep the serial part small: at
+// n = 768, 64 took 2.5 ms where 256 took 3.3.
 Index cholesky_lower(MatrixXd* a, Team& team) {
-  constexpr Index kBlock = 256;
+  constexpr Index kBlock = 64;
   blas::SerialScope serial;
   const Index n = a->rows();
   for (Index j = 0; j < n; j += kBlock) {
