@@ -14,7 +14,14 @@ import os
 
 import torch
 
-__all__ = ["pick_device", "is_xla", "xla_sync", "no_grad_context", "autocast_context"]
+__all__ = [
+    "pick_device",
+    "is_xla",
+    "xla_sync",
+    "device_loader",
+    "no_grad_context",
+    "autocast_context",
+]
 
 
 def _xla_configured() -> bool:
@@ -72,6 +79,16 @@ def xla_sync(device: torch.device) -> None:
         import torch_xla
 
         torch_xla.sync()
+
+
+def device_loader(loader, device: torch.device):
+    """``loader`` as the loop on ``device`` iterates it: through torch_xla's
+    ``MpDeviceLoader`` on XLA (which moves the batches to the device), as it is elsewhere."""
+    if not is_xla(device):
+        return loader
+    import torch_xla.distributed.parallel_loader as pl
+
+    return pl.MpDeviceLoader(loader, device)
 
 
 def no_grad_context(device: torch.device):

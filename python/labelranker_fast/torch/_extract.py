@@ -29,11 +29,11 @@ from .._ordering import check_method
 from .._ranking import LabelRanking
 from .._ranking_text import check_names
 from .._stream import progress_bar
-from ._device import autocast_context, is_xla, no_grad_context, pick_device
+from ._device import autocast_context, device_loader, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
 from ._pooling import backbone_features, check_pooling, features_module, frozen, input_dtype
 
-__all__ = ["extract_and_rank", "split_batch"]
+__all__ = ["device_batches", "extract_and_rank", "split_batch"]
 
 _DONE = object()
 _CANCEL = object()
@@ -163,6 +163,32 @@ def _to_device(x, dev: torch.device, dtype):
     if dtype is not None and x.is_floating_point() and x.dtype != dtype:
         x = x.to(dtype)  # on the device, after the copy
     return x, read
+
+
+def device_batches(loader: Iterable[Any], dev: torch.device):
+    """Each batch's (inputs, targets) on ``dev``, copied asynchronously.
+
+    A pinned host tensor is copied to CUDA asynchronously, so a loader that refills its own
+    pinned buffer when asked for the next batch could overwrite it before the copy has
+    read it: the model would train or be scored on the next batch's data. For such a
+    loader the next batch is asked for only once the copy has been read (a wait for that
+    copy, which sits behind the step before; the step just queued keeps the GPU busy). A
+    ``DataLoader``'s pinned batches are new tensors each time (PyTorch's pinned-memory
+    cache reuses them only after their copies), so it is not waited for. XLA's loader moves
+    the batches itself.
+    """
+    refills = dev.type == "cuda" and not isinstance(loader, torch.utils.data.DataLoader)
+    for batch in device_loader(loader, dev):
+        x, y = split_batch(batch)
+        pinned = refills and any(torch.is_tensor(t) and t.is_pinned() for t in (x, y))
+        x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
+        read = None
+        if pinned:
+            read = torch.cuda.Event()
+            read.record()
+        yield x, y
+        if read is not None:
+            read.synchronize()
 
 
 @overload
@@ -325,10 +351,7 @@ def extract_and_rank(
         "extract_and_rank",
         unit="batch",
     )
-    if is_xla(dev):
-        import torch_xla.distributed.parallel_loader as pl
-
-        loader = pl.MpDeviceLoader(loader, dev)
+    loader = device_loader(loader, dev)
     feeder = None
     try:
         with frozen(model), no_grad_context(dev), autocast_context(dev, amp):

@@ -32,8 +32,8 @@ from .._io import as_path, write_json
 from .._ranking import LabelRanking
 from .._stream import progress_bar
 from ._checkpoints import load_checkpoint, save_checkpoint
-from ._device import autocast_context, is_xla, pick_device, xla_sync
-from ._extract import split_batch
+from ._device import autocast_context, device_loader, is_xla, pick_device, xla_sync
+from ._extract import device_batches, split_batch
 from ._hf import check_label_order, head_width, logits_of
 from ._pooling import backbone_features, check_pooling, every_patch, features_module, frozen
 from ._recipe import cosine_with_warmup, init_head, position_table
@@ -153,14 +153,6 @@ def _feature_dim(backbone, loader, pooling, device) -> int:
         return int(backbone_features(backbone, x[:2].to(device), pooling).shape[1])
 
 
-def _device_loader(loader, device):
-    if is_xla(device):
-        import torch_xla.distributed.parallel_loader as pl
-
-        return pl.MpDeviceLoader(loader, device)
-    return loader
-
-
 def evaluate(
     model: torch.nn.Module,
     loader: Iterable[Any],
@@ -208,9 +200,8 @@ def evaluate(
     hits = torch.zeros((), device=dev, dtype=torch.long)
     count = 0
     with frozen(model), torch.no_grad(), autocast_context(dev, amp):
-        for batch in _device_loader(loader, dev):
-            x, y = split_batch(batch)
-            x, pos = x.to(dev, non_blocking=True), table[y.to(dev, non_blocking=True)]
+        for x, y in device_batches(loader, dev):
+            pos = table[y]
             logits = logits_of(model(x), positions).float()
             loss_sum += F.cross_entropy(logits, pos, reduction="sum")
             hits += (logits.argmax(1) == pos).sum()
@@ -257,7 +248,7 @@ def predict(
     width = None if ranking is None else ranking.n_classes  # one logit per position
     out = []
     with frozen(model), torch.no_grad(), autocast_context(dev, amp):
-        for batch in _device_loader(loader, dev):
+        for batch in device_loader(loader, dev):
             x, _ = split_batch(batch)
             logits = logits_of(model(x.to(dev, non_blocking=True)), width, "ranking.n_classes")
             out.append(logits.argmax(1).cpu())
@@ -396,9 +387,8 @@ def finetune(
             loss_sum = torch.zeros((), device=dev)
             hits = torch.zeros((), device=dev, dtype=torch.long)
             count = 0
-            for batch in _device_loader(train_loader, dev):
-                x, y = split_batch(batch)
-                x, pos = x.to(dev, non_blocking=True), table[y.to(dev, non_blocking=True)]
+            for x, y in device_batches(train_loader, dev):
+                pos = table[y]
                 with autocast_context(dev, amp):
                     logits = clf(x)
                 loss = F.cross_entropy(logits.float(), pos, label_smoothing=label_smoothing)

@@ -1,0 +1,170 @@
+"""bench/gpu_check.py in its --smoke mode (so that the GPU script cannot rot between the
+sessions that have a GPU), and what its sync check proves on CUDA, checked on the CPU: a
+fine-tuning step reads nothing from the device on the host."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from torch.overrides import TorchFunctionMode  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from labelranker_fast.torch import finetune  # noqa: E402
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", BENCH / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # the DataLoader's worker pickles its dataset's class
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_mode_runs_every_part_and_writes_its_json(tmp_path):
+    gpu_check = load_gpu_check()
+    out = tmp_path / "gpu_check.json"
+    assert gpu_check.main(["--smoke", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["environment"]["mode"] == "smoke" and res["environment"]["device"] == "cpu"
+    parts = res["parts"]
+    assert set(parts) == {"extraction", "finetuning", "correctness", "refilled_buffer"}
+    for entry in parts.values():
+        assert entry["wall_s"] > 0
+
+    ext = parts["extraction"]
+    cfg = res["config"]
+    assert ext["images"] == cfg["extract_batches"] * cfg["batch"]
+    assert all(v > 0 and math.isfinite(v) for v in ext["images_per_s"].values())
+    assert math.isfinite(ext["overhead"])
+
+    tune = parts["finetuning"]
+    assert tune["steps"] == list(cfg["steps"])
+    assert all(math.isfinite(v) for v in tune["steps_per_s"].values())
+    assert tune["sync_check"] == {"ran": False, "why": "set_sync_debug_mode needs CUDA"}
+
+    ok = parts["correctness"]
+    assert ok["orders_equal"] is True
+    assert ok["order_extract_and_rank"] == ok["order_cpu_engine"]
+    assert sorted(ok["order_cpu_engine"]) == list(range(cfg["classes"]))
+    diff = ok["relative_difference"]
+    # The same features in one block each way: the same engine gives the same bits.
+    assert diff["class_means, extract_and_rank vs cpu engine"] == 0.0
+    assert diff["within_scatter, extract_and_rank vs cpu engine"] == 0.0
+    refilled = parts["refilled_buffer"]
+    assert refilled == {**refilled, "accuracy": 1.0, "asynchronous_copies": False}
+    # Against float64 two-pass statistics: the engine's float32 accuracy on float32 rows.
+    assert diff["class_means, extract_and_rank vs float64 two-pass"] < 1e-6
+    assert diff["within_scatter, extract_and_rank vs float64 two-pass"] < 1e-5
+
+
+def test_the_synthetic_images_carry_their_class():
+    """The correctness part ranks classes that exist: images of one class are nearer one
+    another than images of two classes, and no two images of a batch are the same."""
+    gpu_check = load_gpu_check()
+    data = gpu_check.SyntheticImages(64, classes=4, size=16)
+    images = torch.stack([data[i][0] for i in range(64)]).float().flatten(1)
+    labels = np.array([data[i][1] for i in range(64)])
+    assert labels.tolist() == [i % 4 for i in range(64)]
+    assert images.unique(dim=0).shape[0] == 64
+    means = torch.stack([images[labels == c].mean(0) for c in range(4)])
+    nearest = torch.cdist(images, means).argmin(1).numpy()
+    assert (nearest == labels).mean() > 0.9
+
+
+HOST_READS = {"item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__float__", "__int__"}
+
+
+class HostReads(TorchFunctionMode):
+    """Counts calls that bring a tensor's value to the host (on CUDA, a synchronisation)
+    made from the files whose path contains ``where``."""
+
+    def __init__(self, where: str):
+        super().__init__()
+        self.where = where
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in HOST_READS and self.where in sys._getframe(1).f_code.co_filename:
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def tiny_loader(steps: int) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(steps * 8, 12, generator=g)
+    y = torch.arange(steps * 8) % 3
+    return DataLoader(TensorDataset(x, y), batch_size=8)
+
+
+def backbone() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.GELU())
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_finetune_step_reads_nothing_on_the_host(epochs):
+    """finetune reads the loss and the hits once per epoch and never inside a step: the
+    count of host reads from labelranker_fast is the same for 2 and for 7 steps an epoch."""
+    counts = []
+    for steps in (2, 7):
+        with HostReads("labelranker_fast") as mode:
+            finetune(
+                backbone(),
+                tiny_loader(steps),
+                num_classes=3,
+                epochs=epochs,
+                warmup_epochs=0,
+                device="cpu",
+                progress=False,
+            )
+        counts.append(len(mode.calls))
+    assert counts[0] == counts[1] == 2 * epochs, counts
+
+
+def test_the_host_read_counter_sees_a_read_in_every_step():
+    """The counter the test above relies on: a loop that reads its loss every step is
+    counted once per step (this test file's own reads)."""
+    model = backbone()
+    with HostReads("test_gpu_check") as mode:
+        for x, _ in tiny_loader(5):
+            loss = model(x).sum().detach()
+            loss.item()
+            float(loss)
+    assert mode.calls == ["item", "__float__"] * 5
+
+
+def test_device_batches_gives_each_batch_as_the_loader_does():
+    """finetune and evaluate take their batches through device_batches: tuples and dicts,
+    tensor and list targets, the values unchanged and in order."""
+    from labelranker_fast.torch._extract import device_batches
+
+    xs = [torch.full((3, 2), float(b)) for b in range(4)]
+    batches = [(xs[0], torch.tensor([0, 1, 2])), {"pixel_values": xs[1], "labels": [2, 1, 0]}]
+    batches += [(xs[2], np.array([1, 1, 0]), "extra"), {"image": xs[3], "target": (0, 0, 1)}]
+    got = list(device_batches(batches, torch.device("cpu")))
+    assert [x.tolist() for x, _ in got] == [x.tolist() for x in xs]
+    assert [y.tolist() for _, y in got] == [[0, 1, 2], [2, 1, 0], [1, 1, 0], [0, 0, 1]]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the race needs copies to CUDA")
+def test_evaluate_scores_each_batch_of_a_refilled_pinned_buffer_on_its_own_pixels():
+    """Without the wait in device_batches the host refills the pinned buffer while the
+    copy of the batch before is still queued behind the model's work."""
+    gpu_check = load_gpu_check()
+    out: dict = {}
+    cfg = {**gpu_check.SMOKE, "extract_batches": 24}
+    gpu_check.check_refilled_buffer(torch.device("cuda"), cfg, out)
+    assert out["asynchronous_copies"] and out["accuracy"] == 1.0
