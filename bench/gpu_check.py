@@ -10,21 +10,26 @@ Full mode (one CUDA GPU; about two minutes on an H200) writes one JSON
    downloaded), bf16 autocast, batch 256, over a DataLoader whose workers deliver uint8
    images (as a JPEG decoder does) into pinned memory; the model normalises them on the
    device. A plain inference loop (copy, forward, pool, discard) against
-   ``extract_and_rank`` over the same loader, interleaved, ``--rounds`` rounds; images/s
-   of both (best round each) and the overhead;
+   ``extract_and_rank`` over the same loader, interleaved, three rounds; images/s of both
+   (best round each) and the overhead, with the loader alone (iterate and copy) and the
+   model alone (one resident batch) beside them, to say which bounds the loop;
 2. fine-tuning: steps/s of ``finetune`` against a hand-written loop with the same model,
    batch, bf16 autocast, AdamW and warm-up/cosine schedule, each measured as the
    difference between a long and a short run (which cancels the start-up both pay); and
    ``finetune`` for a few steps under ``torch.cuda.set_sync_debug_mode("error")`` from its
    second step to its last (the end of epoch reads the loss on purpose);
-3. correctness: ``extract_and_rank`` in float32 on the GPU, with a pooling that also keeps
+3. correctness (of the way from the GPU to the engine: both orders come from the engine):
+   ``extract_and_rank`` in float32 on the GPU, with a pooling that also keeps
    the pooled features it hands over; the CPU engine then ranks those very features copied
    out. The orders must be equal; the statistics' relative differences against each
    other and against a float64 two-pass numpy reference are given;
 4. the GPU, the versions, peak GPU memory and wall time per part;
 5. reused buffers: ``evaluate`` over a producer that refills one pinned buffer for every
    batch, behind matrix products that keep the GPU busy; accuracy 1 means that every
-   batch was scored on its own pixels (its copy was read before the buffer was refilled).
+   batch was scored on its own pixels (its copy was read before the buffer was refilled),
+   and the same loop without the wait is given beside it (below 1: the race was real).
+   Each part runs on its own (an error is recorded with its traceback) and the JSON is
+   written after each.
 
 --smoke runs every part with a tiny ViT of the same timm family on 32 x 32 images, on the
 CPU (a sync check needs CUDA, and says so), and is part of the normal test run
@@ -41,6 +46,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 
 import numpy as np
@@ -49,7 +55,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 import labelranker_fast as lrf
-from labelranker_fast.torch import extract_and_rank, finetune
+from labelranker_fast.torch import Classifier, extract_and_rank, finetune
 
 FULL = dict(size=224, batch=256, classes=16, extract_batches=60, steps=(10, 50), rounds=3)
 SMOKE = dict(size=32, batch=8, classes=4, extract_batches=4, steps=(2, 4), rounds=2)
@@ -139,20 +145,31 @@ def sync(dev: torch.device) -> None:
 
 
 @contextmanager
-def part(name: str, dev: torch.device, out: dict):
-    """Wall time and peak GPU memory of one part, into out["parts"][name]."""
+def part(name: str, dev: torch.device, out: dict, keep_going: bool):
+    """Wall time and peak GPU memory of one part, into out["parts"][name]. With
+    ``keep_going`` (the full run, which has one chance) an error is recorded with its
+    traceback and the next part runs; the smoke run raises it."""
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     sync(dev)
     t0 = time.perf_counter()
     entry: dict = {}
     out.setdefault("parts", {})[name] = entry
-    yield entry
-    sync(dev)
-    entry["wall_s"] = time.perf_counter() - t0
-    if dev.type == "cuda":
-        entry["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
-    print(f"  {name}: {entry['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    try:
+        yield entry
+        sync(dev)
+    except Exception as exc:
+        if not keep_going:
+            raise
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+        entry["traceback"] = traceback.format_exc()[-4000:]
+        if dev.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+    finally:
+        entry["wall_s"] = time.perf_counter() - t0
+        if dev.type == "cuda":
+            entry["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+        print(f"  {name}: {entry['wall_s']:.1f} s", file=sys.stderr, flush=True)
 
 
 def autocast(dev: torch.device, enabled: bool):
@@ -170,6 +187,29 @@ def plain_extraction(model: Normalised, loader, dev: torch.device, amp: bool) ->
             seen += x.shape[0]
     sync(dev)
     return seen
+
+
+def loader_alone(loader, dev) -> float:
+    """Seconds to iterate the loader and copy its batches to the device, nothing else."""
+    t = time.perf_counter()
+    for x, _ in loader:
+        x.to(dev, non_blocking=True)
+    sync(dev)
+    return time.perf_counter() - t
+
+
+def model_alone(model: Normalised, loader, dev, amp: bool, batches: int) -> float:
+    """Seconds for as many forward passes on one batch already on the device."""
+    x = next(iter(loader))[0].to(dev)
+    model.eval()
+    with torch.inference_mode(), autocast(dev, amp):
+        avg_pool(model, model(x))
+        sync(dev)
+        t = time.perf_counter()
+        for _ in range(batches):
+            avg_pool(model, model(x))
+        sync(dev)
+    return time.perf_counter() - t
 
 
 def check_extraction(model, loader, dev, cfg, amp: bool, out: dict) -> None:
@@ -193,10 +233,15 @@ def check_extraction(model, loader, dev, cfg, amp: bool, out: dict) -> None:
         )[1]
         best["extract_and_rank"] = min(best["extract_and_rank"], time.perf_counter() - t)
         assert acc.n_samples == images, (acc.n_samples, images)
+    best["loader alone"] = loader_alone(loader, dev)
+    best["model alone"] = model_alone(model, loader, dev, amp, cfg["extract_batches"])
     out["images"] = images
     out["seconds"] = best
     out["images_per_s"] = {k: images / v for k, v in best.items()}
     out["overhead"] = best["extract_and_rank"] / best["plain loop"] - 1.0
+    # What bounds the plain loop: if the loader alone is as slow, the overhead measures
+    # nothing of extract_and_rank's cost.
+    out["bound_by"] = "loader" if best["loader alone"] > best["model alone"] else "model"
 
 
 # --------------------------------------------------------------------------- 2. fine-tuning
@@ -231,8 +276,12 @@ def hand_finetune(model: Normalised, loader, dev, classes: int, amp: bool) -> No
 
 
 def ours_finetune(model, loader, dev, classes: int, amp: bool) -> None:
+    """finetune on a Classifier built here, as the hand-written loop builds its head: a
+    backbone alone would first read a batch to learn the feature width, which on a
+    loader with persistent workers also drains what they prefetched."""
+    clf = Classifier(model, model.vit.num_features, classes, pooling="avg").to(dev)
     finetune(
-        model,
+        clf,
         loader,
         num_classes=classes,
         epochs=1,
@@ -281,11 +330,16 @@ def check_finetuning(model, loaders, dev, cfg, amp: bool, out: dict) -> None:
 
 
 def sync_check(model, loader, dev, cfg, amp: bool) -> dict:
+    """finetune's steps 2 to 6 under set_sync_debug_mode("error"), on a DataLoader. The
+    mode sees PyTorch's synchronising calls (item, bool, non_blocking=False copies to the
+    host, synchronize); it does not see an event's wait."""
     if dev.type != "cuda":
         return {"ran": False, "why": "set_sync_debug_mode needs CUDA"}
     try:
         ours_finetune(model, loader, dev, cfg["classes"], amp)
     except RuntimeError as exc:
+        if "synchroniz" not in str(exc):
+            raise  # not the sync check's error (out of memory, say): the part fails
         return {"ran": True, "steps": len(loader) - 1, "host_syncs": True, "error": str(exc)}
     finally:
         torch.cuda.set_sync_debug_mode("default")
@@ -338,6 +392,9 @@ def check_correctness(model, loader, dev, cfg, out: dict) -> None:
         "class_means, extract_and_rank vs cpu engine": relative(acc.class_means, cpu.class_means),
         "within_scatter, extract_and_rank vs cpu engine": relative(
             acc.within_scatter(), cpu.within_scatter()
+        ),
+        "centroids, extract_and_rank vs cpu engine": relative(
+            ranking.centroids, cpu_ranking.centroids
         ),
         "class_means, extract_and_rank vs float64 two-pass": relative(acc.class_means, means),
         "within_scatter, extract_and_rank vs float64 two-pass": relative(
@@ -394,6 +451,18 @@ def check_refilled_buffer(dev, cfg, out: dict) -> None:
     out["batches"] = len(loader)
     out["asynchronous_copies"] = dev.type == "cuda"
     out["accuracy"] = res["accuracy"]
+    # The same loop without the wait: below 1 shows that the race was there to be lost.
+    out["accuracy_without_wait"] = accuracy_without_wait(model, loader, dev)
+
+
+def accuracy_without_wait(model, loader, dev) -> float:
+    hits, count = torch.zeros((), device=dev, dtype=torch.long), 0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            hits += (model(x).argmax(1) == y).sum()
+            count += y.shape[0]
+    return float(hits) / count
 
 
 # --------------------------------------------------------------------------- main
@@ -418,33 +487,56 @@ def environment(dev: torch.device, smoke: bool, workers: int) -> dict:
     return env
 
 
-def run(smoke: bool, device: str, workers: int | None) -> dict:
+def shared_memory_bytes() -> int | None:
+    """Free bytes of /dev/shm, through which DataLoader workers hand over their batches."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def loader_workers(cfg: dict, wanted: int) -> int:
+    """As many workers as /dev/shm holds the batches of (prefetch 4 each, twice over for
+    the batches in the main process), at least one."""
+    free = shared_memory_bytes()
+    if free is None:
+        return wanted
+    batch_bytes = cfg["batch"] * 3 * cfg["size"] ** 2
+    return max(1, min(wanted, free // (8 * batch_bytes)))
+
+
+def run(smoke: bool, device: str, workers: int | None, save=None) -> dict:
     dev = torch.device(device)
     if not smoke and dev.type != "cuda":
         raise SystemExit("the full check needs a CUDA device (--smoke runs on the CPU)")
     cfg = SMOKE if smoke else FULL
     if workers is None:
-        workers = 1 if smoke else max(1, min(12, (os.cpu_count() or 2) - 2))
+        workers = 1 if smoke else loader_workers(cfg, max(1, min(12, (os.cpu_count() or 2) - 2)))
     amp = dev.type == "cuda"
     pin = dev.type == "cuda"
     out: dict = {"environment": environment(dev, smoke, workers), "config": cfg}
+    save = save or (lambda out: None)
+    keep_going = not smoke
     t0 = time.perf_counter()
     model = make_model(smoke).to(dev)
-    extract_loader = make_loader(cfg["extract_batches"], cfg, workers, pin)
-    with part("extraction", dev, out) as entry:
-        check_extraction(model, extract_loader, dev, cfg, amp, entry)
-    del extract_loader
-    loaders = [make_loader(s, cfg, workers, pin, seed=1) for s in cfg["steps"]]
-    with part("finetuning", dev, out) as entry:
+    with part("extraction", dev, out, keep_going) as entry:
+        loader = make_loader(cfg["extract_batches"], cfg, workers, pin)
+        check_extraction(model, loader, dev, cfg, amp, entry)
+    save(out)
+    with part("finetuning", dev, out, keep_going) as entry:
+        loaders = [make_loader(s, cfg, workers, pin, seed=1) for s in cfg["steps"]]
         check_finetuning(model, loaders, dev, cfg, amp, entry)
-    del loaders
+    save(out)
     model = make_model(smoke, seed=1).to(dev)  # fresh weights (fine-tuning moved them)
-    with part("correctness", dev, out) as entry:
+    with part("correctness", dev, out, keep_going) as entry:
         loader = make_loader(cfg["extract_batches"], cfg, 0, pin, seed=2)
         check_correctness(model, loader, dev, cfg, entry)
-    with part("refilled_buffer", dev, out) as entry:
+    save(out)
+    with part("refilled_buffer", dev, out, keep_going) as entry:
         check_refilled_buffer(dev, cfg, entry)
     out["wall_s"] = time.perf_counter() - t0
+    save(out)
     return out
 
 
@@ -456,16 +548,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="JSON path (full: bench/results/gpu_check.json)")
     args = ap.parse_args(argv)
     device = args.device or ("cpu" if args.smoke else "cuda")
-    out = run(args.smoke, device, args.workers)
     path = args.out
     if path is None and not args.smoke:
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "gpu_check.json")
-    text = json.dumps(out, indent=1)
-    if path:
-        with open(path, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    return 0
+
+    def save(out: dict) -> None:  # after every part: a later crash keeps what ran
+        if path:
+            with open(path, "w") as f:
+                f.write(json.dumps(out, indent=1) + "\n")
+
+    out = run(args.smoke, device, args.workers, save)
+    print(json.dumps(out, indent=1))
+    failed = [name for name, entry in out["parts"].items() if "error" in entry]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -7,11 +7,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import labelranker_fast
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -47,7 +50,8 @@ def test_smoke_mode_runs_every_part_and_writes_its_json(tmp_path):
     cfg = res["config"]
     assert ext["images"] == cfg["extract_batches"] * cfg["batch"]
     assert all(v > 0 and math.isfinite(v) for v in ext["images_per_s"].values())
-    assert math.isfinite(ext["overhead"])
+    assert math.isfinite(ext["overhead"]) and ext["bound_by"] in ("loader", "model")
+    assert set(ext["seconds"]) == {"plain loop", "extract_and_rank", "loader alone", "model alone"}
 
     tune = parts["finetuning"]
     assert tune["steps"] == list(cfg["steps"])
@@ -62,8 +66,11 @@ def test_smoke_mode_runs_every_part_and_writes_its_json(tmp_path):
     # The same features in one block each way: the same engine gives the same bits.
     assert diff["class_means, extract_and_rank vs cpu engine"] == 0.0
     assert diff["within_scatter, extract_and_rank vs cpu engine"] == 0.0
+    assert diff["centroids, extract_and_rank vs cpu engine"] == 0.0
     refilled = parts["refilled_buffer"]
-    assert refilled == {**refilled, "accuracy": 1.0, "asynchronous_copies": False}
+    # On the CPU no copy is asynchronous: with the wait or without, every batch is itself.
+    assert refilled["accuracy"] == refilled["accuracy_without_wait"] == 1.0
+    assert refilled["asynchronous_copies"] is False
     # Against float64 two-pass statistics: the engine's float32 accuracy on float32 rows.
     assert diff["class_means, extract_and_rank vs float64 two-pass"] < 1e-6
     assert diff["within_scatter, extract_and_rank vs float64 two-pass"] < 1e-5
@@ -83,12 +90,17 @@ def test_the_synthetic_images_carry_their_class():
     assert (nearest == labels).mean() > 0.9
 
 
-HOST_READS = {"item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__float__", "__int__"}
+HOST_READS = {
+    *("item", "tolist", "numpy", "cpu", "nonzero", "equal", "__array__"),
+    *("__bool__", "__float__", "__int__", "__index__"),
+}
+PACKAGE = os.path.dirname(labelranker_fast.__file__)  # the package's own files, not torch's
 
 
 class HostReads(TorchFunctionMode):
     """Counts calls that bring a tensor's value to the host (on CUDA, a synchronisation)
-    made from the files whose path contains ``where``."""
+    made from the files whose path starts with ``where``. It sees calls made in Python;
+    a read inside a torch operator (boolean-mask indexing) is not seen."""
 
     def __init__(self, where: str):
         super().__init__()
@@ -97,7 +109,7 @@ class HostReads(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
-        if name in HOST_READS and self.where in sys._getframe(1).f_code.co_filename:
+        if name in HOST_READS and sys._getframe(1).f_code.co_filename.startswith(self.where):
             self.calls.append(name)
         return func(*args, **(kwargs or {}))
 
@@ -120,7 +132,7 @@ def test_a_finetune_step_reads_nothing_on_the_host(epochs):
     count of host reads from labelranker_fast is the same for 2 and for 7 steps an epoch."""
     counts = []
     for steps in (2, 7):
-        with HostReads("labelranker_fast") as mode:
+        with HostReads(PACKAGE) as mode:
             finetune(
                 backbone(),
                 tiny_loader(steps),
@@ -138,7 +150,7 @@ def test_the_host_read_counter_sees_a_read_in_every_step():
     """The counter the test above relies on: a loop that reads its loss every step is
     counted once per step (this test file's own reads)."""
     model = backbone()
-    with HostReads("test_gpu_check") as mode:
+    with HostReads(__file__) as mode:
         for x, _ in tiny_loader(5):
             loss = model(x).sum().detach()
             loss.item()
@@ -149,7 +161,7 @@ def test_the_host_read_counter_sees_a_read_in_every_step():
 def test_device_batches_gives_each_batch_as_the_loader_does():
     """finetune and evaluate take their batches through device_batches: tuples and dicts,
     tensor and list targets, the values unchanged and in order."""
-    from labelranker_fast.torch._extract import device_batches
+    from labelranker_fast.torch._batches import device_batches
 
     xs = [torch.full((3, 2), float(b)) for b in range(4)]
     batches = [(xs[0], torch.tensor([0, 1, 2])), {"pixel_values": xs[1], "labels": [2, 1, 0]}]
@@ -159,12 +171,60 @@ def test_device_batches_gives_each_batch_as_the_loader_does():
     assert [y.tolist() for _, y in got] == [[0, 1, 2], [2, 1, 0], [1, 1, 0], [0, 0, 1]]
 
 
+def test_fresh_batches_names_the_loaders_that_cannot_hand_back_a_buffer_twice():
+    """Workers, or default_collate without them, make new tensors; a custom collate_fn,
+    batch_size=None and plain iterables may return one buffer every time."""
+    from torch.utils.data import default_collate
+
+    from labelranker_fast.torch._batches import fresh_batches
+
+    data = TensorDataset(torch.zeros(8, 2), torch.zeros(8))
+    assert fresh_batches(DataLoader(data, batch_size=4))
+    assert fresh_batches(DataLoader(data, batch_size=4, num_workers=1))
+    assert fresh_batches(DataLoader(data, batch_size=4, collate_fn=default_collate))
+    assert not fresh_batches(DataLoader(data, batch_size=4, collate_fn=lambda b: b))
+    assert not fresh_batches(DataLoader(data, batch_size=None))
+    assert not fresh_batches([(torch.zeros(4, 2), torch.zeros(4))])
+    assert not fresh_batches(iter(DataLoader(data, batch_size=4)))
+
+
+@pytest.mark.parametrize(
+    "targets, what",
+    [(torch.tensor([0.0, 1.0]), "torch.float32"), (np.array([True, False]), "torch.bool")],
+)
+def test_float_or_bool_targets_are_refused_by_name(targets, what):
+    """A bool target would index the position table as a mask, a float one fail deep in
+    torch: both are a TypeError that says what the targets must be."""
+    batches = [(torch.zeros(2, 12), targets)]
+    with pytest.raises(TypeError, match=f"targets must be integer class indices.*{what}"):
+        finetune(backbone(), batches, num_classes=2, epochs=1, device="cpu", progress=False)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the race needs copies to CUDA")
 def test_evaluate_scores_each_batch_of_a_refilled_pinned_buffer_on_its_own_pixels():
     """Without the wait in device_batches the host refills the pinned buffer while the
-    copy of the batch before is still queued behind the model's work."""
+    copy of the batch before is still queued behind the model's work: the loop without
+    the wait must lose batches (else this test shows nothing), evaluate none."""
     gpu_check = load_gpu_check()
     out: dict = {}
     cfg = {**gpu_check.SMOKE, "extract_batches": 24}
     gpu_check.check_refilled_buffer(torch.device("cuda"), cfg, out)
     assert out["asynchronous_copies"] and out["accuracy"] == 1.0
+    assert out["accuracy_without_wait"] < 1.0
+
+
+def test_a_failing_part_of_the_full_run_is_recorded_and_the_next_one_runs():
+    """The full run has one chance on the GPU: a part's error goes into the JSON with its
+    traceback instead of ending the run; the smoke run raises it."""
+    gpu_check = load_gpu_check()
+    out: dict = {}
+    with gpu_check.part("broken", torch.device("cpu"), out, keep_going=True):
+        raise ValueError("planted")
+    with gpu_check.part("next", torch.device("cpu"), out, keep_going=True) as entry:
+        entry["ran"] = True
+    assert out["parts"]["broken"]["error"] == "ValueError: planted"
+    assert "planted" in out["parts"]["broken"]["traceback"]
+    assert out["parts"]["broken"]["wall_s"] >= 0 and out["parts"]["next"]["ran"]
+    with pytest.raises(ValueError, match="planted"):
+        with gpu_check.part("smoke", torch.device("cpu"), out, keep_going=False):
+            raise ValueError("planted")

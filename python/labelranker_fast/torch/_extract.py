@@ -9,8 +9,8 @@ batch. No more than a few batches' features exist at any time.
 Everything put on the feeder's queue is owned by it: labels are always copied and CPU
 features too, since a loader may refill its tensors in place and a model or pooling may
 return a view of a buffer it overwrites next batch; a CUDA copy lands in fresh pinned
-memory. A pinned input the loader could refill is not asked for again until its copy to
-the device has been read.
+memory. A pinned input the loader could refill (see ``_batches.fresh_batches``) is not
+asked for again until its copy to the device has been read.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from .._ordering import check_method
 from .._ranking import LabelRanking
 from .._ranking_text import check_names
 from .._stream import progress_bar
+from ._batches import copy_event, fresh_batches, split_batch
 from ._device import autocast_context, device_loader, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
 from ._pooling import backbone_features, check_pooling, features_module, frozen, input_dtype
 
-__all__ = ["device_batches", "extract_and_rank", "split_batch"]
+__all__ = ["extract_and_rank", "split_batch"]
 
 _DONE = object()
 _CANCEL = object()
@@ -41,22 +42,6 @@ _CANCEL = object()
 
 class _Cancelled(Exception):
     """Ends the accumulation early; its partial statistics are discarded."""
-
-
-def split_batch(batch):
-    """(inputs, targets) of a batch: a (x, y, ...) tuple/list or a dict with
-    "pixel_values"/"image"/"input" and "labels"/"label"/"target" keys."""
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    if isinstance(batch, dict):
-        x = next((batch[k] for k in ("pixel_values", "image", "input", "x") if k in batch), None)
-        y = next((batch[k] for k in ("labels", "label", "target", "y") if k in batch), None)
-        if x is not None and y is not None:
-            return x, y
-    raise TypeError(
-        "each batch must be an (inputs, targets) tuple or a dict with 'pixel_values' and "
-        f"'labels' keys, got {type(batch).__name__}"
-    )
 
 
 class _Feeder:
@@ -133,9 +118,7 @@ def _to_host(feats: torch.Tensor):
     if feats.is_cuda:
         host = torch.empty(feats.shape, dtype=feats.dtype, device="cpu", pin_memory=True)
         host.copy_(feats, non_blocking=True)
-        ready = torch.cuda.Event()
-        ready.record()
-        return host, ready
+        return host, copy_event(feats.device)
     if feats.device.type == "cpu":  # may be the model's or the pooling's own buffer
         return feats.clone(memory_format=torch.contiguous_format), None
     return feats.cpu(), None  # XLA: runs the pending graph into a fresh host tensor
@@ -148,47 +131,19 @@ def _owned_labels(y):
     return np.array(y, copy=True)
 
 
-def _to_device(x, dev: torch.device, dtype):
+def _to_device(x, dev: torch.device, dtype, wait: bool):
     """(x on ``dev``, event or None). Float inputs take the model's dtype. The event
-    marks the copy out of a pinned host tensor, which runs asynchronously: the loader
-    may refill that tensor only once it has been read."""
+    marks the copy out of a pinned host tensor, which runs asynchronously: a loader
+    whose batches are not fresh (``wait``) may refill that tensor only once it has been
+    read."""
     if not torch.is_tensor(x):
         raise TypeError(f"each batch's inputs must be a torch tensor, got {type(x).__name__}")
-    pinned = dev.type == "cuda" and x.device.type == "cpu" and x.is_pinned()
+    pinned = wait and x.device.type == "cpu" and x.is_pinned()
     x = x.to(dev, non_blocking=True)
-    read = None
-    if pinned:
-        read = torch.cuda.Event()
-        read.record()
+    read = copy_event(dev) if pinned else None
     if dtype is not None and x.is_floating_point() and x.dtype != dtype:
         x = x.to(dtype)  # on the device, after the copy
     return x, read
-
-
-def device_batches(loader: Iterable[Any], dev: torch.device):
-    """Each batch's (inputs, targets) on ``dev``, copied asynchronously.
-
-    A pinned host tensor is copied to CUDA asynchronously, so a loader that refills its own
-    pinned buffer when asked for the next batch could overwrite it before the copy has
-    read it: the model would train or be scored on the next batch's data. For such a
-    loader the next batch is asked for only once the copy has been read (a wait for that
-    copy, which sits behind the step before; the step just queued keeps the GPU busy). A
-    ``DataLoader``'s pinned batches are new tensors each time (PyTorch's pinned-memory
-    cache reuses them only after their copies), so it is not waited for. XLA's loader moves
-    the batches itself.
-    """
-    refills = dev.type == "cuda" and not isinstance(loader, torch.utils.data.DataLoader)
-    for batch in device_loader(loader, dev):
-        x, y = split_batch(batch)
-        pinned = refills and any(torch.is_tensor(t) and t.is_pinned() for t in (x, y))
-        x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
-        read = None
-        if pinned:
-            read = torch.cuda.Event()
-            read.record()
-        yield x, y
-        if read is not None:
-            read.synchronize()
 
 
 @overload
@@ -351,6 +306,7 @@ def extract_and_rank(
         "extract_and_rank",
         unit="batch",
     )
+    wait = dev.type == "cuda" and not fresh_batches(loader)  # (see _batches)
     loader = device_loader(loader, dev)
     feeder = None
     try:
@@ -359,7 +315,7 @@ def extract_and_rank(
             for batch in loader:
                 x, y = split_batch(batch)
                 labels = _owned_labels(y)
-                x, read = _to_device(x, dev, dtype)
+                x, read = _to_device(x, dev, dtype, wait)
                 feats = backbone_features(model, x, pooling)
                 feeder.put((*_to_host(feats), labels))
                 if read is not None:

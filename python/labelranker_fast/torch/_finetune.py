@@ -31,9 +31,9 @@ from .._inputs import check_int
 from .._io import as_path, write_json
 from .._ranking import LabelRanking
 from .._stream import progress_bar
+from ._batches import device_batches, split_batch
 from ._checkpoints import load_checkpoint, save_checkpoint
 from ._device import autocast_context, device_loader, is_xla, pick_device, xla_sync
-from ._extract import device_batches, split_batch
 from ._hf import check_label_order, head_width, logits_of
 from ._pooling import backbone_features, check_pooling, every_patch, features_module, frozen
 from ._recipe import cosine_with_warmup, init_head, position_table
@@ -248,6 +248,8 @@ def predict(
     width = None if ranking is None else ranking.n_classes  # one logit per position
     out = []
     with frozen(model), torch.no_grad(), autocast_context(dev, amp):
+        # No device_batches: its targets are ignored, and each batch's .cpu() below waits
+        # for the batch's work, its input's copy included, before the next is asked for.
         for batch in device_loader(loader, dev):
             x, _ = split_batch(batch)
             logits = logits_of(model(x.to(dev, non_blocking=True)), width, "ranking.n_classes")
