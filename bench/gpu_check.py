@@ -189,18 +189,18 @@ def plain_extraction(model: Normalised, loader, dev: torch.device, amp: bool) ->
     return seen
 
 
-def loader_alone(loader, dev) -> float:
-    """Seconds to iterate the loader and copy its batches to the device, nothing else."""
+def loader_alone(loader, dev) -> tuple[float, torch.Tensor]:
+    """Seconds to iterate the loader and copy its batches to the device, nothing else;
+    and the last batch, on the device (a whole epoch: no worker is left mid-epoch)."""
     t = time.perf_counter()
     for x, _ in loader:
-        x.to(dev, non_blocking=True)
+        last = x.to(dev, non_blocking=True)
     sync(dev)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, last
 
 
-def model_alone(model: Normalised, loader, dev, amp: bool, batches: int) -> float:
+def model_alone(model: Normalised, x: torch.Tensor, dev, amp: bool, batches: int) -> float:
     """Seconds for as many forward passes on one batch already on the device."""
-    x = next(iter(loader))[0].to(dev)
     model.eval()
     with torch.inference_mode(), autocast(dev, amp):
         avg_pool(model, model(x))
@@ -233,8 +233,8 @@ def check_extraction(model, loader, dev, cfg, amp: bool, out: dict) -> None:
         )[1]
         best["extract_and_rank"] = min(best["extract_and_rank"], time.perf_counter() - t)
         assert acc.n_samples == images, (acc.n_samples, images)
-    best["loader alone"] = loader_alone(loader, dev)
-    best["model alone"] = model_alone(model, loader, dev, amp, cfg["extract_batches"])
+    best["loader alone"], resident = loader_alone(loader, dev)
+    best["model alone"] = model_alone(model, resident, dev, amp, cfg["extract_batches"])
     out["images"] = images
     out["seconds"] = best
     out["images_per_s"] = {k: images / v for k, v in best.items()}
@@ -242,6 +242,11 @@ def check_extraction(model, loader, dev, cfg, amp: bool, out: dict) -> None:
     # What bounds the plain loop: if the loader alone is as slow, the overhead measures
     # nothing of extract_and_rank's cost.
     out["bound_by"] = "loader" if best["loader alone"] > best["model alone"] else "model"
+    out["plain_over_bound"] = best["plain loop"] / max(best["loader alone"], best["model alone"])
+    # extract_and_rank's time includes its final solve, timed here on its statistics.
+    t = time.perf_counter()
+    acc.rank("oas")
+    out["rank_solve_s"] = time.perf_counter() - t
 
 
 # --------------------------------------------------------------------------- 2. fine-tuning
@@ -406,8 +411,9 @@ def check_correctness(model, loader, dev, cfg, out: dict) -> None:
 # --------------------------------------------------------------------------- 5. reused buffers
 class RefilledPinned:
     """A producer that refills one pinned buffer in place for every batch, as some fast
-    loaders do: every pixel of batch b is b % classes. Its targets (b % classes) are new,
-    pageable tensors, whose copies are synchronous."""
+    loaders do: every pixel of batch b is b % classes. Its targets (b % classes) are new
+    tensors, pinned too, so that both copies are asynchronous (a pageable copy may wait
+    for the stream and hide the race)."""
 
     def __init__(self, n_batches: int, cfg: dict, pin: bool):
         self.n, self.classes = n_batches, cfg["classes"]
@@ -420,7 +426,8 @@ class RefilledPinned:
     def __iter__(self):
         for b in range(self.n):
             self.buffer.fill_(b % self.classes)
-            yield self.buffer, torch.full((self.buffer.shape[0],), b % self.classes)
+            targets = torch.full((self.buffer.shape[0],), b % self.classes)
+            yield self.buffer, targets.pin_memory() if self.buffer.is_pinned() else targets
 
 
 class PixelClassifier(torch.nn.Module):
@@ -479,6 +486,7 @@ def environment(dev: torch.device, smoke: bool, workers: int) -> dict:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "loader_workers": workers,
+        "dev_shm_free_bytes": shared_memory_bytes(),
     }
     if dev.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(dev)
@@ -488,22 +496,25 @@ def environment(dev: torch.device, smoke: bool, workers: int) -> dict:
 
 
 def shared_memory_bytes() -> int | None:
-    """Free bytes of /dev/shm, through which DataLoader workers hand over their batches."""
+    """Free bytes of /dev/shm, through which DataLoader workers hand over their batches:
+    None for a tmpfs without a size limit (it reports no blocks), 0 without /dev/shm."""
     try:
         st = os.statvfs("/dev/shm")
     except OSError:
+        return 0
+    if st.f_blocks == 0:
         return None
     return st.f_bavail * st.f_frsize
 
 
 def loader_workers(cfg: dict, wanted: int) -> int:
     """As many workers as /dev/shm holds the batches of (prefetch 4 each, twice over for
-    the batches in the main process), at least one."""
+    the batches in the main process); 0 (the main process loads) if it holds none."""
     free = shared_memory_bytes()
     if free is None:
         return wanted
     batch_bytes = cfg["batch"] * 3 * cfg["size"] ** 2
-    return max(1, min(wanted, free // (8 * batch_bytes)))
+    return int(min(wanted, free // (8 * batch_bytes)))
 
 
 def run(smoke: bool, device: str, workers: int | None, save=None) -> dict:
@@ -523,10 +534,12 @@ def run(smoke: bool, device: str, workers: int | None, save=None) -> dict:
     with part("extraction", dev, out, keep_going) as entry:
         loader = make_loader(cfg["extract_batches"], cfg, workers, pin)
         check_extraction(model, loader, dev, cfg, amp, entry)
+    loader = None  # its persistent workers end here, not beside the next part's
     save(out)
     with part("finetuning", dev, out, keep_going) as entry:
         loaders = [make_loader(s, cfg, workers, pin, seed=1) for s in cfg["steps"]]
         check_finetuning(model, loaders, dev, cfg, amp, entry)
+    loaders = []
     save(out)
     model = make_model(smoke, seed=1).to(dev)  # fresh weights (fine-tuning moved them)
     with part("correctness", dev, out, keep_going) as entry:
@@ -564,4 +577,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)  # the JSON is written: no teardown of loader workers to hang on

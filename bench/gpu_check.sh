@@ -14,6 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The engine's sources: the carried wheel's compiled engine must have been built from these.
+sources_hash() {
+  find cpp CMakeLists.txt pyproject.toml -type f | LC_ALL=C sort | xargs sha256sum | sha256sum
+}
+
 prepare() {
   local py="${PYTHON312:-}" candidate
   for candidate in python3.12 /root/.pyenv/versions/3.12.*/bin/python; do
@@ -24,6 +29,7 @@ prepare() {
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
   rm -rf .whl && mkdir -p .whl
   "$py" -m pip wheel --quiet --no-deps -w .whl .
+  sources_hash >.whl/SOURCES.sha256
   # The newest, as the wheel's isolated build used (pip wheel fetched its build needs).
   "$py" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
@@ -33,9 +39,17 @@ prepare() {
 
 run() {
   local out="${OUT:-bench/results}"
+  mkdir -p "$out"
+  if [ "$(cat .whl/SOURCES.sha256)" != "$(sources_hash)" ]; then
+    echo ".whl/ was built from other engine sources: run 'bash bench/gpu_check.sh prepare'" >&2
+    exit 3
+  fi
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+  # The tree's Python over the wheel's: the engine is the same (checked above), and the
+  # Python layer may have changed since the wheel was made.
+  cp -r python/labelranker_fast/. /tmp/site/labelranker_fast/
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/nvidia-smi.csv" || true
   python3 bench/gpu_check.py --out "$out/gpu_check.json" 2>&1 | tee "$out/gpu_check.log"
 }
