@@ -228,3 +228,31 @@ def test_a_failing_part_of_the_full_run_is_recorded_and_the_next_one_runs():
     with pytest.raises(ValueError, match="planted"):
         with gpu_check.part("smoke", torch.device("cpu"), out, keep_going=False):
             raise ValueError("planted")
+
+
+def test_float16_training_is_refused_before_anything_runs(tmp_path):
+    """float16 without loss scaling loses small gradients with no error: finetune says so
+    and names amp; no checkpoint is written and the model is untouched."""
+    model = backbone()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="amp=torch.float16 needs loss scaling"):
+        finetune(
+            model,
+            tiny_loader(2),
+            num_classes=3,
+            epochs=1,
+            device="cpu",
+            amp=torch.float16,
+            progress=False,
+            checkpoint_path=tmp_path / "ckpt.pt",
+        )
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert not (tmp_path / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("amp", ["bf16", torch.float32, 1])
+def test_an_amp_that_is_not_a_half_precision_dtype_is_refused_by_name(amp):
+    from labelranker_fast.torch import extract_and_rank
+
+    with pytest.raises(TypeError, match="amp must be None, a bool, torch.bfloat16"):
+        extract_and_rank(backbone(), tiny_loader(1), num_classes=3, amp=amp, progress=False)

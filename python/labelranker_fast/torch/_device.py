@@ -19,6 +19,7 @@ __all__ = [
     "is_xla",
     "xla_sync",
     "device_loader",
+    "check_amp",
     "no_grad_context",
     "autocast_context",
 ]
@@ -96,10 +97,28 @@ def no_grad_context(device: torch.device):
     return torch.no_grad() if is_xla(device) else torch.inference_mode()
 
 
+def check_amp(amp, *, training: bool = False):
+    """``amp`` as the layer takes it: None, a bool, or torch.bfloat16 / torch.float16.
+    Training refuses float16: its gradients underflow without loss scaling, which
+    ``finetune`` does not do, and the run would go on with lost updates and no error."""
+    if amp is None or isinstance(amp, bool):
+        return amp
+    if amp not in (torch.bfloat16, torch.float16):
+        raise TypeError(f"amp must be None, a bool, torch.bfloat16 or torch.float16, got {amp!r}")
+    if training and amp == torch.float16:
+        raise ValueError(
+            "amp=torch.float16 needs loss scaling to train (small gradients underflow to "
+            "zero), which finetune does not do: use amp=None (bfloat16 where the device "
+            "has it) or amp=False"
+        )
+    return amp
+
+
 def autocast_context(device: torch.device, amp):
     """Mixed precision: ``amp=None`` means bfloat16 on CUDA devices that support it and on
     TPUs (XLA with ``PJRT_DEVICE`` TPU or unset), full precision on CPU and XLA's CPU
     device; ``True``/``False`` force it; a dtype picks it."""
+    check_amp(amp)
     kind = torch.device(device).type
     if amp is None:  # bfloat16 where the hardware has it: CUDA (Ampere on), TPUs
         tpu = kind == "xla" and os.environ.get("PJRT_DEVICE", "TPU").upper() == "TPU"

@@ -30,7 +30,7 @@ from .._ranking import LabelRanking
 from .._ranking_text import check_names
 from .._stream import progress_bar
 from ._batches import copy_event, fresh_batches, split_batch
-from ._device import autocast_context, device_loader, no_grad_context, pick_device
+from ._device import autocast_context, check_amp, device_loader, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
 from ._pooling import backbone_features, check_pooling, features_module, frozen, input_dtype
 
@@ -236,9 +236,10 @@ def extract_and_rank(
         "auto": XLA when torch_xla is importable and configured, else CUDA, else CPU.
     shrinkage, n_components :
         As for ``rank_labels``.
-    amp : None, bool or torch.dtype
+    amp : None, bool, torch.bfloat16 or torch.float16
         Mixed precision for the forward pass (None: bfloat16 on CUDA devices that support
-        it and on TPUs, off on CPU and the XLA CPU device).
+        it and on TPUs, off on CPU and the XLA CPU device; True: bfloat16). ``finetune``
+        refuses float16, which would need loss scaling.
         Low-precision features are accumulated in float64 all the same.
     progress : bool
         A progress bar over batches (tqdm, on standard error).
@@ -285,6 +286,7 @@ def extract_and_rank(
     parse_shrinkage(shrinkage)
     check_n_components(n_components)
     check_method(method)
+    check_amp(amp)
     if folds is not None:
         check_int(folds, "folds", 2)
     names = _class_names(class_names, loader, num_classes)

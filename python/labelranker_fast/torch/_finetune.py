@@ -33,7 +33,7 @@ from .._ranking import LabelRanking
 from .._stream import progress_bar
 from ._batches import device_batches, split_batch
 from ._checkpoints import load_checkpoint, save_checkpoint
-from ._device import autocast_context, device_loader, is_xla, pick_device, xla_sync
+from ._device import autocast_context, check_amp, device_loader, is_xla, pick_device, xla_sync
 from ._hf import check_label_order, head_width, logits_of
 from ._pooling import backbone_features, check_pooling, every_patch, features_module, frozen
 from ._recipe import cosine_with_warmup, init_head, position_table
@@ -325,8 +325,9 @@ def finetune(
     Raises
     ------
     ValueError, TypeError
-        Invalid arguments (counts, ``label_smoothing`` outside [0, 1), a ranking of other
-        classes than 0..num_classes-1), or a checkpoint at ``checkpoint_path`` that is not
+        Invalid arguments (counts, ``label_smoothing`` outside [0, 1), ``amp`` of
+        torch.float16, which would need loss scaling, a ranking of other classes than
+        0..num_classes-1), or a checkpoint at ``checkpoint_path`` that is not
         readable or belongs to another run (naming what differs; nothing is loaded).
     FileNotFoundError
         A folder of ``history_path`` or ``checkpoint_path`` that does not exist.
@@ -338,6 +339,7 @@ def finetune(
     warmup_epochs = check_int(warmup_epochs, "warmup_epochs", 0)
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    check_amp(amp, training=True)
     dev = pick_device(device)
     if isinstance(model, Classifier):
         clf = model.to(dev)
