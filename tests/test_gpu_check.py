@@ -256,3 +256,34 @@ def test_an_amp_that_is_not_a_half_precision_dtype_is_refused_by_name(amp):
 
     with pytest.raises(TypeError, match="amp must be None, a bool, torch.bfloat16"):
         extract_and_rank(backbone(), tiny_loader(1), num_classes=3, amp=amp, progress=False)
+
+
+class CountingData(torch.utils.data.Dataset):
+    """Counts the samples read (num_workers=0: all in this process)."""
+
+    def __init__(self, n: int):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y, self.reads = torch.randn(n, 12, generator=g), torch.arange(n) % 3, 0
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.x[i], self.y[i]
+
+
+def test_finetune_learns_the_feature_width_from_one_sample_not_a_batch():
+    """Before its first epoch finetune runs the backbone once to learn the feature width:
+    on one sample read from the data set, not on a batch drawn from the loader (which
+    started its workers once more, or drained a persistent pool's prefetch)."""
+    data = CountingData(32)
+    finetune(
+        backbone(),
+        DataLoader(data, batch_size=8),
+        num_classes=3,
+        epochs=2,
+        device="cpu",
+        progress=False,
+    )
+    assert data.reads == 2 * 32 + 1

@@ -25,6 +25,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset
 
 from .._accumulator import ScatterAccumulator
 from .._inputs import check_int
@@ -145,10 +146,26 @@ class FinetuneResult:
     history: list = field(default_factory=list)  # one dict per epoch
 
 
+def _probe_batch(loader):
+    """A batch to learn the feature width from. From a DataLoader over a map-style data
+    set, its first sample collated alone: no worker is started (nor a persistent one's
+    prefetch drained) and its sampler is not drawn from. From anything else, its first
+    batch."""
+    if isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset):
+        try:
+            sample = loader.dataset[0]
+        except (IndexError, KeyError):  # a data set not indexed from 0
+            return next(iter(loader))
+        if loader.batch_sampler is None:  # batch_size=None: each sample is a batch
+            return loader.collate_fn(sample)
+        return loader.collate_fn([sample])
+    return next(iter(loader))
+
+
 def _feature_dim(backbone, loader, pooling, device) -> int:
     check_pooling(pooling)
     features_module(backbone, pooling)  # ValueError before a batch is read
-    x, _ = split_batch(next(iter(loader)))
+    x, _ = split_batch(_probe_batch(loader))
     with frozen(backbone), torch.no_grad():
         return int(backbone_features(backbone, x[:2].to(device), pooling).shape[1])
 
