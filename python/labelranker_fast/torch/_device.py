@@ -114,15 +114,25 @@ def check_amp(amp, *, training: bool = False):
     return amp
 
 
+def _native_bf16(device: torch.device) -> bool:
+    """Whether this CUDA device computes in bfloat16 natively (compute capability 8.0 on,
+    or ROCm). ``torch.cuda.is_bf16_supported()`` also says yes for older GPUs that only
+    emulate it (a T4, a V100), and asks the current device, not ``device``."""
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def autocast_context(device: torch.device, amp):
     """Mixed precision: ``amp=None`` means bfloat16 on CUDA devices that support it and on
     TPUs (XLA with ``PJRT_DEVICE`` TPU or unset), full precision on CPU and XLA's CPU
-    device; ``True``/``False`` force it; a dtype picks it."""
+    device (and CUDA GPUs before Ampere, which only emulate bfloat16); ``True``/``False``
+    force it; a dtype picks it."""
     check_amp(amp)
     kind = torch.device(device).type
     if amp is None:  # bfloat16 where the hardware has it: CUDA (Ampere on), TPUs
         tpu = kind == "xla" and os.environ.get("PJRT_DEVICE", "TPU").upper() == "TPU"
-        amp = (kind == "cuda" and torch.cuda.is_bf16_supported()) or tpu
+        amp = (kind == "cuda" and _native_bf16(torch.device(device))) or tpu
     if amp is False:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp is True else amp

@@ -25,14 +25,13 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, IterableDataset
 
 from .._accumulator import ScatterAccumulator
 from .._inputs import check_int
 from .._io import as_path, write_json
 from .._ranking import LabelRanking
 from .._stream import progress_bar
-from ._batches import device_batches, split_batch
+from ._batches import device_batches, kept_rng, probe_batches, split_batch
 from ._checkpoints import load_checkpoint, save_checkpoint
 from ._device import autocast_context, check_amp, device_loader, is_xla, pick_device, xla_sync
 from ._hf import check_label_order, head_width, logits_of
@@ -146,28 +145,22 @@ class FinetuneResult:
     history: list = field(default_factory=list)  # one dict per epoch
 
 
-def _probe_batch(loader):
-    """A batch to learn the feature width from. From a DataLoader over a map-style data
-    set, its first sample collated alone: no worker is started (nor a persistent one's
-    prefetch drained) and its sampler is not drawn from. From anything else, its first
-    batch."""
-    if isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset):
-        try:
-            sample = loader.dataset[0]
-        except (IndexError, KeyError):  # a data set not indexed from 0
-            return next(iter(loader))
-        if loader.batch_sampler is None:  # batch_size=None: each sample is a batch
-            return loader.collate_fn(sample)
-        return loader.collate_fn([sample])
-    return next(iter(loader))
-
-
 def _feature_dim(backbone, loader, pooling, device) -> int:
+    """The width of ``backbone``'s pooled features, from the first of ``probe_batches``
+    that it runs on; the random states are left as they were (see ``kept_rng``)."""
     check_pooling(pooling)
     features_module(backbone, pooling)  # ValueError before a batch is read
-    x, _ = split_batch(_probe_batch(loader))
-    with frozen(backbone), torch.no_grad():
-        return int(backbone_features(backbone, x[:2].to(device), pooling).shape[1])
+    error = None
+    with kept_rng(device), frozen(backbone), torch.no_grad():
+        for batch in probe_batches(loader):
+            try:
+                x, _ = split_batch(batch)
+                return int(backbone_features(backbone, x[:2].to(device), pooling).shape[1])
+            except Exception as exc:  # noqa: BLE001 - the loader's own batch is tried next
+                error = exc
+    if error is not None:
+        raise error
+    raise ValueError("finetune needs a train_loader with at least one batch")
 
 
 def evaluate(
@@ -211,18 +204,17 @@ def evaluate(
     """
     dev = pick_device(device)
     positions = head_width(model, num_classes)
-    table = position_table(ranking, positions, dev)
+    table = position_table(ranking, positions, "cpu")  # targets are looked up on the host
     check_label_order(model, ranking)
     loss_sum = torch.zeros((), device=dev)
     hits = torch.zeros((), device=dev, dtype=torch.long)
     count = 0
     with frozen(model), torch.no_grad(), autocast_context(dev, amp):
-        for x, y in device_batches(loader, dev):
-            pos = table[y]
+        for x, pos in device_batches(loader, dev, table):
             logits = logits_of(model(x), positions).float()
             loss_sum += F.cross_entropy(logits, pos, reduction="sum")
             hits += (logits.argmax(1) == pos).sum()
-            count += int(y.shape[0])
+            count += int(pos.shape[0])
             xla_sync(dev)
     return {"loss": float(loss_sum) / max(count, 1), "accuracy": float(hits) / max(count, 1)}
 
@@ -364,7 +356,7 @@ def finetune(
         model = model.to(dev)
         dim = _feature_dim(model, train_loader, pooling, dev)
         clf = Classifier(model, dim, num_classes, pooling=pooling, head_seed=head_seed).to(dev)
-    table = position_table(ranking, num_classes, dev)
+    table = position_table(ranking, num_classes, "cpu")  # targets are looked up on the host
     lda = init_head(clf, head_init, ranking, train_loader, model is clf, dev, amp)
     steps = len(cast(Sized, train_loader))  # the schedule needs the steps per epoch
     optimizer = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
@@ -408,8 +400,7 @@ def finetune(
             loss_sum = torch.zeros((), device=dev)
             hits = torch.zeros((), device=dev, dtype=torch.long)
             count = 0
-            for x, y in device_batches(train_loader, dev):
-                pos = table[y]
+            for x, pos in device_batches(train_loader, dev, table):
                 with autocast_context(dev, amp):
                     logits = clf(x)
                 loss = F.cross_entropy(logits.float(), pos, label_smoothing=label_smoothing)
@@ -417,9 +408,9 @@ def finetune(
                 loss.backward()
                 step_optimizer(optimizer)
                 scheduler.step()
-                loss_sum += loss.detach() * y.shape[0]
+                loss_sum += loss.detach() * pos.shape[0]
                 hits += (logits.detach().argmax(1) == pos).sum()
-                count += int(y.shape[0])
+                count += int(pos.shape[0])
                 xla_sync(dev)
                 if bar is not None:
                     bar.update(1)
