@@ -3,7 +3,6 @@ targets of finetune/evaluate, and amp=None's choice on CUDA GPUs before Ampere."
 
 from __future__ import annotations
 
-import copy
 import os
 import random
 
@@ -208,8 +207,11 @@ def test_a_target_past_the_last_class_is_a_value_error():
 
 @pytest.mark.parametrize(
     "targets",
-    [torch.tensor([[0], [1], [2], [3]]), torch.nn.functional.one_hot(torch.arange(4), 4),
-     torch.tensor(1)],
+    [
+        torch.tensor([[0], [1], [2], [3]]),
+        torch.nn.functional.one_hot(torch.arange(4), 4),
+        torch.tensor(1),
+    ],
     ids=["(n, 1)", "one-hot", "0-d"],
 )
 def test_targets_of_another_shape_are_a_value_error_naming_them(targets):
@@ -226,8 +228,13 @@ def test_string_targets_are_a_type_error_naming_them():
 
 @pytest.mark.parametrize(
     "make",
-    [lambda y: y.numpy().astype(np.uint8), lambda y: y.to(torch.uint8), lambda y: y.to(torch.int8),
-     lambda y: [np.int32(v) for v in y.numpy()], lambda y: list(y)],
+    [
+        lambda y: y.numpy().astype(np.uint8),
+        lambda y: y.to(torch.uint8),
+        lambda y: y.to(torch.int8),
+        lambda y: [np.int32(v) for v in y.numpy()],
+        lambda y: list(y),
+    ],
     ids=["numpy uint8", "torch uint8", "torch int8", "numpy int32 list", "0-d tensor list"],
 )
 def test_small_integer_targets_are_class_indices_not_masks(make):

@@ -161,14 +161,12 @@ def probe_batches(loader: Iterable[Any]) -> Iterator[Any]:
     may make it fail or differ, and then the loader's own batch decides. With workers the
     main process reads nothing: a data set may open a handle on its first read (or in
     ``worker_init_fn``) that must not be opened before its workers start."""
-    plain = (
-        isinstance(loader, DataLoader)
-        and type(loader).__iter__ is DataLoader.__iter__
+    if isinstance(loader, DataLoader) and (
+        type(loader).__iter__ is DataLoader.__iter__
         and not isinstance(loader.dataset, IterableDataset)
         and loader.batch_sampler is not None
         and loader.num_workers == 0
-    )
-    if plain:
+    ):
         try:
             one = loader.collate_fn([loader.dataset[0]])
         except Exception:  # noqa: BLE001 - the loader's own batch is read next
