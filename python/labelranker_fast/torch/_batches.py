@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate
 from ._device import device_loader
 
 __all__ = [
+    "check_inputs",
     "copy_event",
     "device_batches",
     "fresh_batches",
@@ -49,6 +50,12 @@ def split_batch(batch):
         "each batch must be an (inputs, targets) tuple or a dict with 'pixel_values' and "
         f"'labels' keys, got {type(batch).__name__}"
     )
+
+
+def check_inputs(x) -> None:
+    """A batch's inputs must be a tensor (TypeError otherwise)."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"each batch's inputs must be a torch tensor, got {type(x).__name__}")
 
 
 def fresh_batches(loader: Iterable[Any]) -> bool:
@@ -132,8 +139,7 @@ def device_batches(
     on_dev = None
     for batch in device_loader(loader, dev):
         x, y = split_batch(batch)
-        if not torch.is_tensor(x):
-            raise TypeError(f"each batch's inputs must be a torch tensor, got {type(x).__name__}")
+        check_inputs(x)
         y = _targets(y, int(x.shape[0]) if x.dim() else -1)
         if table is not None and y.device.type == "cpu":
             y = _positions(table, y)

@@ -29,7 +29,7 @@ from .._ordering import check_method
 from .._ranking import LabelRanking
 from .._ranking_text import check_names
 from .._stream import progress_bar
-from ._batches import copy_event, fresh_batches, split_batch
+from ._batches import check_inputs, copy_event, fresh_batches, split_batch
 from ._device import autocast_context, check_amp, device_loader, no_grad_context, pick_device
 from ._distributed import all_reduce_, is_distributed
 from ._pooling import backbone_features, check_pooling, features_module, frozen, input_dtype
@@ -136,8 +136,7 @@ def _to_device(x, dev: torch.device, dtype, wait: bool):
     marks the copy out of a pinned host tensor, which runs asynchronously: a loader
     whose batches are not fresh (``wait``) may refill that tensor only once it has been
     read."""
-    if not torch.is_tensor(x):
-        raise TypeError(f"each batch's inputs must be a torch tensor, got {type(x).__name__}")
+    check_inputs(x)
     pinned = wait and x.device.type == "cpu" and x.is_pinned()
     x = x.to(dev, non_blocking=True)
     read = copy_event(dev) if pinned else None
