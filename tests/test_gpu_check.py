@@ -287,3 +287,37 @@ def test_finetune_learns_the_feature_width_from_one_sample_not_a_batch():
         progress=False,
     )
     assert data.reads == 2 * 32 + 1
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda x: x, lambda x: (x,), lambda x: [x], lambda x: {"pixel_values": x}],
+    ids=["tensor", "1-tuple", "1-list", "dict without labels"],
+)
+def test_predict_takes_batches_without_targets(wrap):
+    """predict ignores targets, so it takes batches that have none (TensorDataset(x) gives
+    1-tuples): the same predictions as the model's own argmax."""
+    from labelranker_fast.torch import predict
+
+    model = torch.nn.Sequential(backbone(), torch.nn.Linear(16, 3))
+    x = torch.randn(10, 12, generator=torch.Generator().manual_seed(1))
+    batches = [wrap(x[:6]), wrap(x[6:])]
+    got = predict(model, batches, device="cpu")
+    with torch.no_grad():
+        want = model(x).argmax(1).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+def test_predict_refuses_a_batch_without_inputs_by_name():
+    from labelranker_fast.torch import predict
+
+    with pytest.raises(TypeError, match="'pixel_values' key, got dict"):
+        predict(backbone(), [{"labels": torch.zeros(2)}], device="cpu")
+
+
+def test_the_lightning_callback_refuses_a_bad_amp_when_built():
+    pytest.importorskip("lightning")
+    from labelranker_fast.lightning import LabelRankerCallback
+
+    with pytest.raises(TypeError, match="amp must be None, a bool, torch.bfloat16"):
+        LabelRankerCallback(tiny_loader(1), 3, amp="bf16")

@@ -38,6 +38,7 @@ from ._inputs import check_int
 from ._ranking import LabelRanking
 from ._ranking_torch import LabelRankingModule
 from .torch import extract_and_rank
+from .torch._device import check_amp
 
 __all__ = ["LabelRankerCallback"]
 
@@ -127,6 +128,8 @@ class LabelRankerCallback(pl.Callback):
                 raise TypeError(f"LabelRankerCallback sets {key!r} itself; do not pass it")
             if key not in accepted:
                 raise TypeError(f"extract_and_rank takes no argument {key!r}")
+        if "amp" in extract_kwargs:  # refused now, not when the ranking runs
+            check_amp(extract_kwargs["amp"])
         if ranking is not None and not isinstance(ranking, LabelRanking):
             raise TypeError(f"ranking must be a LabelRanking, got {type(ranking).__name__}")
         if loader is None and ranking is None:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate
 from ._device import device_loader
 
 __all__ = [
+    "batch_inputs",
     "check_inputs",
     "copy_event",
     "device_batches",
@@ -49,6 +50,24 @@ def split_batch(batch):
     raise TypeError(
         "each batch must be an (inputs, targets) tuple or a dict with 'pixel_values' and "
         f"'labels' keys, got {type(batch).__name__}"
+    )
+
+
+def batch_inputs(batch):
+    """The inputs of a batch that may have no targets (what ``predict`` reads): a tensor, a
+    (x, ...) tuple/list (``TensorDataset(x)`` gives 1-tuples) or a mapping with
+    "pixel_values"/"image"/"input"/"x"."""
+    if torch.is_tensor(batch):
+        return batch
+    if isinstance(batch, (tuple, list)) and len(batch) >= 1:
+        return batch[0]
+    if isinstance(batch, Mapping):
+        for key in ("pixel_values", "image", "input", "x"):
+            if key in batch:
+                return batch[key]
+    raise TypeError(
+        "each batch must be inputs, an (inputs, ...) tuple or a dict with a 'pixel_values' "
+        f"key, got {type(batch).__name__}"
     )
 
 

@@ -31,7 +31,14 @@ from .._inputs import check_int
 from .._io import as_path, write_json
 from .._ranking import LabelRanking
 from .._stream import progress_bar
-from ._batches import device_batches, kept_rng, probe_batches, split_batch
+from ._batches import (
+    batch_inputs,
+    check_inputs,
+    device_batches,
+    kept_rng,
+    probe_batches,
+    split_batch,
+)
 from ._checkpoints import load_checkpoint, save_checkpoint
 from ._device import autocast_context, check_amp, device_loader, is_xla, pick_device, xla_sync
 from ._hf import check_label_order, head_width, logits_of
@@ -234,7 +241,9 @@ def predict(
     model : torch.nn.Module
         Returns logits over head positions: a tensor or an output with ``.logits`` (a
         Hugging Face classifier).
-    loader : iterable of batches (their targets, if any, are ignored)
+    loader : iterable of batches
+        Inputs alone, (inputs, ...) tuples (``TensorDataset(x)`` gives 1-tuples) or dicts
+        with "pixel_values"; targets, if any, are ignored.
     ranking : LabelRanking, optional
         None: the positions themselves.
     device, amp :
@@ -247,9 +256,10 @@ def predict(
     Raises
     ------
     ValueError, TypeError
-        Batches that are not (inputs, ...), outputs without 2-D logits, logits of
-        another width than the ranking's classes, or a ``model.config.id2label`` that
-        labels its columns in another order than the ranking (``check_label_order``).
+        Batches without inputs (or inputs that are not a tensor), outputs without 2-D
+        logits, logits of another width than the ranking's classes, or a
+        ``model.config.id2label`` that labels its columns in another order than the ranking
+        (``check_label_order``).
         Every submodule's training flag is restored.
     """
     dev = pick_device(device)
@@ -260,7 +270,8 @@ def predict(
         # No device_batches: its targets are ignored, and each batch's .cpu() below waits
         # for the batch's work, its input's copy included, before the next is asked for.
         for batch in device_loader(loader, dev):
-            x, _ = split_batch(batch)
+            x = batch_inputs(batch)
+            check_inputs(x)
             logits = logits_of(model(x.to(dev, non_blocking=True)), width, "ranking.n_classes")
             out.append(logits.argmax(1).cpu())
     positions = torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
