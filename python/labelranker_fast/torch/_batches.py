@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 
+_INPUT_KEYS = ("pixel_values", "image", "input", "x")  # a dict batch's inputs, first found
+_TARGET_KEYS = ("labels", "label", "target", "y")
+
+
 def split_batch(batch):
     """(inputs, targets) of a batch: a (x, y, ...) tuple/list or a mapping (a dict, or a
     Hugging Face ``BatchFeature``, which is a ``UserDict``) with
@@ -43,8 +47,8 @@ def split_batch(batch):
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
     if isinstance(batch, Mapping):
-        x = next((batch[k] for k in ("pixel_values", "image", "input", "x") if k in batch), None)
-        y = next((batch[k] for k in ("labels", "label", "target", "y") if k in batch), None)
+        x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
+        y = next((batch[k] for k in _TARGET_KEYS if k in batch), None)
         if x is not None and y is not None:
             return x, y
     raise TypeError(
@@ -62,7 +66,7 @@ def batch_inputs(batch):
     if isinstance(batch, (tuple, list)) and len(batch) >= 1:
         return batch[0]
     if isinstance(batch, Mapping):
-        for key in ("pixel_values", "image", "input", "x"):
+        for key in _INPUT_KEYS:
             if key in batch:
                 return batch[key]
     raise TypeError(
